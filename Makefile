@@ -1,0 +1,49 @@
+# One target per thing a person does. `make demo` and `make test` set up everything they need
+# (.venv, dependencies, offline tools) on first use: a fresh clone needs Python 3.11+, make and npm.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# The offline copy of the California housing data (no internet on build machines); with internet
+# and no copy, scikit-learn downloads it on first use.
+DATA := $(firstword $(wildcard $(CURDIR)/../shared/data/scikit_learn_data /work/shared/data/scikit_learn_data))
+ifneq ($(DATA),)
+export SCIKIT_LEARN_DATA ?= $(DATA)
+endif
+# HistGradientBoosting's OpenMP threads fight a server's own (shared/FINDINGS.md).
+export OMP_NUM_THREADS ?= 1
+export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/.tools/venv/bin:$(PATH)
+export CKV_SKIP_PACKAGE_UPDATE_CHECK := true
+export TF_CLI_CONFIG_FILE :=
+
+.PHONY: demo test lint bench tools clean
+
+demo: $(STAMP)
+	$(BIN)/housing demo
+
+test: $(STAMP) tools
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check services tests benchmarks
+	$(BIN)/ruff format --check services tests benchmarks
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+tools:
+	bash ci/install-tools.sh
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: set PYTHON=/path/to/python3.11")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+clean:
+	-$(BIN)/housing db stop
+	rm -rf .housing reports

@@ -1,0 +1,90 @@
+"""``housing``: one command line for the whole system.
+
+Each service's commands live in its own ``cli.py``; this module only assembles them and turns the
+domain errors every command may raise into one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from pydantic import ValidationError
+
+from services.trainer import cli as trainer_cli
+
+app = typer.Typer(
+    name="housing",
+    help="Cali Housing MLOps: train, serve, monitor and roll back a California housing price model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db = typer.Typer(help="The Postgres schema and the embedded server.", no_args_is_help=True)
+app.add_typer(db, name="db")
+
+app.command()(trainer_cli.train)
+app.command()(trainer_cli.promote)
+app.command()(trainer_cli.rollback)
+app.command()(trainer_cli.models)
+
+
+@db.command("migrate")
+def db_migrate() -> None:
+    """Apply the schema migrations not yet applied (idempotent, safe from several processes)."""
+    from services.common.connections import embedded_postgres_url
+    from services.common.database import migrate
+    from services.common.settings import CommonSettings
+
+    settings = CommonSettings()
+    if settings.database_url is not None:
+        url = settings.database_url.get_secret_value()
+    else:
+        url = embedded_postgres_url(settings.housing_home / "postgres")
+        print(f"DATABASE_URL is not set: using the embedded Postgres in {settings.housing_home / 'postgres'}",
+              file=sys.stderr)
+    applied = migrate(url)
+    print(f"applied {', '.join(applied)}" if applied else "the schema is up to date", file=sys.stderr)
+
+
+@db.command("stop")
+def db_stop() -> None:
+    """Stop the embedded Postgres under HOUSING_HOME, if it runs."""
+    from services.common.connections import stop_embedded_postgres
+    from services.common.settings import CommonSettings
+
+    folder = CommonSettings().housing_home / "postgres"
+    stopped = stop_embedded_postgres(folder)
+    print(f"stopped the embedded Postgres in {folder}" if stopped else "no embedded Postgres runs", file=sys.stderr)
+
+
+def _settings_message(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        name = "_".join(str(part) for part in item["loc"]).upper() or "settings"
+        parts.append(f"{name}: {item['msg']}")
+    return "invalid settings from the environment: " + "; ".join(parts)
+
+
+def main() -> None:
+    """Entry point: run a command; known failures become ``error: ...`` and exit code 1."""
+    from services.common.database import DatabaseUnavailable
+    from services.common.dataset import DatasetUnavailable
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    known: tuple[type[Exception], ...] = (DatabaseUnavailable, DatasetUnavailable)
+    try:
+        from services.common.registry import RegistryError
+
+        known += (RegistryError,)
+    except ImportError:  # pragma: no cover - every image has mlflow; kept for a clear message
+        pass
+    try:
+        app()
+    except ValidationError as error:
+        print(f"error: {_settings_message(error)}", file=sys.stderr)
+        sys.exit(1)
+    except known as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,31 @@
+"""The ``model_events`` table: every lifecycle decision with its reasons and figures."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+Event = Literal["registered", "promoted", "rejected", "forced", "rolled_back"]
+
+
+def record_event(
+    conn: psycopg.Connection,
+    event: Event,
+    version: int,
+    *,
+    actor: str,
+    previous_version: int | None = None,
+    reasons: Sequence[str] = (),
+    figures: Mapping[str, Any] | None = None,
+) -> int:
+    """Insert one event row and return its id (the caller owns the transaction)."""
+    row = conn.execute(
+        "INSERT INTO model_events (event, model_version, previous_version, actor, reasons, figures)"
+        " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+        (event, version, previous_version, actor, Jsonb(list(reasons)), Jsonb(dict(figures or {}))),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])

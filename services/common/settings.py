@@ -1,0 +1,47 @@
+"""Settings every service reads from the environment (12-factor), declared once with types.
+
+Each service extends :class:`CommonSettings` with its own fields. Settings are read once, at the
+edge (the CLI), and passed down; nothing below the CLI reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """Where the shared state lives: Postgres, the MLflow registry, the local working folder."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="Postgres URL (postgresql://...). Unset: an embedded Postgres under HOUSING_HOME.",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking/registry URI. Unset: a sqlite store under HOUSING_HOME/mlflow.",
+    )
+    housing_home: Path = Field(
+        default=Path(".housing"),
+        description="Folder for local state: embedded Postgres, MLflow store, spool, reports, locks.",
+    )
+    log_level: str = Field(default="INFO", description="Python log level.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("DATABASE_URL must start with postgresql:// (e.g. postgresql://user:pw@host:5432/db)")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level

@@ -1,0 +1,147 @@
+"""Trainer commands: ``housing train``, ``promote``, ``rollback``, ``models``.
+
+This module is the trainer's edge: it reads settings once and wires the real parts. Heavy imports
+(MLflow, scikit-learn) happen inside the commands so ``housing --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.trainer.settings import TrainerSettings
+
+console = Console(stderr=True)
+
+
+def train(
+    no_promote: Annotated[bool, typer.Option("--no-promote", help="Stop at the challenger alias.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,
+) -> None:
+    """Train a candidate on the data set plus labelled production rows, register it, and gate it."""
+    from services.common.connections import database_url, open_registry, tracking_uri
+    from services.common.dataset import load_dataset
+    from services.common.progress import Stages
+    from services.trainer.train import run_training
+
+    settings = TrainerSettings()
+    url = database_url(settings)
+    client, experiment_id = open_registry(*tracking_uri(settings))
+    stages = Stages(5 if no_promote else 6)
+    with stages.stage("loading the California housing data set"):
+        dataset = load_dataset()
+    summary = run_training(
+        client, experiment_id, url, dataset, settings, promote=not no_promote, stages=stages
+    )
+    if as_json:
+        print(json.dumps(summary.as_dict(), indent=2))
+        return
+    metrics = summary.metrics
+    console.print(
+        f"version {summary.version}: holdout R² {metrics['holdout_r2']:.3f}, MAE {metrics['holdout_mae']:.3f} "
+        f"(100k USD) on {len(dataset.y_holdout)} rows"
+    )
+    if summary.gate is not None:
+        _print_gate(summary.gate.decision.passed, summary.gate.decision.reasons, summary.version)
+
+
+def _print_gate(passed: bool, reasons: list[str], version: int) -> None:
+    verdict = "[green]promoted to champion[/green]" if passed else "[red]rejected[/red]"
+    console.print(f"gate: version {version} {verdict}")
+    for reason in reasons:
+        console.print(f"  - {reason}")
+
+
+def promote(
+    version: Annotated[int, typer.Argument(help="The model version to promote.")],
+    force: Annotated[bool, typer.Option("--force", help="Skip the gate (needs --reason).")] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why the gate is skipped.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON on stdout.")] = False,
+) -> None:
+    """Put a registered version through the gate and make it champion if it passes."""
+    from services.common.connections import database_url, open_registry, tracking_uri
+    from services.common.dataset import load_dataset
+    from services.trainer.lifecycle import force_promote, gate_version
+
+    if force and not (reason and reason.strip()):
+        raise typer.BadParameter("--force needs --reason TEXT saying why the gate is skipped", param_hint="--reason")
+    settings = TrainerSettings()
+    url = database_url(settings)
+    client, _ = open_registry(*tracking_uri(settings))
+    if force:
+        assert reason is not None
+        old = force_promote(client, url, version, actor="housing promote --force", reason=reason)
+        console.print(f"version {version} is champion (forced: {reason}); previous: {old}")
+        return
+    result = gate_version(client, url, load_dataset(), settings, version, actor="housing promote")
+    if as_json:
+        print(json.dumps(result.as_dict(), indent=2))
+    _print_gate(result.decision.passed, result.decision.reasons, version)
+    if not result.decision.passed:
+        raise typer.Exit(1)
+
+
+def rollback(
+    reason: Annotated[str, typer.Option("--reason", help="Why the champion is rolled back.")] = "manual rollback",
+) -> None:
+    """Put the previous champion back (champion ← previous) and record why."""
+    from services.common.connections import database_url, open_registry, tracking_uri
+    from services.common.rollback import roll_back
+
+    settings = TrainerSettings()
+    url = database_url(settings)
+    client, _ = open_registry(*tracking_uri(settings))
+    bad, good = roll_back(client, url, actor="housing rollback", reasons=[reason])
+    console.print(f"rolled back: version {good} is champion again (version {bad} retired)")
+
+
+def models(
+    history: Annotated[bool, typer.Option("--history", help="Which version was champion when, and why.")] = False,
+) -> None:
+    """List model versions with aliases, figures and gate outcome (or the champion history)."""
+    from services.common.connections import database_url, open_registry, tracking_uri
+    from services.common.database import connect
+    from services.common.registry import MODEL_NAME, TAG_DECISION, current_aliases, version_figures
+
+    settings = TrainerSettings()
+    out = Console()
+    if history:
+        with connect(database_url(settings)) as conn:
+            rows = conn.execute(
+                "SELECT created_at, event, model_version, previous_version, actor, reasons FROM model_events"
+                " ORDER BY created_at, id"
+            ).fetchall()
+        table = Table("time", "event", "version", "before", "by", "why")
+        for at, event, version, before, actor, reasons in rows:
+            table.add_row(f"{at:%Y-%m-%d %H:%M:%S}", event, str(version), str(before or ""), actor, "; ".join(reasons))
+        out.print(table)
+        return
+    client, _ = open_registry(*tracking_uri(settings))
+    aliases = current_aliases(client)
+    by_version: dict[int, list[str]] = {}
+    for alias, version in aliases.items():
+        if version is not None:
+            by_version.setdefault(version, []).append(alias)
+    table = Table("version", "aliases", "holdout R²", "holdout MAE", "gate", "created")
+    versions = client.search_model_versions(f"name='{MODEL_NAME}'")
+    for mv in sorted(versions, key=lambda v: int(v.version)):
+        figures = version_figures(client, mv)
+        table.add_row(
+            mv.version,
+            ", ".join(by_version.get(int(mv.version), [])),
+            f"{figures.metrics.get('holdout_r2', float('nan')):.3f}",
+            f"{figures.metrics.get('holdout_mae', float('nan')):.3f}",
+            figures.tags.get(TAG_DECISION, ""),
+            f"{_ms_to_text(mv.creation_timestamp)}",
+        )
+    out.print(table if versions else "no model versions yet: train one with `housing train`")
+
+
+def _ms_to_text(ms: int | None) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp((ms or 0) / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,55 @@
+"""Labelled production rows: predictions joined with their ground truth, split by time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+from psycopg import sql
+
+from services.common.features import FEATURE_COLUMNS
+
+
+@dataclass(frozen=True)
+class LabelledRows:
+    """Features (schema order), true prices (100k USD) and the time each prediction was made, oldest first."""
+
+    x: npt.NDArray[np.float64]
+    y: npt.NDArray[np.float64]
+    at: list[datetime]
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def split(self, recent_fraction: float) -> tuple[LabelledRows, LabelledRows, datetime | None]:
+        """(older rows to train on, newest rows for the gate, the time the newest part starts)."""
+        cut = len(self) - int(round(len(self) * recent_fraction))
+        if cut >= len(self):
+            return self, empty(), None
+        return self.take(slice(0, cut)), self.take(slice(cut, None)), self.at[cut]
+
+    def take(self, part: slice) -> LabelledRows:
+        return LabelledRows(self.x[part], self.y[part], self.at[part])
+
+
+def empty() -> LabelledRows:
+    return LabelledRows(np.empty((0, len(FEATURE_COLUMNS))), np.empty(0), [])
+
+
+def fetch_labelled(conn: psycopg.Connection, since: datetime, after: datetime | None = None) -> LabelledRows:
+    """Champion predictions made since ``since`` (and strictly after ``after``) that have feedback."""
+    query = sql.SQL(
+        "SELECT {columns}, f.actual, p.created_at FROM predictions p"
+        " JOIN feedback f ON f.prediction_id = p.id"
+        " WHERE p.role = 'champion' AND p.created_at >= %s AND (%s::timestamptz IS NULL OR p.created_at > %s)"
+        " ORDER BY p.created_at, p.id"
+    ).format(columns=sql.SQL(", ").join(sql.Identifier("p", column) for column in FEATURE_COLUMNS))
+    rows = conn.execute(query, (since, after, after)).fetchall()
+    if not rows:
+        return empty()
+    width = len(FEATURE_COLUMNS)
+    matrix = np.array([row[: width + 1] for row in rows], dtype=np.float64)
+    return LabelledRows(matrix[:, :width], matrix[:, width], [row[width + 1] for row in rows])

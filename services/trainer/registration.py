@@ -1,0 +1,87 @@
+"""Logging a trained candidate to MLflow: run, figures, data digest, reference profile, registered version."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import mlflow
+import mlflow.data
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, Schema
+from sklearn.pipeline import Pipeline
+
+from services.common.features import EXAMPLE, FEATURE_NAMES, TARGET
+from services.common.profile import ReferenceProfile
+from services.common.registry import CHALLENGER, MODEL_ARTIFACT, MODEL_NAME, PROFILE_ARTIFACT
+from services.trainer.model import PARAMS
+
+# MLflow saves scikit-learn models with skops by default, and skops refuses HistGradientBoosting's
+# TreePredictor (shared/FINDINGS.md): cloudpickle, decided here once.
+SERIALIZATION = "cloudpickle"
+
+TAG_LABELLED_SINCE = "train.labelled_since"
+TAG_LABELLED_UNTIL = "train.labelled_until"
+
+
+def signature() -> ModelSignature:
+    """The model's signature is the feature schema: eight doubles in order, one double out."""
+    return ModelSignature(
+        inputs=Schema([ColSpec("double", name) for name in FEATURE_NAMES]),
+        outputs=Schema([ColSpec("double", TARGET)]),
+    )
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """Everything the run records about one candidate."""
+
+    model: Pipeline
+    x_train: npt.NDArray[np.float64]
+    y_train: npt.NDArray[np.float64]
+    base_rows: int
+    labelled_rows: int
+    labelled_since: datetime
+    labelled_until: datetime | None
+    metrics: dict[str, float]
+    profile: ReferenceProfile
+
+
+def register_candidate(client: MlflowClient, experiment_id: str, record: TrainingRecord) -> tuple[int, str]:
+    """Log the run and register the model as a new version aliased ``challenger``; (version, run id)."""
+    train_frame = pd.DataFrame(record.x_train, columns=list(FEATURE_NAMES))
+    train_frame[TARGET] = record.y_train
+    with mlflow.start_run(experiment_id=experiment_id, run_name="train") as run:
+        mlflow.log_params({f"model.{key}": value for key, value in PARAMS.items()})
+        mlflow.log_params({"base_rows": record.base_rows, "labelled_rows": record.labelled_rows})
+        mlflow.log_metrics(record.metrics)
+        mlflow.log_input(
+            mlflow.data.from_pandas(train_frame, name="california-housing+labelled", targets=TARGET),
+            context="training",
+        )
+        mlflow.set_tags(
+            {
+                TAG_LABELLED_SINCE: record.labelled_since.isoformat(),
+                TAG_LABELLED_UNTIL: record.labelled_until.isoformat() if record.labelled_until else "",
+            }
+        )
+        with tempfile.TemporaryDirectory() as folder:
+            path = record.profile.save(Path(folder) / Path(PROFILE_ARTIFACT).name)
+            mlflow.log_artifact(str(path), artifact_path=str(Path(PROFILE_ARTIFACT).parent))
+        info = mlflow.sklearn.log_model(
+            record.model,
+            name=MODEL_ARTIFACT,
+            signature=signature(),
+            input_example=pd.DataFrame([EXAMPLE], columns=list(FEATURE_NAMES)),
+            registered_model_name=MODEL_NAME,
+            serialization_format=SERIALIZATION,
+        )
+        version = int(info.registered_model_version or 0)
+    client.set_registered_model_alias(MODEL_NAME, CHALLENGER, str(version))
+    return version, run.info.run_id

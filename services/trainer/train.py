@@ -1,0 +1,110 @@
+"""``housing train``: data → fit → evaluate → register → gate, with a line of progress per stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from mlflow.tracking import MlflowClient
+
+from services.common.database import connect
+from services.common.dataset import Dataset
+from services.common.events import record_event
+from services.common.profile import build_profile
+from services.common.progress import Stages
+from services.common.registry import METRIC_HOLDOUT_MAE, METRIC_HOLDOUT_R2, METRIC_HOLDOUT_RMSE, METRIC_RECENT_MAE
+from services.trainer.evaluate import evaluate
+from services.trainer.labelled import fetch_labelled
+from services.trainer.lifecycle import GateResult, gate_version
+from services.trainer.model import fit_model
+from services.trainer.registration import TrainingRecord, register_candidate
+from services.trainer.settings import TrainerSettings
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    version: int
+    run_id: str
+    metrics: dict[str, float]
+    base_rows: int
+    labelled_train_rows: int
+    labelled_gate_rows: int
+    gate: GateResult | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "run_id": self.run_id,
+            "metrics": self.metrics,
+            "base_rows": self.base_rows,
+            "labelled_train_rows": self.labelled_train_rows,
+            "labelled_gate_rows": self.labelled_gate_rows,
+            "promoted": bool(self.gate and self.gate.decision.passed),
+            "gate": self.gate.as_dict() if self.gate else None,
+        }
+
+
+def run_training(
+    client: MlflowClient,
+    experiment_id: str,
+    database_url: str,
+    dataset: Dataset,
+    settings: TrainerSettings,
+    *,
+    promote: bool = True,
+    actor: str = "housing train",
+    stages: Stages | None = None,
+    now: datetime | None = None,
+) -> TrainSummary:
+    """Train a candidate on the base set plus older labelled production rows, register it, and gate it."""
+    stages = stages or Stages(5 if promote else 4, quiet=True)
+    now = now or datetime.now(UTC)
+    since = now - timedelta(hours=settings.train_labelled_window_hours)
+
+    with stages.stage("reading labelled production rows"):
+        with connect(database_url) as conn:
+            labelled = fetch_labelled(conn, since)
+        older, newest, cutoff = labelled.split(settings.train_recent_holdout_fraction)
+        stages.say(f"{len(labelled)} rows: {len(older)} to train on, {len(newest)} kept for the gate", end=" ")
+
+    with stages.stage(f"fitting on {len(dataset.y_train)} base + {len(older)} labelled rows"):
+        x = np.vstack([dataset.x_train, older.x])
+        y = np.concatenate([dataset.y_train, older.y])
+        weights = np.concatenate([np.ones(len(dataset.y_train)), np.full(len(older), settings.train_recent_weight)])
+        model = fit_model(x, y, weights)
+
+    with stages.stage("evaluating on the reference holdout"):
+        holdout = evaluate(model, dataset.x_holdout, dataset.y_holdout)
+        if holdout is None:
+            raise ValueError("the fitted model predicts non-finite prices on the reference holdout")
+        metrics = {METRIC_HOLDOUT_MAE: holdout.mae, METRIC_HOLDOUT_R2: holdout.r2, METRIC_HOLDOUT_RMSE: holdout.rmse}
+        recent = evaluate(model, newest.x, newest.y)
+        if recent is not None:
+            metrics[METRIC_RECENT_MAE] = recent.mae
+        stages.say(f"R² {holdout.r2:.3f}, MAE {holdout.mae:.3f}", end=" ")
+
+    with stages.stage("registering in MLflow"):
+        record = TrainingRecord(
+            model=model,
+            x_train=x,
+            y_train=y,
+            base_rows=len(dataset.y_train),
+            labelled_rows=len(older),
+            labelled_since=since,
+            labelled_until=(cutoff or now) if len(older) else None,
+            metrics=metrics,
+            profile=build_profile(x),
+        )
+        version, run_id = register_candidate(client, experiment_id, record)
+        with connect(database_url) as conn:
+            record_event(conn, "registered", version, actor=actor, figures=metrics)
+        stages.say(f"version {version}", end=" ")
+
+    gate = None
+    if promote:
+        with stages.stage("validation gate"):
+            gate = gate_version(client, database_url, dataset, settings, version, actor=actor, now=now)
+            stages.say("passed: promoted to champion" if gate.decision.passed else "rejected", end=" ")
+    return TrainSummary(version, run_id, metrics, len(dataset.y_train), len(older), len(newest), gate)
