@@ -12,6 +12,9 @@ import sys
 import typer
 from pydantic import ValidationError
 
+from services.inference import cli as inference_cli
+from services.local import cli as local_cli
+from services.monitor import cli as monitor_cli
 from services.trainer import cli as trainer_cli
 
 app = typer.Typer(
@@ -28,6 +31,10 @@ app.command()(trainer_cli.train)
 app.command()(trainer_cli.promote)
 app.command()(trainer_cli.rollback)
 app.command()(trainer_cli.models)
+app.command()(inference_cli.serve)
+app.command()(monitor_cli.monitor)
+app.command()(local_cli.simulate)
+app.command()(local_cli.demo)
 
 
 @db.command("migrate")
