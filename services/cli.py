@@ -49,8 +49,10 @@ def db_migrate() -> None:
         url = settings.database_url.get_secret_value()
     else:
         url = embedded_postgres_url(settings.housing_home / "postgres")
-        print(f"DATABASE_URL is not set: using the embedded Postgres in {settings.housing_home / 'postgres'}",
-              file=sys.stderr)
+        print(
+            f"DATABASE_URL is not set: using the embedded Postgres in {settings.housing_home / 'postgres'}",
+            file=sys.stderr,
+        )
     applied = migrate(url)
     print(f"applied {', '.join(applied)}" if applied else "the schema is up to date", file=sys.stderr)
 
@@ -63,7 +65,10 @@ def db_stop() -> None:
 
     folder = CommonSettings().housing_home / "postgres"
     stopped = stop_embedded_postgres(folder)
-    print(f"stopped the embedded Postgres in {folder}" if stopped else "no embedded Postgres runs", file=sys.stderr)
+    print(
+        f"stopped the embedded Postgres in {folder}" if stopped else "no embedded Postgres runs",
+        file=sys.stderr,
+    )
 
 
 def _settings_message(error: ValidationError) -> str:

@@ -111,7 +111,7 @@ def _empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def registry(_empty_store: Path, tmp_path: Path) -> Registry:
-    """An empty MLflow store for one test (a copy of a freshly created one: MLflow's schema set-up is slow)."""
+    """An empty MLflow store for one test (a copy of a fresh one: MLflow's set-up is slow)."""
     folder = tmp_path / "mlflow"
     folder.mkdir()
     shutil.copy(_empty_store, folder / "mlflow.db")

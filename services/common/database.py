@@ -22,7 +22,7 @@ class DatabaseUnavailable(RuntimeError):
     """Postgres cannot be reached."""
 
 
-def connect(url: str, *, autocommit: bool = False, timeout: float = 5.0) -> psycopg.Connection:
+def connect(url: str, *, autocommit: bool = False, timeout: int = 5) -> psycopg.Connection:
     """One connection that works through a transaction pooler; raises DatabaseUnavailable naming the fix."""
     try:
         return psycopg.connect(url, autocommit=autocommit, prepare_threshold=None, connect_timeout=timeout)
@@ -63,19 +63,18 @@ def migrate(url: str) -> list[str]:
     advisory lock, and each migration commits together with its record.
     """
     applied: list[str] = []
-    with connect(url) as conn:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-            for version, sql in migration_files():
-                if version in done:
-                    continue
-                log.info("applying migration %s", version)
-                conn.execute(sql.encode())
-                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
-                applied.append(version)
+    with connect(url) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        for version, sql in migration_files():
+            if version in done:
+                continue
+            log.info("applying migration %s", version)
+            conn.execute(sql.encode())
+            conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+            applied.append(version)
     return applied

@@ -90,5 +90,7 @@ def matrix_problems(matrix: npt.NDArray[np.float64], columns: Sequence[str]) -> 
         values = matrix[:, index]
         bad = ~np.isfinite(values) | (values < feature.minimum) | (values > feature.maximum)
         if bad.any():
-            problems.append(f"{feature.name}: {int(bad.sum())} rows outside {feature.minimum:g}..{feature.maximum:g}")
+            problems.append(
+                f"{feature.name}: {int(bad.sum())} rows outside {feature.minimum:g}..{feature.maximum:g}"
+            )
     return problems

@@ -69,7 +69,8 @@ def alias_version(client: MlflowClient, alias: str) -> ModelVersion | None:
 def current_aliases(client: MlflowClient) -> dict[str, int | None]:
     """Every alias of the model with the version it points at (None when unset)."""
     return {
-        alias: int(version.version) if (version := alias_version(client, alias)) else None for alias in ALIASES
+        alias: int(version.version) if (version := alias_version(client, alias)) else None
+        for alias in ALIASES
     }
 
 
@@ -81,7 +82,11 @@ def get_version(client: MlflowClient, version: int) -> ModelVersion:
         known = sorted(int(v.version) for v in client.search_model_versions(f"name='{MODEL_NAME}'"))
         raise RegistryError(
             f"model version {version} of {MODEL_NAME} does not exist"
-            + (f"; known versions: {', '.join(map(str, known))}" if known else "; train one with `housing train`")
+            + (
+                f"; known versions: {', '.join(map(str, known))}"
+                if known
+                else "; train one with `housing train`"
+            )
         ) from error
 
 

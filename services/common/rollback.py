@@ -27,7 +27,9 @@ def roll_back(
     """
     with connect(database_url) as conn:
         bad, good = rollback(client, dry_run=True)
-        record_event(conn, "rolled_back", good, actor=actor, previous_version=bad, reasons=reasons, figures=figures)
+        record_event(
+            conn, "rolled_back", good, actor=actor, previous_version=bad, reasons=reasons, figures=figures
+        )
         rollback(client)
         try:
             conn.commit()

@@ -35,7 +35,9 @@ class CommonSettings(BaseSettings):
     @classmethod
     def _postgres_only(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
-            raise ValueError("DATABASE_URL must start with postgresql:// (e.g. postgresql://user:pw@host:5432/db)")
+            raise ValueError(
+                "DATABASE_URL must start with postgresql:// (e.g. postgresql://user:pw@host:5432/db)"
+            )
         return value
 
     @field_validator("log_level")

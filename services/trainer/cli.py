@@ -20,7 +20,9 @@ console = Console(stderr=True)
 
 def train(
     no_promote: Annotated[bool, typer.Option("--no-promote", help="Stop at the challenger alias.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")
+    ] = False,
 ) -> None:
     """Train a candidate on the data set plus labelled production rows, register it, and gate it."""
     from services.common.connections import database_url, open_registry, tracking_uri
@@ -42,7 +44,8 @@ def train(
         return
     metrics = summary.metrics
     console.print(
-        f"version {summary.version}: holdout R² {metrics['holdout_r2']:.3f}, MAE {metrics['holdout_mae']:.3f} "
+        f"version {summary.version}: holdout R² {metrics['holdout_r2']:.3f}, "
+        f"MAE {metrics['holdout_mae']:.3f} "
         f"(100k USD) on {len(dataset.y_holdout)} rows"
     )
     if summary.gate is not None:
@@ -68,7 +71,9 @@ def promote(
     from services.trainer.lifecycle import force_promote, gate_version
 
     if force and not (reason and reason.strip()):
-        raise typer.BadParameter("--force needs --reason TEXT saying why the gate is skipped", param_hint="--reason")
+        raise typer.BadParameter(
+            "--force needs --reason TEXT saying why the gate is skipped", param_hint="--reason"
+        )
     settings = TrainerSettings()
     url = database_url(settings)
     client, _ = open_registry(*tracking_uri(settings))
@@ -86,7 +91,9 @@ def promote(
 
 
 def rollback(
-    reason: Annotated[str, typer.Option("--reason", help="Why the champion is rolled back.")] = "manual rollback",
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why the champion is rolled back.")
+    ] = "manual rollback",
 ) -> None:
     """Put the previous champion back (champion ← previous) and record why."""
     from services.common.connections import database_url, open_registry, tracking_uri
@@ -100,7 +107,9 @@ def rollback(
 
 
 def models(
-    history: Annotated[bool, typer.Option("--history", help="Which version was champion when, and why.")] = False,
+    history: Annotated[
+        bool, typer.Option("--history", help="Which version was champion when, and why.")
+    ] = False,
 ) -> None:
     """List model versions with aliases, figures and gate outcome (or the champion history)."""
     from services.common.connections import database_url, open_registry, tracking_uri
@@ -117,7 +126,9 @@ def models(
             ).fetchall()
         table = Table("time", "event", "version", "before", "by", "why")
         for at, event, version, before, actor, reasons in rows:
-            table.add_row(f"{at:%Y-%m-%d %H:%M:%S}", event, str(version), str(before or ""), actor, "; ".join(reasons))
+            table.add_row(
+                f"{at:%Y-%m-%d %H:%M:%S}", event, str(version), str(before or ""), actor, "; ".join(reasons)
+            )
         out.print(table)
         return
     client, _ = open_registry(*tracking_uri(settings))

@@ -24,12 +24,14 @@ class LabelledRows:
     def __len__(self) -> int:
         return len(self.y)
 
-    def split(self, recent_fraction: float) -> tuple[LabelledRows, LabelledRows, datetime | None]:
-        """(older rows to train on, newest rows for the gate, the time the newest part starts)."""
-        cut = len(self) - int(round(len(self) * recent_fraction))
-        if cut >= len(self):
-            return self, empty(), None
-        return self.take(slice(0, cut)), self.take(slice(cut, None)), self.at[cut]
+    def split(self, recent_fraction: float) -> tuple[LabelledRows, LabelledRows]:
+        """(older rows to train on, newest rows kept for the gate)."""
+        cut = len(self) - round(len(self) * recent_fraction)
+        return self.take(slice(0, cut)), self.take(slice(cut, None))
+
+    def until(self, moment: datetime) -> LabelledRows:
+        """The rows made at or before ``moment``."""
+        return self.take(slice(0, sum(1 for at in self.at if at <= moment)))
 
     def take(self, part: slice) -> LabelledRows:
         return LabelledRows(self.x[part], self.y[part], self.at[part])

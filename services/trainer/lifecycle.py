@@ -136,7 +136,7 @@ def gate_version(
 
     with connect(database_url) as conn:
         ranges = [r for mv in (candidate_mv, champion_mv) if mv and (r := _labelled_range(mv, client))]
-        seen = [_before(fetch_labelled(conn, since), until) for since, until in ranges]
+        seen = [fetch_labelled(conn, since).until(until) for since, until in ranges]
         after = max((until for _, until in ranges), default=None)
         recent = fetch_labelled(conn, window_start, after)
     mask = _unseen_holdout_mask(dataset.x_holdout, seen)
@@ -154,17 +154,15 @@ def gate_version(
     if champion_mv is not None:
         champion_model = load_version(int(champion_mv.version))
         champion = Figures(
-            holdout=evaluate(champion_model, x_holdout, y_holdout), recent=evaluate(champion_model, recent.x, recent.y)
+            holdout=evaluate(champion_model, x_holdout, y_holdout),
+            recent=evaluate(champion_model, recent.x, recent.y),
         )
     decision = decide(candidate, champion, thresholds(settings))
-    result = GateResult(version, int(champion_mv.version) if champion_mv else None, decision, candidate, champion)
+    result = GateResult(
+        version, int(champion_mv.version) if champion_mv else None, decision, candidate, champion
+    )
     _apply(client, database_url, result, actor=actor)
     return result
-
-
-def _before(rows: LabelledRows, until: datetime) -> LabelledRows:
-    keep = sum(1 for at in rows.at if at < until)
-    return rows.take(slice(0, keep))
 
 
 def _apply(client: MlflowClient, database_url: str, result: GateResult, *, actor: str) -> None:
@@ -173,8 +171,13 @@ def _apply(client: MlflowClient, database_url: str, result: GateResult, *, actor
     with connect(database_url) as conn:
         if result.decision.passed:
             record_event(
-                conn, "promoted", result.version, actor=actor, previous_version=result.champion_before,
-                reasons=result.decision.reasons, figures=figures,
+                conn,
+                "promoted",
+                result.version,
+                actor=actor,
+                previous_version=result.champion_before,
+                reasons=result.decision.reasons,
+                figures=figures,
             )
             before = current_aliases(client)
             promote(client, result.version)
@@ -182,8 +185,13 @@ def _apply(client: MlflowClient, database_url: str, result: GateResult, *, actor
             tag_decision(client, result.version, "passed", result.decision.reasons)
         else:
             record_event(
-                conn, "rejected", result.version, actor=actor, previous_version=result.champion_before,
-                reasons=result.decision.reasons, figures=figures,
+                conn,
+                "rejected",
+                result.version,
+                actor=actor,
+                previous_version=result.champion_before,
+                reasons=result.decision.reasons,
+                figures=figures,
             )
             if current_aliases(client)[CHALLENGER] == result.version:
                 move_aliases(client, {CHALLENGER: None})
@@ -200,7 +208,9 @@ def _commit_or_restore(conn: Any, client: MlflowClient, before: dict[str, int | 
         raise
 
 
-def force_promote(client: MlflowClient, database_url: str, version: int, *, actor: str, reason: str) -> int | None:
+def force_promote(
+    client: MlflowClient, database_url: str, version: int, *, actor: str, reason: str
+) -> int | None:
     """Make ``version`` champion without the gate, recording who and why. Returns the old champion."""
     get_version(client, version)
     before = current_aliases(client)

@@ -24,7 +24,7 @@ PARAMS: dict[str, float | int | bool] = {
 
 def build_model() -> Pipeline:
     """An unfitted pipeline with the tuned gradient-boosting regressor."""
-    return Pipeline([("regressor", HistGradientBoostingRegressor(**PARAMS))])  # type: ignore[arg-type]
+    return Pipeline([("regressor", HistGradientBoostingRegressor(**PARAMS))])
 
 
 def fit_model(

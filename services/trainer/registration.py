@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import tempfile
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
+from importlib import metadata
 from pathlib import Path
 
 import mlflow
 import mlflow.data
+import mlflow.data.pandas_dataset
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -28,6 +31,12 @@ SERIALIZATION = "cloudpickle"
 
 TAG_LABELLED_SINCE = "train.labelled_since"
 TAG_LABELLED_UNTIL = "train.labelled_until"
+
+
+def _requirements() -> list[str]:
+    return [
+        f"{name}=={metadata.version(name)}" for name in ("scikit-learn", "numpy", "cloudpickle", "mlflow")
+    ]
 
 
 def signature() -> ModelSignature:
@@ -62,7 +71,7 @@ def register_candidate(client: MlflowClient, experiment_id: str, record: Trainin
         mlflow.log_params({"base_rows": record.base_rows, "labelled_rows": record.labelled_rows})
         mlflow.log_metrics(record.metrics)
         mlflow.log_input(
-            mlflow.data.from_pandas(train_frame, name="california-housing+labelled", targets=TARGET),
+            mlflow.data.pandas_dataset.from_pandas(train_frame, name="california-housing+labelled", targets=TARGET),
             context="training",
         )
         mlflow.set_tags(
@@ -74,14 +83,21 @@ def register_candidate(client: MlflowClient, experiment_id: str, record: Trainin
         with tempfile.TemporaryDirectory() as folder:
             path = record.profile.save(Path(folder) / Path(PROFILE_ARTIFACT).name)
             mlflow.log_artifact(str(path), artifact_path=str(Path(PROFILE_ARTIFACT).parent))
-        info = mlflow.sklearn.log_model(
-            record.model,
-            name=MODEL_ARTIFACT,
-            signature=signature(),
-            input_example=pd.DataFrame([EXAMPLE], columns=list(FEATURE_NAMES)),
-            registered_model_name=MODEL_NAME,
-            serialization_format=SERIALIZATION,
-        )
+        with warnings.catch_warnings():
+            # MLflow checks the input example through pyfunc, which passes a DataFrame to a model
+            # fitted on numpy (on purpose, see model.py): scikit-learn's name warning is expected.
+            warnings.filterwarnings("ignore", message="X has feature names")
+            warnings.filterwarnings("ignore", message="Saving scikit-learn models in the pickle")
+            info = mlflow.sklearn.log_model(
+                record.model,
+                name=MODEL_ARTIFACT,
+                signature=signature(),
+                input_example=pd.DataFrame([EXAMPLE], columns=list(FEATURE_NAMES)),
+                registered_model_name=MODEL_NAME,
+                serialization_format=SERIALIZATION,
+                # Stated, not inferred: inference runs the model in a subprocess (seconds per run).
+                pip_requirements=_requirements(),
+            )
         version = int(info.registered_model_version or 0)
     client.set_registered_model_alias(MODEL_NAME, CHALLENGER, str(version))
     return version, run.info.run_id

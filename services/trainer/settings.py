@@ -14,15 +14,22 @@ class TrainerSettings(CommonSettings):
         default=720, gt=0, description="Labelled production rows younger than this are used (train + gate)."
     )
     train_recent_holdout_fraction: float = Field(
-        default=0.3, gt=0, lt=1, description="Newest share of labelled rows kept out of training for the gate."
+        default=0.3,
+        gt=0,
+        lt=1,
+        description="Newest share of labelled rows kept out of training for the gate.",
     )
     train_recent_weight: float = Field(
         default=3.0, gt=0, description="Sample weight of a labelled production row against a base row."
     )
     gate_min_r2: float = Field(default=0.75, description="Floor: R² on the reference holdout.")
-    gate_max_mae: float = Field(default=0.45, gt=0, description="Floor: MAE (100k USD) on the reference holdout.")
+    gate_max_mae: float = Field(
+        default=0.45, gt=0, description="Floor: MAE (100k USD) on the reference holdout."
+    )
     gate_holdout_tolerance: float = Field(
-        default=0.02, ge=0, description="Without enough recent rows: allowed relative MAE loss on the holdout."
+        default=0.02,
+        ge=0,
+        description="Without enough recent rows: allowed relative MAE loss on the holdout.",
     )
     gate_shifted_holdout_tolerance: float = Field(
         default=0.25, ge=0, description="With enough recent rows: allowed relative MAE loss on the holdout."

@@ -14,7 +14,12 @@ from services.common.dataset import Dataset
 from services.common.events import record_event
 from services.common.profile import build_profile
 from services.common.progress import Stages
-from services.common.registry import METRIC_HOLDOUT_MAE, METRIC_HOLDOUT_R2, METRIC_HOLDOUT_RMSE, METRIC_RECENT_MAE
+from services.common.registry import (
+    METRIC_HOLDOUT_MAE,
+    METRIC_HOLDOUT_R2,
+    METRIC_HOLDOUT_RMSE,
+    METRIC_RECENT_MAE,
+)
 from services.trainer.evaluate import evaluate
 from services.trainer.labelled import fetch_labelled
 from services.trainer.lifecycle import GateResult, gate_version
@@ -66,20 +71,28 @@ def run_training(
     with stages.stage("reading labelled production rows"):
         with connect(database_url) as conn:
             labelled = fetch_labelled(conn, since)
-        older, newest, cutoff = labelled.split(settings.train_recent_holdout_fraction)
-        stages.say(f"{len(labelled)} rows: {len(older)} to train on, {len(newest)} kept for the gate", end=" ")
+        older, newest = labelled.split(settings.train_recent_holdout_fraction)
+        stages.say(
+            f"{len(labelled)} rows: {len(older)} to train on, {len(newest)} kept for the gate", end=" "
+        )
 
     with stages.stage(f"fitting on {len(dataset.y_train)} base + {len(older)} labelled rows"):
         x = np.vstack([dataset.x_train, older.x])
         y = np.concatenate([dataset.y_train, older.y])
-        weights = np.concatenate([np.ones(len(dataset.y_train)), np.full(len(older), settings.train_recent_weight)])
+        weights = np.concatenate(
+            [np.ones(len(dataset.y_train)), np.full(len(older), settings.train_recent_weight)]
+        )
         model = fit_model(x, y, weights)
 
     with stages.stage("evaluating on the reference holdout"):
         holdout = evaluate(model, dataset.x_holdout, dataset.y_holdout)
         if holdout is None:
             raise ValueError("the fitted model predicts non-finite prices on the reference holdout")
-        metrics = {METRIC_HOLDOUT_MAE: holdout.mae, METRIC_HOLDOUT_R2: holdout.r2, METRIC_HOLDOUT_RMSE: holdout.rmse}
+        metrics = {
+            METRIC_HOLDOUT_MAE: holdout.mae,
+            METRIC_HOLDOUT_R2: holdout.r2,
+            METRIC_HOLDOUT_RMSE: holdout.rmse,
+        }
         recent = evaluate(model, newest.x, newest.y)
         if recent is not None:
             metrics[METRIC_RECENT_MAE] = recent.mae
@@ -93,7 +106,7 @@ def run_training(
             base_rows=len(dataset.y_train),
             labelled_rows=len(older),
             labelled_since=since,
-            labelled_until=(cutoff or now) if len(older) else None,
+            labelled_until=older.at[-1] if len(older) else None,
             metrics=metrics,
             profile=build_profile(x),
         )

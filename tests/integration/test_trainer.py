@@ -1,0 +1,195 @@
+"""The trainer, the gate, promotion and rollback against a real embedded Postgres and a real MLflow store.
+
+No mocks: models are really trained, registered, loaded and judged; events are real rows.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.dummy import DummyRegressor
+from sklearn.pipeline import Pipeline
+
+from services.common.database import connect
+from services.common.dataset import Dataset
+from services.common.features import FEATURE_COLUMNS, FEATURE_NAMES
+from services.common.profile import ReferenceProfile, build_profile
+from services.common.registry import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS,
+    PROFILE_ARTIFACT,
+    TAG_DECISION,
+    RegistryError,
+    current_aliases,
+    model_uri,
+)
+from services.common.rollback import roll_back
+from services.trainer.lifecycle import force_promote, gate_version
+from services.trainer.registration import TrainingRecord, register_candidate
+from services.trainer.settings import TrainerSettings
+from services.trainer.train import run_training
+from tests.conftest import Registry
+
+
+def events(url: str) -> list[tuple[str, int, int | None]]:
+    with connect(url) as conn:
+        rows = conn.execute(
+            "SELECT event, model_version, previous_version FROM model_events ORDER BY id"
+        ).fetchall()
+    return [(e, v, p) for e, v, p in rows]
+
+
+def register(registry: Registry, dataset: Dataset, model: Pipeline) -> int:
+    """Register an arbitrary fitted pipeline as a candidate, the way the trainer does."""
+    record = TrainingRecord(
+        model=model,
+        x_train=dataset.x_train,
+        y_train=dataset.y_train,
+        base_rows=len(dataset.y_train),
+        labelled_rows=0,
+        labelled_since=datetime.now(UTC),
+        labelled_until=None,
+        metrics={},
+        profile=build_profile(dataset.x_train[:1000]),
+    )
+    version, _ = register_candidate(registry.client, registry.experiment_id, record)
+    return version
+
+
+def dummy(dataset: Dataset) -> Pipeline:
+    return Pipeline([("regressor", DummyRegressor())]).fit(dataset.x_train, dataset.y_train)
+
+
+def nan_model(dataset: Dataset) -> Pipeline:
+    regressor = TransformedTargetRegressor(
+        regressor=DummyRegressor(), func=lambda y: y, inverse_func=lambda y: y * np.nan, check_inverse=False
+    )
+    return Pipeline([("regressor", regressor)]).fit(dataset.x_train, dataset.y_train)
+
+
+def test_first_training_registers_a_champion_that_reaches_the_bar(
+    champion_registry: Registry, dataset: Dataset, tmp_path: Path
+) -> None:
+    client = champion_registry.client
+    assert current_aliases(client) == {CHAMPION: 1, CHALLENGER: None, PREVIOUS: None}
+    version = client.get_model_version("cali-housing", "1")
+    run = client.get_run(version.run_id)
+    assert run.data.metrics["holdout_r2"] >= 0.84
+    assert run.data.metrics["holdout_mae"] <= 0.31
+    assert run.data.params["base_rows"] == str(len(dataset.y_train))
+    assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.digest
+    assert version.tags[TAG_DECISION] == "passed"
+
+    profile_path = mlflow.artifacts.download_artifacts(
+        run_id=version.run_id, artifact_path=PROFILE_ARTIFACT, dst_path=str(tmp_path)
+    )
+    profile = ReferenceProfile.load(Path(profile_path))
+    assert profile.features == list(FEATURE_NAMES) and len(profile.sample) == 5000
+
+    info = mlflow.models.get_model_info(model_uri(1))
+    assert info.signature.inputs.input_names() == list(FEATURE_NAMES)
+    assert info.saved_input_example_info is not None
+
+    model = mlflow.sklearn.load_model(model_uri(CHAMPION))
+    assert model.predict(dataset.x_holdout[:5]).shape == (5,)
+
+
+def test_gate_rejects_a_dummy_and_a_nan_model(
+    champion_registry: Registry, dataset: Dataset, database_url: str
+) -> None:
+    client = champion_registry.client
+    settings = TrainerSettings()
+    for model, words in ((dummy(dataset), "below the floor"), (nan_model(dataset), "not finite")):
+        version = register(champion_registry, dataset, model)
+        result = gate_version(client, database_url, dataset, settings, version, actor="test")
+        assert not result.decision.passed
+        assert any(words in reason for reason in result.decision.reasons), result.decision.reasons
+        aliases = current_aliases(client)
+        assert aliases[CHAMPION] == 1 and aliases[CHALLENGER] is None
+        tags = client.get_model_version("cali-housing", str(version)).tags
+        assert tags[TAG_DECISION] == "rejected" and json.loads(tags["gate.reasons"])
+    assert [e for e, _, _ in events(database_url)] == ["rejected", "rejected"]
+
+
+def test_gate_promotes_an_equal_model_then_rollback_restores(
+    champion_registry: Registry, dataset: Dataset, database_url: str
+) -> None:
+    client = champion_registry.client
+    summary = run_training(client, champion_registry.experiment_id, database_url, dataset, TrainerSettings())
+    assert summary.gate is not None and summary.gate.decision.passed, summary.gate
+    assert current_aliases(client) == {CHAMPION: 2, CHALLENGER: None, PREVIOUS: 1}
+    assert events(database_url) == [("registered", 2, None), ("promoted", 2, 1)]
+
+    bad, good = roll_back(client, database_url, actor="test", reasons=["live error"])
+    assert (bad, good) == (2, 1)
+    assert current_aliases(client) == {CHAMPION: 1, CHALLENGER: None, PREVIOUS: None}
+    assert events(database_url)[-1] == ("rolled_back", 1, 2)
+    assert client.get_model_version("cali-housing", "2").tags[TAG_DECISION] == "rolled_back"
+
+    with pytest.raises(RegistryError, match="no previous version"):
+        roll_back(client, database_url, actor="test", reasons=["again"])
+    assert current_aliases(client)[CHAMPION] == 1
+
+
+def test_forced_promotion_is_recorded(
+    champion_registry: Registry, dataset: Dataset, database_url: str
+) -> None:
+    client = champion_registry.client
+    version = register(champion_registry, dataset, dummy(dataset))
+    assert force_promote(client, database_url, version, actor="test", reason="demo") == 1
+    assert current_aliases(client) == {CHAMPION: version, CHALLENGER: None, PREVIOUS: 1}
+    assert events(database_url) == [("forced", version, 1)]
+
+
+def test_unknown_version_and_no_champion(registry: Registry, dataset: Dataset, database_url: str) -> None:
+    with pytest.raises(RegistryError, match="train one"):
+        gate_version(registry.client, database_url, dataset, TrainerSettings(), 7, actor="test")
+    with pytest.raises(RegistryError, match="no champion to roll back"):
+        roll_back(registry.client, database_url, actor="test", reasons=["x"])
+    assert events(database_url) == []
+
+
+def insert_labelled(url: str, x: np.ndarray, y: np.ndarray, start: datetime) -> None:
+    """Predictions with feedback, one second apart, as inference and /feedback would write them."""
+    columns = ", ".join(FEATURE_COLUMNS)
+    with connect(url) as conn, conn.cursor() as cur:
+        with cur.copy(
+            f"COPY predictions (id, created_at, model_version, role, {columns}, prediction, latency_ms)"
+            " FROM STDIN"
+        ) as copy:
+            ids = []
+            for i, row in enumerate(x):
+                pid = f"00000000-0000-4000-8000-{i:012d}"
+                ids.append(pid)
+                copy.write_row([pid, start + timedelta(seconds=i), 1, "champion", *row.tolist(), 0.0, 1.0])
+        with cur.copy("COPY feedback (prediction_id, actual) FROM STDIN") as copy:
+            for pid, actual in zip(ids, y, strict=True):
+                copy.write_row([pid, float(actual)])
+
+
+def test_retraining_on_shifted_prices_moves_predictions_that_way(
+    champion_registry: Registry, dataset: Dataset, database_url: str
+) -> None:
+    """Production rows whose true prices are 25 % higher: the retrained model prices them higher."""
+    client = champion_registry.client
+    rows = slice(0, 3000)
+    x, y = dataset.x_holdout[rows], dataset.y_holdout[rows] * 1.25
+    insert_labelled(database_url, x, y, datetime.now(UTC) - timedelta(hours=2))
+    summary = run_training(client, champion_registry.experiment_id, database_url, dataset, TrainerSettings())
+    assert summary.labelled_train_rows == 2100 and summary.labelled_gate_rows == 900
+    old = mlflow.sklearn.load_model(model_uri(1)).predict(x)
+    new = mlflow.sklearn.load_model(model_uri(summary.version)).predict(x)
+    assert new.mean() > old.mean() * 1.08
+    gate = summary.gate
+    assert gate is not None and gate.decision.passed, gate.decision.reasons
+    assert gate.candidate.recent is not None and gate.candidate.recent.rows == 900
+    assert any("recent labelled rows" in reason for reason in gate.decision.reasons)
+    # The holdout rows the candidate learned from are not used to judge it.
+    assert gate.candidate.holdout is not None and gate.candidate.holdout.rows == len(dataset.y_holdout) - 2100
