@@ -142,7 +142,7 @@ def models(
     for mv in sorted(versions, key=lambda v: int(v.version)):
         figures = version_figures(client, mv)
         table.add_row(
-            mv.version,
+            str(mv.version),
             ", ".join(by_version.get(int(mv.version), [])),
             f"{figures.metrics.get('holdout_r2', float('nan')):.3f}",
             f"{figures.metrics.get('holdout_mae', float('nan')):.3f}",

@@ -1,0 +1,14 @@
+output "public_ip" {
+  description = "Public IP of the k3s node."
+  value       = module.k3s_node.public_ip
+}
+
+output "instance_id" {
+  description = "Instance ID of the k3s node (SSM target)."
+  value       = module.k3s_node.instance_id
+}
+
+output "kubeconfig_command" {
+  description = "How to fetch the kubeconfig (through SSM; the API is reachable from admin_cidrs only)."
+  value       = module.k3s_node.kubeconfig_command
+}

@@ -1,0 +1,142 @@
+# One EC2 node running k3s; cloud-init installs a pinned k3s, a pinned Argo CD and applies the root
+# Application, after which the cluster follows git. Shell access is through SSM (no SSH port).
+
+data "aws_ami" "ubuntu" {
+  count       = var.ami_id == null ? 1 : 0
+  most_recent = true
+  owners      = ["099720109477"] # Canonical
+
+  filter {
+    name   = "name"
+    values = ["ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"]
+  }
+
+  filter {
+    name   = "virtualization-type"
+    values = ["hvm"]
+  }
+}
+
+locals {
+  ami_id       = var.ami_id != null ? var.ami_id : data.aws_ami.ubuntu[0].id
+  raw_repo_url = replace(trimsuffix(var.repo_url, ".git"), "https://github.com/", "https://raw.githubusercontent.com/")
+}
+
+# ---- network -------------------------------------------------------------------------------
+
+resource "aws_security_group" "node" {
+  name        = "${var.name}-k3s-node"
+  description = "k3s node: Kubernetes API from admin CIDRs, HTTP(S) from the configured CIDRs"
+  vpc_id      = var.vpc_id
+  tags        = merge(var.tags, { Name = "${var.name}-k3s-node" })
+}
+
+resource "aws_vpc_security_group_ingress_rule" "kube_api" {
+  for_each          = toset(var.admin_cidrs)
+  security_group_id = aws_security_group.node.id
+  description       = "Kubernetes API from an admin CIDR"
+  cidr_ipv4         = each.value
+  ip_protocol       = "tcp"
+  from_port         = 6443
+  to_port           = 6443
+}
+
+resource "aws_vpc_security_group_ingress_rule" "http" {
+  for_each          = { for pair in setproduct(var.http_ingress_cidrs, [80, 443]) : "${pair[0]}-${pair[1]}" => pair }
+  security_group_id = aws_security_group.node.id
+  description       = "Ingress (Traefik) port ${each.value[1]}"
+  cidr_ipv4         = each.value[0]
+  ip_protocol       = "tcp"
+  from_port         = each.value[1]
+  to_port           = each.value[1]
+}
+
+resource "aws_vpc_security_group_egress_rule" "all" {
+  #checkov:skip=CKV_AWS_382:The node pulls images (GHCR), charts and git from the internet and reaches Supabase and Telegram; their addresses are not stable.
+  security_group_id = aws_security_group.node.id
+  description       = "Outbound: image registries, GitHub, Supabase, Telegram, AWS APIs (SSM)"
+  cidr_ipv4         = "0.0.0.0/0"
+  ip_protocol       = "-1"
+}
+
+# ---- IAM: SSM only --------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "assume_ec2" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "node" {
+  name               = "${var.name}-k3s-node"
+  assume_role_policy = data.aws_iam_policy_document.assume_ec2.json
+  tags               = var.tags
+}
+
+resource "aws_iam_role_policy_attachment" "ssm" {
+  role       = aws_iam_role.node.name
+  policy_arn = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+resource "aws_iam_instance_profile" "node" {
+  name = "${var.name}-k3s-node"
+  role = aws_iam_role.node.name
+  tags = var.tags
+}
+
+# ---- the node -------------------------------------------------------------------------------
+
+# Allocated before the instance so cloud-init can put the address in the API certificate.
+resource "aws_eip" "node" {
+  domain = "vpc"
+  tags   = merge(var.tags, { Name = "${var.name}-k3s-node" })
+}
+
+resource "aws_instance" "node" {
+  ami                    = local.ami_id
+  instance_type          = var.instance_type
+  subnet_id              = var.subnet_id
+  vpc_security_group_ids = [aws_security_group.node.id]
+  iam_instance_profile   = aws_iam_instance_profile.node.name
+  monitoring             = true
+  ebs_optimized          = true
+
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required" # IMDSv2 only
+    http_put_response_hop_limit = 1
+  }
+
+  root_block_device {
+    volume_type           = "gp3"
+    volume_size           = var.root_volume_size_gb
+    encrypted             = true
+    delete_on_termination = true
+  }
+
+  user_data = templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {
+    k3s_version    = var.k3s_version
+    argocd_version = var.argocd_version
+    public_ip      = aws_eip.node.public_ip
+    project_url    = "${local.raw_repo_url}/${var.repo_revision}/argocd/project.yaml"
+    root_app_url   = "${local.raw_repo_url}/${var.repo_revision}/argocd/root.yaml"
+  })
+  user_data_replace_on_change = true
+
+  tags        = merge(var.tags, { Name = "${var.name}-k3s-node" })
+  volume_tags = merge(var.tags, { Name = "${var.name}-k3s-node" })
+
+  lifecycle {
+    ignore_changes = [ami]
+  }
+}
+
+resource "aws_eip_association" "node" {
+  instance_id   = aws_instance.node.id
+  allocation_id = aws_eip.node.id
+}

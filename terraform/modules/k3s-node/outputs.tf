@@ -1,0 +1,19 @@
+output "instance_id" {
+  description = "ID of the k3s node (the SSM target)."
+  value       = aws_instance.node.id
+}
+
+output "public_ip" {
+  description = "Elastic IP of the node (Kubernetes API on 6443, ingress on 80/443)."
+  value       = aws_eip.node.public_ip
+}
+
+output "security_group_id" {
+  description = "Security group of the node."
+  value       = aws_security_group.node.id
+}
+
+output "kubeconfig_command" {
+  description = "Fetches the kubeconfig through SSM and points it at the public IP."
+  value       = "aws ssm start-session --target ${aws_instance.node.id} --document-name AWS-StartInteractiveCommand --parameters command='sudo cat /etc/rancher/k3s/k3s.yaml' | sed -n '/^apiVersion/,$p' | sed 's/127.0.0.1/${aws_eip.node.public_ip}/' > kubeconfig-cali-housing.yaml"
+}

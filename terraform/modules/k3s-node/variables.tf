@@ -1,0 +1,133 @@
+variable "name" {
+  description = "Name prefix of every resource (also the instance's Name tag)."
+  type        = string
+  default     = "cali-housing"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}$", var.name))
+    error_message = "name must be 2-31 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "vpc_id" {
+  description = "VPC in which the node's security group is created."
+  type        = string
+
+  validation {
+    condition     = can(regex("^vpc-[0-9a-f]+$", var.vpc_id))
+    error_message = "vpc_id must look like vpc-0123abcd."
+  }
+}
+
+variable "subnet_id" {
+  description = "Public subnet of the node (it needs a route to the internet to pull images)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^subnet-[0-9a-f]+$", var.subnet_id))
+    error_message = "subnet_id must look like subnet-0123abcd."
+  }
+}
+
+variable "admin_cidrs" {
+  description = "CIDRs allowed to reach the Kubernetes API (6443). Never 0.0.0.0/0: shell access is through SSM, not SSH."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.admin_cidrs) > 0 && alltrue([for c in var.admin_cidrs : can(cidrhost(c, 0)) && c != "0.0.0.0/0" && c != "::/0"])
+    error_message = "admin_cidrs must be a non-empty list of valid CIDRs, none of them 0.0.0.0/0 or ::/0."
+  }
+}
+
+variable "http_ingress_cidrs" {
+  description = "CIDRs allowed to reach the cluster's ingress on 80/443 (the inference API). Empty closes them."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.http_ingress_cidrs : can(cidrhost(c, 0))])
+    error_message = "http_ingress_cidrs must be valid CIDRs."
+  }
+}
+
+variable "instance_type" {
+  description = "EC2 instance type (k3s, Argo CD and the services need about 4 GiB)."
+  type        = string
+  default     = "t3.large"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9]*\\.[a-z0-9]+$", var.instance_type))
+    error_message = "instance_type must look like t3.large."
+  }
+}
+
+variable "ami_id" {
+  description = "AMI of the node; null picks the latest Ubuntu 24.04 LTS (Canonical)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.ami_id == null || can(regex("^ami-[0-9a-f]+$", var.ami_id))
+    error_message = "ami_id must be null or look like ami-0123abcd."
+  }
+}
+
+variable "root_volume_size_gb" {
+  description = "Size of the encrypted root volume in GiB (images, the MLflow PVC, Postgres if local)."
+  type        = number
+  default     = 40
+
+  validation {
+    condition     = var.root_volume_size_gb >= 20 && var.root_volume_size_gb <= 1000
+    error_message = "root_volume_size_gb must be between 20 and 1000."
+  }
+}
+
+variable "k3s_version" {
+  description = "Pinned k3s release installed by cloud-init."
+  type        = string
+  default     = "v1.31.6+k3s1"
+
+  validation {
+    condition     = can(regex("^v1\\.[0-9]+\\.[0-9]+\\+k3s[0-9]+$", var.k3s_version))
+    error_message = "k3s_version must be a pinned release such as v1.31.6+k3s1."
+  }
+}
+
+variable "argocd_version" {
+  description = "Pinned Argo CD release whose install manifest cloud-init applies."
+  type        = string
+  default     = "v2.14.11"
+
+  validation {
+    condition     = can(regex("^v[0-9]+\\.[0-9]+\\.[0-9]+$", var.argocd_version))
+    error_message = "argocd_version must be a pinned release such as v2.14.11."
+  }
+}
+
+variable "repo_url" {
+  description = "HTTPS URL of this repository (the Argo CD root Application's source)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^https://", var.repo_url))
+    error_message = "repo_url must be an https:// URL."
+  }
+}
+
+variable "repo_revision" {
+  description = "Git revision (tag or commit) from which cloud-init applies argocd/project.yaml and argocd/root.yaml."
+  type        = string
+  default     = "main"
+
+  validation {
+    condition     = length(var.repo_revision) > 0
+    error_message = "repo_revision must not be empty."
+  }
+}
+
+variable "tags" {
+  description = "Tags applied to every resource."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,61 @@
+"""The three Dockerfiles: hadolint clean, multi-stage, slim pinned base, non-root, one dependency group."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+
+from .helpers import REPO, run
+
+SERVICES = ["inference", "monitor", "trainer"]
+
+
+def instructions(service: str) -> list[tuple[str, str]]:
+    text = (REPO / "services" / service / "Dockerfile").read_text()
+    joined = re.sub(r"\\\n", " ", text)
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line.strip() else "")
+        for line in (raw.strip() for raw in joined.splitlines())
+        if line and not line.startswith("#")
+    ]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_hadolint(tool: Callable[[str], str], service: str) -> None:
+    proc = run(
+        [tool("hadolint"), "--no-color", "--failure-threshold", "info", f"services/{service}/Dockerfile"]
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_dockerfile_shape(service: str) -> None:
+    ins = instructions(service)
+    froms = [arg for op, arg in ins if op == "FROM"]
+    assert len(froms) >= 2, "multi-stage"
+    for base in froms:
+        image = base.split()[0]
+        assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", image), image
+    final = ins[max(i for i, (op, _) in enumerate(ins) if op == "FROM") :]
+    runs = " ".join(arg for op, arg in final if op == "RUN")
+    assert not re.search(r"\b(gcc|build-essential|apt-get install|pip install)\b", runs), (
+        "no build work in the final stage"
+    )
+    assert ("USER", "10001:10001") in final
+    assert any(op == "COPY" and "--from=build /opt/venv" in arg for op, arg in final)
+    build_runs = " ".join(arg for op, arg in ins[: len(ins) - len(final)] if op == "RUN")
+    assert f'pip install --no-cache-dir "./[{service}]"' in build_runs
+    env = " ".join(arg for op, arg in final if op == "ENV")
+    assert "HOUSING_HOME=/var/lib/housing" in env
+    assert ("OMP_NUM_THREADS=1" in env) == (service == "inference")
+    entry = [arg for op, arg in final if op in {"ENTRYPOINT", "CMD"}]
+    assert entry[0] == '["housing"]'
+
+
+def test_dockerignore_sends_only_the_build_inputs() -> None:
+    lines = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()]
+    assert lines[lines.index("*")] == "*", "deny by default"
+    for needed in ("!pyproject.toml", "!README.md", "!services/"):
+        assert needed in lines

@@ -1,0 +1,100 @@
+"""GitHub workflows: schema, actionlint, pinned actions, least privilege, timeouts, concurrency."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .helpers import REPO, run
+
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+NAMES = {"ci.yml", "images.yml", "infra.yml", "retrain.yml", "e2e.yml"}
+
+
+def load(path: Path) -> dict[Any, Any]:
+    data = yaml.safe_load(path.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_all_workflows_exist() -> None:
+    assert {p.name for p in WORKFLOWS} == NAMES
+
+
+def test_github_workflow_schema(tool: Callable[[str], str]) -> None:
+    cmd = [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)]
+    proc = run(cmd)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_actionlint(tool: Callable[[str], str]) -> None:
+    tool("shellcheck")  # actionlint runs shellcheck on every `run:` when it is on PATH
+    proc = run([tool("actionlint"), *map(str, WORKFLOWS)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_actions_pinned_by_sha_with_version_comment(path: Path) -> None:
+    uses = re.findall(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$", path.read_text(), re.MULTILINE)
+    assert uses
+    for ref, comment in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref), f"{path.name}: {ref} is not pinned by SHA"
+        assert re.fullmatch(r"\s+# v\d+(\.\d+)*\s*", comment), (
+            f"{path.name}: {ref} lacks a `# vX.Y.Z` comment"
+        )
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_least_privilege_timeouts_concurrency(path: Path) -> None:
+    wf = load(path)
+    assert wf["permissions"] == {"contents": "read"}, "read-only default"
+    assert "concurrency" in wf
+    for name, job in wf["jobs"].items():
+        assert isinstance(job.get("timeout-minutes"), int), f"{name}: timeout-minutes"
+        perms = job.get("permissions")
+        assert isinstance(perms, dict), f"{name}: explicit job permissions"
+        assert "write-all" not in str(perms)
+        for step in job["steps"]:
+            if str(step.get("uses", "")).startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False, f"{name}: persist-credentials"
+
+
+def test_ci_runs_make_lint_and_make_test() -> None:
+    steps = [
+        s.get("run", "")
+        for job in load(REPO / ".github/workflows/ci.yml")["jobs"].values()
+        for s in job["steps"]
+    ]
+    assert "make test" in steps and "make lint" in steps
+
+
+def test_images_push_sha_tags_and_bump_staging_only() -> None:
+    wf = load(REPO / ".github/workflows/images.yml")
+    text = (REPO / ".github/workflows/images.yml").read_text()
+    assert "${{ github.sha }}" in text and ":latest" not in text
+    assert wf["jobs"]["build"]["permissions"] == {"contents": "read", "packages": "write"}
+    assert set(wf["jobs"]["build"]["strategy"]["matrix"]["service"]) == {"inference", "monitor", "trainer"}
+    bump = wf["jobs"]["bump-staging"]
+    assert bump["permissions"] == {"contents": "write"}
+    assert "values-staging.yaml" in text and "values-prod.yaml" not in " ".join(
+        s.get("run", "") for s in bump["steps"]
+    )
+
+
+def test_infra_applies_only_behind_an_environment() -> None:
+    wf = load(REPO / ".github/workflows/infra.yml")
+    assert wf["jobs"]["apply"]["environment"] == "production"
+    assert "pull_request" in wf["jobs"]["plan"]["if"]
+    assert "terraform plan" in (REPO / ".github/workflows/infra.yml").read_text()
+
+
+def test_retrain_is_manual_and_runs_the_trainer() -> None:
+    wf = load(REPO / ".github/workflows/retrain.yml")
+    assert set(wf[True]) == {"workflow_dispatch"}  # PyYAML reads the `on:` key as True
+    runs = " ".join(s.get("run", "") for s in wf["jobs"]["train"]["steps"])
+    assert "housing train" in runs
