@@ -1,7 +1,12 @@
-"""``housing serve`` (placeholder until the inference service lands; replaced by its owner)."""
+"""``housing serve``: the inference service's edge. Reads settings once, wires the real parts, runs uvicorn.
+
+Heavy imports (MLflow, scikit-learn, FastAPI) happen inside the command so ``housing --help`` stays fast.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Annotated
 
 import typer
@@ -11,5 +16,34 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
-    """Serve the champion model over HTTP."""
-    raise typer.Exit("housing serve is not built yet")
+    """Serve the champion model over HTTP (POST /predict, POST /feedback, /metrics, /readyz, /model)."""
+    # HistGradientBoosting's OpenMP threads fight the server's own (shared/FINDINGS.md); set before
+    # scikit-learn loads its OpenMP runtime. The predict thread also pins itself with threadpoolctl.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+    import mlflow
+    import uvicorn
+    from mlflow.tracking import MlflowClient
+
+    from services.common.connections import database_url, tracking_uri
+    from services.inference.app import create_app
+    from services.inference.settings import InferenceSettings
+
+    settings = InferenceSettings()
+    logging.getLogger().setLevel(settings.log_level)
+    url = database_url(settings)
+    uri, _ = tracking_uri(settings)
+    # Artifact URIs such as mlflow-artifacts:/ resolve through the process-wide tracking URI.
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    app = create_app(settings, database_url=url, client=client)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        access_log=False,  # one line per request costs more than the prediction; /metrics counts them
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.log_drain_seconds) + 5,
+    )

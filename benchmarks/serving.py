@@ -1,0 +1,296 @@
+"""Serving speed: this service against MLflow's scoring server and a no-op FastAPI, with wrk.
+
+Starts, one at a time on 127.0.0.1, in a temporary HOUSING_HOME (embedded Postgres, local MLflow
+store, a freshly trained champion):
+
+- ``housing serve`` logging every prediction to the real Postgres,
+- the same app with logging off (a writer that discards rows),
+- ``mlflow models serve --env-manager local`` for the same registered model,
+- a no-op FastAPI endpoint that parses the same body (the machine's HTTP ceiling),
+
+drives each with the same one-row request (MLflow's own body format for MLflow) at concurrency 1,
+16 and 64 with wrk and a Lua POST script, and prints a markdown table with requests/s, p50, p99
+and the ratios the issue's goals are stated in. wrk comes from Debian (``apt-get install wrk``);
+it is installed when missing and apt works.
+
+Run: ``python -m benchmarks.serving`` (``BENCH_SECONDS`` sets each run's length, default 10).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from services.common.features import EXAMPLE
+
+ROOT = Path(__file__).resolve().parents[1]
+CONCURRENCY = (1, 16, 64)
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+
+
+@dataclass(frozen=True)
+class Result:
+    server: str
+    concurrency: int
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk is missing: installing it from Debian (apt-get install wrk)", file=sys.stderr)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, capture_output=True)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk is needed: apt-get install wrk (Debian/Ubuntu) or brew install wrk")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
+
+
+def run_wrk(
+    wrk: str, url: str, body: bytes, concurrency: int, seconds: int, folder: Path
+) -> dict[str, float]:
+    script = folder / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = {json.dumps(body.decode())}\n"
+    )
+    threads = 1 if concurrency == 1 else 2  # wrk refuses fewer connections than threads
+    output = subprocess.run(
+        [wrk, f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
+    total = re.search(r"(\d+) requests in", output)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        "p50": _ms(latency["50"]) if "50" in latency else float("nan"),  # absent when every request timed out
+        "p99": _ms(latency["99"]) if "99" in latency else float("nan"),
+        "requests": float(total.group(1)) if total else 0.0,
+        "errors": float(errors.group(1) if errors else 0)
+        + (sum(map(int, socket_errors.groups())) if socket_errors else 0),
+    }
+
+
+@contextmanager
+def running(command: list[str], env: dict[str, str], ready_url: str, log: Path) -> Iterator[None]:
+    with log.open("w") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{command[0]} exited: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(ready_url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{' '.join(command)} never became ready: {log.read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def count_predictions(env: dict[str, str]) -> int:
+    import psycopg
+
+    from services.common.connections import database_url
+    from services.common.settings import CommonSettings
+
+    url = database_url(CommonSettings(housing_home=Path(env["HOUSING_HOME"])))
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM predictions WHERE role = 'champion'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def main() -> None:
+    wrk = ensure_wrk()
+    folder = Path(tempfile.mkdtemp(prefix="housing-bench-serving-"))
+    folder.chmod(0o755)  # the embedded Postgres runs as another user under root
+    env = {**os.environ, "HOUSING_HOME": str(folder / "home"), "OMP_NUM_THREADS": "1", "LOG_LEVEL": "WARNING"}
+    # mlflow models serve execs `uvicorn` by name: the virtualenv's bin must be on PATH.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("DATABASE_URL", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    shared_data = (
+        ROOT.parent / "shared" / "data" / "scikit_learn_data"
+    )  # the offline copy, as the Makefile finds it
+    if "SCIKIT_LEARN_DATA" not in env and shared_data.is_dir():
+        env["SCIKIT_LEARN_DATA"] = str(shared_data)
+    housing = [sys.executable, "-c", "from services.cli import main; main()"]
+    try:
+        print("training a champion in a temporary HOUSING_HOME ...", file=sys.stderr)
+        trained = subprocess.run([*housing, "train"], env=env, cwd=ROOT, capture_output=True, text=True)
+        if trained.returncode:
+            raise SystemExit(f"housing train failed:\n{trained.stderr[-2000:]}")
+        one_row = json.dumps(EXAMPLE).encode()
+        mlflow_row = json.dumps({"dataframe_records": [EXAMPLE]}).encode()
+        store = folder / "home" / "mlflow" / "mlflow.db"
+        servers: list[tuple[str, list[str], bytes, str, str]] = []
+
+        def add(name: str, command: list[str], body: bytes, path: str, ready: str) -> None:
+            servers.append((name, command, body, path, ready))
+
+        add(
+            "housing serve (logging on)",
+            [*housing, "serve", "--port", "{port}"],
+            one_row,
+            "/predict",
+            "/readyz",
+        )
+        add(
+            "housing serve (logging off)",
+            [sys.executable, "-m", "benchmarks.serving_apps", "nolog", "{port}"],
+            one_row,
+            "/predict",
+            "/readyz",
+        )
+        add(
+            "mlflow models serve",
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                "models:/cali-housing@champion",
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                "{port}",
+            ],
+            mlflow_row,
+            "/invocations",
+            "/ping",
+        )
+        add(
+            "no-op FastAPI",
+            [sys.executable, "-m", "benchmarks.serving_apps", "noop", "{port}"],
+            one_row,
+            "/predict",
+            "/docs",
+        )
+        mlflow_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{store}"}
+
+        results: list[Result] = []
+        logged_before = 0
+        for name, template, body, path, ready in servers:
+            port = free_port()
+            command = [part.replace("{port}", str(port)) for part in template]
+            server_env = mlflow_env if name.startswith("mlflow") else env
+            print(f"{name}: starting", file=sys.stderr)
+            served = 0
+            with running(command, server_env, f"http://127.0.0.1:{port}{ready}", folder / f"{port}.log"):
+                url = f"http://127.0.0.1:{port}{path}"
+                run_wrk(wrk, url, body, 16, 2, folder)  # warm-up
+                for concurrency in CONCURRENCY:
+                    figures = run_wrk(wrk, url, body, concurrency, SECONDS, folder)
+                    served += int(figures["requests"] - figures["errors"])
+                    results.append(
+                        Result(
+                            name,
+                            concurrency,
+                            figures["rps"],
+                            figures["p50"],
+                            figures["p99"],
+                            int(figures["errors"]),
+                            int(figures["requests"]),
+                        )
+                    )
+                    print(
+                        f"  c={concurrency}: {figures['rps']:.0f} req/s, p99 {figures['p99']:.1f} ms",
+                        file=sys.stderr,
+                    )
+            if "logging on" in name:
+                logged = count_predictions(env) - logged_before
+                print(
+                    f"  rows logged after drain: {logged} (timed runs served {served}, plus the warm-up)",
+                    file=sys.stderr,
+                )
+        print(table(results))
+    finally:
+        subprocess.run([*housing, "db", "stop"], env=env, check=False, capture_output=True, cwd=ROOT)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def table(results: list[Result]) -> str:
+    """The markdown table, then the ratios at concurrency 16."""
+    lines = [
+        f"One-row requests, wrk, {SECONDS} s per run, {os.cpu_count()} cores.",
+        "",
+        "| server | concurrency | req/s | p50 ms | p99 ms | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.server} | {r.concurrency} | {r.requests_per_second:,.0f} | {r.p50_ms:.1f} "
+            f"| {r.p99_ms:.1f} "
+            f"| {r.errors} |"
+        )
+    at16 = {r.server: r for r in results if r.concurrency == 16}
+    ours, off = at16.get("housing serve (logging on)"), at16.get("housing serve (logging off)")
+    mlflow, noop = at16.get("mlflow models serve"), at16.get("no-op FastAPI")
+    lines.append("")
+    if ours and mlflow:
+        lines.append(
+            f"- c=16 vs MLflow: {ours.requests_per_second / mlflow.requests_per_second:.1f}x throughput "
+            f"(goal >= 10x), p99 {ours.p99_ms / mlflow.p99_ms:.2f} of MLflow's (goal <= 0.10)"
+        )
+    if ours and noop:
+        lines.append(
+            f"- c=16 vs no-op ceiling: {ours.requests_per_second / noop.requests_per_second:.0%} "
+            "(goal >= 60%)"
+        )
+    if ours and off:
+        cost = 1 - ours.requests_per_second / off.requests_per_second
+        lines.append(f"- logging on costs {cost:.0%} of throughput against logging off (goal <= 15%)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,296 @@
+"""The inference API: ``create_app`` wires the model holder, the micro-batcher and the prediction writer.
+
+Nothing happens at import or in ``create_app`` beyond building objects: threads start, the spool
+folder is locked and the feedback pool connects in the lifespan; on shutdown (SIGTERM, after uvicorn
+has answered the requests in flight) the writer drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from mlflow.tracking import MlflowClient
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg_pool import ConnectionPool, PoolTimeout
+from starlette.responses import Response
+
+from services.common.database import create_pool, first_line
+from services.inference.batcher import Batcher, RecentIds, ShadowScorer
+from services.inference.bodies import body_limit, parse_feedback, parse_predict, read_json
+from services.inference.errors import NO_MODEL, Forbidden, Unauthorized, Unavailable, install_handlers
+from services.inference.feedback import record_feedback
+from services.inference.metrics import Metrics
+from services.inference.metrics_middleware import MetricsMiddleware
+from services.inference.model_holder import ModelHolder
+from services.inference.page import index_page
+from services.inference.responses import JsonResponse
+from services.inference.schemas import (
+    FeedbackRecorded,
+    ModelInfo,
+    Prediction,
+    Predictions,
+    Status,
+    errors,
+    feedback_body,
+    predict_body,
+)
+from services.inference.settings import InferenceSettings
+from services.inference.spool import Spool
+from services.inference.writer import PredictionWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """The parts one app owns; ``app.state.services``."""
+
+    settings: InferenceSettings
+    database_url: str
+    metrics: Metrics
+    holder: ModelHolder
+    writer: PredictionWriter
+    batcher: Batcher
+    recent: RecentIds
+    shadow: ShadowScorer | None
+    max_body: int
+    pool: ConnectionPool | None = field(default=None)
+
+
+def build_services(
+    settings: InferenceSettings,
+    *,
+    database_url: str,
+    client: MlflowClient,
+    metrics: Metrics | None = None,
+    holder: ModelHolder | None = None,
+    writer: PredictionWriter | None = None,
+) -> Services:
+    """The real parts from settings; any of metrics, holder and writer may be handed in instead."""
+    metrics = metrics or Metrics()
+    holder = holder or ModelHolder(
+        client, metrics, poll_seconds=settings.model_poll_seconds, shadow=settings.shadow_challenger
+    )
+    writer = writer or PredictionWriter(
+        database_url,
+        Spool(settings.spool_folder, max_bytes=settings.spool_max_bytes),
+        metrics,
+        batch_rows=settings.log_batch_rows,
+        flush_seconds=settings.log_flush_seconds,
+        queue_rows=settings.log_queue_rows,
+        retry_seconds=settings.log_retry_seconds,
+        drain_seconds=settings.log_drain_seconds,
+    )
+    recent = RecentIds()
+    shadow = ShadowScorer(holder, writer, metrics) if settings.shadow_challenger else None
+    batcher = Batcher(holder, writer, metrics, recent, shadow=shadow, max_rows=settings.predict_max_batch)
+    return Services(
+        settings,
+        database_url,
+        metrics,
+        holder,
+        writer,
+        batcher,
+        recent,
+        shadow,
+        body_limit(settings.predict_max_batch),
+    )
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+_bearer = HTTPBearer(auto_error=False, description="FEEDBACK_TOKEN, when the server sets one.")
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def create_app(
+    settings: InferenceSettings,
+    *,
+    database_url: str,
+    client: MlflowClient,
+    metrics: Metrics | None = None,
+    holder: ModelHolder | None = None,
+    writer: PredictionWriter | None = None,
+) -> FastAPI:
+    """The FastAPI app serving ``@champion``; start it with uvicorn (``housing serve``).
+
+    Args:
+        settings: the inference settings.
+        database_url: Postgres holding ``predictions`` and ``feedback``.
+        client: the MLflow registry.
+        metrics, holder, writer: parts to use instead of building them from settings (tests).
+    """
+    services = build_services(
+        settings, database_url=database_url, client=client, metrics=metrics, holder=holder, writer=writer
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services.writer.start()
+        if services.shadow is not None:
+            services.shadow.start()
+        services.holder.start()
+        services.pool = create_pool(database_url, min_size=1, max_size=4, name="feedback")
+        try:
+            yield
+        finally:
+            services.holder.stop()
+            services.batcher.close()
+            if services.shadow is not None:
+                services.shadow.stop()
+            await asyncio.to_thread(services.writer.stop)
+            services.pool.close()
+            log.warning("stopped: the prediction log is drained")
+
+    app = FastAPI(
+        title="Cali Housing inference",
+        version="1",
+        description="Predicts California median house values with the `@champion` model of the MLflow "
+        "registry, logs every prediction, and takes the true prices later on /feedback.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_handlers(app)
+    app.add_middleware(MetricsMiddleware, metrics=services.metrics)
+    _routes(app)
+    return app
+
+
+def _routes(app: FastAPI) -> None:
+    settings: InferenceSettings = app.state.services.settings
+
+    @app.post(
+        "/predict",
+        summary="Predict the price of one house, or of a batch",
+        openapi_extra={"requestBody": predict_body(settings.predict_max_batch)},
+        responses={
+            200: {
+                "model": Prediction | Predictions,
+                "description": "One prediction, or `predictions` for a batch.",
+            },
+            **errors(400, 413, 415, 422, 503),
+        },
+    )
+    async def predict(request: Request, services: ServicesDep) -> Response:
+        """Score one row of the 8 features, or `{"instances": [...]}`; every prediction is logged."""
+        arrived = time.perf_counter()
+        parsed = parse_predict(
+            await read_json(request, services.max_body), services.settings.predict_max_batch
+        )
+        scored = await services.batcher.score(parsed.matrix, arrived)
+        items = [
+            {
+                "predicted_price_usd": round(price, 2),
+                "prediction_id": str(pid),
+                "model_version": scored.version,
+            }
+            for price, pid in zip(scored.prices_usd, scored.ids, strict=True)
+        ]
+        return JsonResponse({"predictions": items} if parsed.batch else items[0])
+
+    @app.post(
+        "/feedback",
+        summary="Record the true price of a served prediction",
+        openapi_extra={"requestBody": feedback_body()},
+        responses={200: {"model": FeedbackRecorded}, **errors(400, 401, 403, 404, 409, 413, 415, 422, 503)},
+    )
+    async def feedback(request: Request, services: ServicesDep, credentials: BearerDep) -> Response:
+        """Ground truth for a prediction_id (idempotent; bearer token when FEEDBACK_TOKEN is set)."""
+        _check_token(services.settings, credentials)
+        given = parse_feedback(await read_json(request, 4096))
+        pool = services.pool
+        if pool is None:
+            raise Unavailable("the server is starting")
+
+        def store() -> str:
+            with pool.connection(timeout=5) as conn:
+                return record_feedback(conn, given.prediction_id, given.actual_price_usd, services.recent)
+
+        try:
+            status = await asyncio.to_thread(store)
+        except PoolTimeout as error:
+            raise Unavailable(
+                f"Postgres is unavailable ({first_line(error)}); send the feedback again later",
+                headers={"Retry-After": "5"},
+            ) from error
+        return JsonResponse(
+            {
+                "prediction_id": str(given.prediction_id),
+                "actual_price_usd": given.actual_price_usd,
+                "status": status,
+            }
+        )
+
+    @app.get("/healthz", response_model=Status, summary="Alive")
+    async def healthz() -> Response:
+        """The process answers (it may not have a model yet: see /readyz)."""
+        return JsonResponse({"status": "ok"})
+
+    @app.get("/readyz", response_model=Status, responses=errors(503), summary="Ready to predict")
+    async def readyz(services: ServicesDep) -> Response:
+        """200 once a champion is loaded; 503 with what to do before."""
+        served = services.holder.champion
+        if served is None:
+            detail = NO_MODEL
+            if services.holder.last_error:
+                detail = f"the model registry failed: {services.holder.last_error}"
+            return JsonResponse({"detail": detail, "problems": []}, 503, headers={"Retry-After": "10"})
+        return JsonResponse({"status": "ready", "model_version": served.version})
+
+    @app.get("/model", response_model=ModelInfo, responses=errors(503), summary="The served model")
+    async def model(services: ServicesDep) -> Response:
+        """Version, run id, load time and training figures of the champion (and the shadow challenger)."""
+        holder = services.holder
+        served = holder.champion
+        if served is None:
+            return JsonResponse({"detail": NO_MODEL, "problems": []}, 503)
+        challenger = holder.challenger
+        return JsonResponse(
+            {
+                **served.describe(),
+                "challenger": challenger.describe() if challenger is not None else None,
+                "registry_error": holder.last_error,
+                "last_poll_at": holder.last_poll_at.isoformat() if holder.last_poll_at else None,
+            }
+        )
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics(services: ServicesDep) -> Response:
+        """The Prometheus text exposition of this server's metrics."""
+        return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", response_class=HTMLResponse, summary="A page to try the model", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        """Type the features, see a price."""
+        return HTMLResponse(_PAGE)
+
+
+_PAGE = index_page()
+
+
+def _check_token(settings: InferenceSettings, credentials: HTTPAuthorizationCredentials | None) -> None:
+    if settings.feedback_token is None:
+        return
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized(
+            "POST /feedback needs `Authorization: Bearer <FEEDBACK_TOKEN>`",
+            ["Authorization: must be Bearer <FEEDBACK_TOKEN>"],
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    expected = settings.feedback_token.get_secret_value().encode()
+    if not hmac.compare_digest(credentials.credentials.encode(), expected):
+        raise Forbidden("the bearer token is not FEEDBACK_TOKEN", ["Authorization: the token does not match"])

@@ -1,0 +1,248 @@
+"""Micro-batching: concurrent requests share one model call, on one dedicated thread.
+
+A model call costs about the same for 1 row as for 64 (shared/FINDINGS.md), so requests that arrive
+while the model is busy wait for the next call and are scored together. Nothing waits for a batch to
+fill: a lone request is scored at once, and batches grow only when the model is the bottleneck.
+
+The scoring thread also stamps each row (id, time, version, latency), hands the rows to the
+prediction writer and to the shadow scorer, so the event loop only parses and answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import numpy.typing as npt
+from threadpoolctl import threadpool_limits
+
+from services.common.features import TARGET_UNIT_USD
+from services.inference.metrics import Metrics
+from services.inference.model_holder import ModelHolder, ServedModel
+from services.inference.rows import CHALLENGER_ROLE, CHAMPION_ROLE, PredictionRow
+from services.inference.writer import PredictionWriter
+
+log = logging.getLogger(__name__)
+
+Matrix = npt.NDArray[np.float64]
+
+
+class ModelNotReady(RuntimeError):
+    """No champion is loaded yet."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The answer to one request: a price (USD) and an id per row, and the version that scored them."""
+
+    prices_usd: list[float]
+    ids: list[uuid.UUID]
+    version: int
+
+
+@dataclass
+class _Job:
+    matrix: Matrix
+    arrived: float
+    future: asyncio.Future[Scored]
+
+
+class RecentIds:
+    """The ids of the last ``size`` predictions served here (feedback may beat the writer to Postgres)."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self._order: deque[uuid.UUID] = deque()
+        self._ids: set[uuid.UUID] = set()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def add(self, ids: list[uuid.UUID]) -> None:
+        with self._lock:
+            self._order.extend(ids)
+            self._ids.update(ids)
+            while len(self._order) > self._size:
+                self._ids.discard(self._order.popleft())
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._ids
+
+
+class ShadowScorer:
+    """Scores champion rows with the challenger on its own thread; skips (and counts) when behind."""
+
+    def __init__(
+        self, holder: ModelHolder, writer: PredictionWriter, metrics: Metrics, *, backlog: int = 64
+    ) -> None:
+        self._holder = holder
+        self._writer = writer
+        self._metrics = metrics
+        self._queue: queue.Queue[tuple[Matrix, list[uuid.UUID], int] | None] = queue.Queue(backlog)
+        self._thread = threading.Thread(target=self._run, name="shadow-scorer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        try:
+            self._queue.put(None, timeout=5)
+        except queue.Full:
+            return
+        self._thread.join(10)
+
+    def submit(self, matrix: Matrix, champion_ids: list[uuid.UUID], champion_version: int) -> None:
+        challenger = self._holder.challenger
+        if challenger is None or challenger.version == champion_version:
+            return
+        try:
+            self._queue.put_nowait((matrix, champion_ids, champion_version))
+        except queue.Full:
+            self._metrics.shadow_rows_skipped.inc(len(champion_ids))
+
+    def _run(self) -> None:
+        with threadpool_limits(1):
+            while (item := self._queue.get()) is not None:
+                try:
+                    self._score(*item)
+                except Exception:  # a broken challenger must not stop shadowing the next one
+                    log.exception("shadow scoring failed")
+
+    def _score(self, matrix: Matrix, champion_ids: list[uuid.UUID], champion_version: int) -> None:
+        challenger = self._holder.challenger
+        if challenger is None or challenger.version == champion_version:
+            return
+        started = time.perf_counter()
+        predictions = challenger.model.predict(matrix).tolist()
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        created = datetime.now(UTC)
+        rows: list[PredictionRow] = [
+            (uuid.uuid4(), created, challenger.version, CHALLENGER_ROLE, of, *features, price, latency_ms)
+            for of, features, price in zip(champion_ids, matrix.tolist(), predictions, strict=True)
+        ]
+        self._writer.put(rows)
+
+
+class Batcher:
+    """Coalesces concurrent ``score`` calls into one model call on a dedicated thread.
+
+    Args:
+        holder: the served models.
+        writer: receives one row per prediction.
+        metrics: prediction values and batch sizes.
+        recent: remembers the ids served (for feedback).
+        shadow: scores the same rows with the challenger, or None.
+        max_rows: rows per model call at most (a batch request larger than this still goes alone).
+    """
+
+    def __init__(
+        self,
+        holder: ModelHolder,
+        writer: PredictionWriter,
+        metrics: Metrics,
+        recent: RecentIds,
+        *,
+        shadow: ShadowScorer | None = None,
+        max_rows: int = 1000,
+    ) -> None:
+        self._holder = holder
+        self._writer = writer
+        self._metrics = metrics
+        self._recent = recent
+        self._shadow = shadow
+        self._max_rows = max_rows
+        self._pending: list[_Job] = []
+        self._running = False
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="predict", initializer=self._pin_threads)
+        self._limits: threadpool_limits | None = None
+
+    def _pin_threads(self) -> None:
+        # OpenMP threads inside a server fight the server's own (shared/FINDINGS.md): one, set once.
+        self._limits = threadpool_limits(1)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+    async def score(self, matrix: Matrix, arrived: float) -> Scored:
+        """Predict prices for the rows of ``matrix`` (a request that arrived at ``arrived``, perf_counter).
+
+        Raises:
+            ModelNotReady: no champion is loaded.
+        """
+        if self._holder.champion is None:
+            raise ModelNotReady
+        future: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Job(matrix, arrived, future))
+        if not self._running:
+            self._running = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                jobs = self._take()
+                try:
+                    results = await loop.run_in_executor(self._executor, self._score_jobs, jobs)
+                except Exception as error:
+                    for job in jobs:
+                        if not job.future.done():
+                            job.future.set_exception(error)
+                    continue
+                for job, result in zip(jobs, results, strict=True):
+                    if not job.future.done():  # the client may have gone
+                        job.future.set_result(result)
+        finally:
+            self._running = False
+
+    def _take(self) -> list[_Job]:
+        taken, rows = 0, 0
+        for job in self._pending:
+            if taken and rows + len(job.matrix) > self._max_rows:
+                break
+            taken += 1
+            rows += len(job.matrix)
+        jobs, self._pending = self._pending[:taken], self._pending[taken:]
+        return jobs
+
+    def _score_jobs(self, jobs: list[_Job]) -> list[Scored]:
+        served: ServedModel | None = self._holder.champion  # read once: the whole batch uses one model
+        if served is None:
+            raise ModelNotReady
+        matrix = jobs[0].matrix if len(jobs) == 1 else np.vstack([job.matrix for job in jobs])
+        predictions = served.model.predict(matrix)
+        done = time.perf_counter()
+        created = datetime.now(UTC)
+        values = predictions.tolist()
+        features = matrix.tolist()
+        ids = [uuid.uuid4() for _ in values]
+        rows: list[PredictionRow] = []
+        results: list[Scored] = []
+        start = 0
+        version = served.version
+        for job in jobs:
+            end = start + len(job.matrix)
+            latency_ms = (done - job.arrived) * 1000.0
+            rows.extend(
+                (ids[i], created, version, CHAMPION_ROLE, None, *features[i], values[i], latency_ms)
+                for i in range(start, end)
+            )
+            results.append(Scored([v * TARGET_UNIT_USD for v in values[start:end]], ids[start:end], version))
+            start = end
+        self._writer.put(rows)
+        self._recent.add(ids)
+        if self._shadow is not None:
+            self._shadow.submit(matrix, ids, version)
+        observe = self._metrics.prediction_value.observe
+        for value in values:
+            observe(value)
+        self._metrics.predict_batch_rows.observe(len(values))
+        return results

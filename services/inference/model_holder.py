@@ -1,0 +1,200 @@
+"""The model holder: which champion (and challenger) is served, kept up to date from the registry.
+
+A background thread asks the registry every ``poll_seconds`` where the aliases point. A new version
+is loaded and warmed up off the request path, then swapped in with one reference assignment: a
+request reads :attr:`ModelHolder.champion` once and scores its whole batch with that model, so no
+request sees two models. When the registry is unreachable the last good model stays in service and
+the failure is logged and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.tracking import MlflowClient
+from threadpoolctl import threadpool_limits
+
+from services.common.features import EXAMPLE, to_matrix
+from services.common.registry import (
+    CHALLENGER,
+    CHAMPION,
+    MODEL_NAME,
+    RegistryError,
+    alias_version,
+    version_figures,
+)
+from services.inference.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class Regressor(Protocol):
+    def predict(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A loaded model version with what ``GET /model`` tells about it."""
+
+    version: int
+    run_id: str
+    model: Regressor
+    loaded_at: datetime
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "run_id": self.run_id,
+            "loaded_at": self.loaded_at.isoformat(),
+            "metrics": self.metrics,
+            "tags": self.tags,
+        }
+
+
+def load_from_registry(client: MlflowClient, version: ModelVersion) -> ServedModel:
+    """Download a version's scikit-learn model and warm it up with one prediction.
+
+    Raises:
+        RegistryError: the registry or the artifact store failed, or the model does not predict.
+    """
+    import mlflow.sklearn
+
+    try:
+        figures = version_figures(client, version)
+        # The version's storage location, so loading needs no process-wide registry URI.
+        uri = client.get_model_version_download_uri(MODEL_NAME, version.version)
+        model: Regressor = mlflow.sklearn.load_model(uri)
+        with threadpool_limits(1):
+            warm = model.predict(to_matrix([EXAMPLE]))
+    except RegistryError:
+        raise
+    except Exception as error:  # MLflow raises many kinds (MlflowException, OSError, pickle errors)
+        raise RegistryError(
+            f"cannot load model version {version.version}: {str(error).splitlines()[0]}"
+        ) from error
+    if warm.shape != (1,) or not np.isfinite(warm).all():
+        raise RegistryError(f"model version {version.version} does not predict one finite price per row")
+    return ServedModel(
+        version=figures.version,
+        run_id=figures.run_id,
+        model=model,
+        loaded_at=datetime.now(UTC),
+        metrics=figures.metrics,
+        tags=figures.tags,
+    )
+
+
+Loader = Callable[[MlflowClient, ModelVersion], ServedModel]
+
+
+class ModelHolder:
+    """The served champion, the shadow challenger, and the thread that keeps them current.
+
+    Args:
+        client: the registry.
+        metrics: the app's metrics (model_info, model_loaded, swaps, registry errors).
+        poll_seconds: how often to look at the aliases.
+        shadow: also load ``@challenger`` for shadow scoring.
+        loader: turns a registry version into a :class:`ServedModel`.
+    """
+
+    def __init__(
+        self,
+        client: MlflowClient,
+        metrics: Metrics,
+        *,
+        poll_seconds: float = 10.0,
+        shadow: bool = False,
+        loader: Loader = load_from_registry,
+    ) -> None:
+        self._client = client
+        self._metrics = metrics
+        self._poll_seconds = poll_seconds
+        self._shadow = shadow
+        self._loader = loader
+        self.champion: ServedModel | None = None
+        self.challenger: ServedModel | None = None
+        self.last_error: str | None = None
+        self.last_poll_at: datetime | None = None
+        self.polled = threading.Event()  # set after the first poll, successful or not
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        metrics.model_loaded.set(0)
+
+    def start(self) -> None:
+        """Poll now and then every ``poll_seconds``, in a background thread."""
+        self._thread = threading.Thread(target=self._run, name="model-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.refresh()
+            self._stop.wait(self._poll_seconds)
+
+    def refresh(self) -> None:
+        """Look at the aliases once; load and swap in what moved. Never raises."""
+        try:
+            self._refresh_champion()
+            self._refresh_challenger()
+            if self.last_error is not None:
+                log.warning("the model registry answers again")
+            self.last_error = None
+        except Exception as error:  # keep the last good model whatever the registry does
+            self._metrics.registry_errors.inc()
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            if message != self.last_error:
+                served = (
+                    f"still serving version {self.champion.version}" if self.champion else "no model loaded"
+                )
+                log.error("model registry: %s (%s)", message, served)
+            self.last_error = message
+        finally:
+            self.last_poll_at = datetime.now(UTC)
+            self.polled.set()
+
+    def _refresh_champion(self) -> None:
+        target = alias_version(self._client, CHAMPION)
+        current = self.champion
+        if target is None:
+            if current is None:
+                log.info("no @champion in the registry yet; train one with `housing train`")
+            return  # an alias deleted under us: keep serving what we have
+        if current is not None and int(target.version) == current.version:
+            return
+        loaded = self._loader(self._client, target)
+        self.champion = loaded  # one reference assignment: the swap is atomic for readers
+        if current is not None:
+            self._metrics.model_swaps.inc()
+            self._metrics.model_info.remove(str(current.version), current.run_id)
+            log.warning("now serving model version %d (was %d)", loaded.version, current.version)
+        else:
+            log.warning("serving model version %d", loaded.version)
+        self._metrics.model_info.labels(str(loaded.version), loaded.run_id).set(1)
+        self._metrics.model_loaded.set(1)
+
+    def _refresh_challenger(self) -> None:
+        if not self._shadow:
+            return
+        target = alias_version(self._client, CHALLENGER)
+        if target is None:
+            self.challenger = None
+            return
+        if self.challenger is not None and int(target.version) == self.challenger.version:
+            return
+        self.challenger = self._loader(self._client, target)
+        log.warning("shadow-scoring with challenger version %d", self.challenger.version)
