@@ -1,0 +1,1 @@
+"""``make bench``: performance goals measured against baselines run in the same session."""
