@@ -1,10 +1,100 @@
-"""``housing monitor`` (placeholder until the monitor lands; replaced by its owner)."""
+"""``housing monitor``: one monitor run (the CronJob's command).
+
+The monitor's edge: settings are read once here and the real parts wired (Postgres, the MLflow
+registry, the trainer launcher, alert channels). Heavy imports happen inside the command.
+"""
 
 from __future__ import annotations
+
+import json
+from typing import Annotated
 
 import typer
 
 
-def monitor() -> None:
-    """One monitor run: drift, live error, alerts, trainer launch, rollback."""
-    raise typer.Exit("housing monitor is not built yet")
+def monitor(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the run's summary as JSON on stdout.")
+    ] = False,
+) -> None:
+    """One monitor run: drift (PSI + Evidently), live error, report, alerts, trainer launch, rollback.
+
+    Exits 0 when the run did its job (also with too little data, or when another run holds the lock),
+    1 when it could not (database or registry down, no reference profile).
+    """
+    import logging
+    import sys
+
+    from services.common.connections import database_url, open_registry, tracking_uri
+    from services.common.progress import Stages
+    from services.common.registry import RegistryError
+    from services.monitor.alerts import Channel, TelegramChannel, WebhookChannel
+    from services.monitor.launchers import Launcher
+    from services.monitor.run import RUN_STAGES, MonitorFailed, MonitorParts, error_row, run_monitor
+    from services.monitor.settings import MonitorSettings
+
+    settings = MonitorSettings()
+    logging.getLogger("services").setLevel(settings.log_level)
+    url = database_url(settings)
+    uri, artifacts = tracking_uri(settings)
+    try:
+        client, experiment_id = open_registry(uri, artifacts)
+    except RegistryError as error:  # the report row says so too; the exit code says the run failed
+        error_row(url, str(error))
+        raise
+
+    def launcher() -> Launcher:
+        if settings.trainer_launcher == "kubernetes":
+            from services.monitor.launchers.kubernetes import KubernetesLauncher, batch_api, load_template
+
+            template = load_template(settings.trainer_job_template)
+            return KubernetesLauncher(batch_api(), settings.trainer_namespace, template)
+        from services.monitor.launchers.local import LocalLauncher
+
+        return LocalLauncher(settings.housing_home)
+
+    channels: list[Channel] = []
+    if settings.alert_webhook_url:
+        channels.append(WebhookChannel(settings.alert_webhook_url, settings.alert_timeout_seconds))
+    if settings.telegram_bot_token and settings.telegram_chat_id:
+        channels.append(
+            TelegramChannel(
+                settings.telegram_api_url,
+                settings.telegram_bot_token.get_secret_value(),
+                settings.telegram_chat_id,
+                settings.alert_timeout_seconds,
+            )
+        )
+    parts = MonitorParts(settings, url, client, experiment_id, launcher, channels, Stages(RUN_STAGES))
+    try:
+        summary = run_monitor(parts)
+    except MonitorFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        if as_json:
+            print(json.dumps({"status": "error", "error": str(error)}, indent=2))
+        raise typer.Exit(1) from error
+    if as_json:
+        print(json.dumps(summary.as_dict(), indent=2))
+    else:
+        print(_describe(summary), file=sys.stderr)
+
+
+def _describe(summary: object) -> str:
+    from services.monitor.run import RunSummary
+
+    assert isinstance(summary, RunSummary)
+    if summary.status == "locked":
+        return "another monitor run holds the lock: this one did nothing"
+    text = f"report {summary.report_id}: {summary.status}, action {summary.action}"
+    if summary.psi:
+        text += "\nPSI: " + ", ".join(f"{k} {v:.3f}" for k, v in summary.psi.items())
+    if summary.drift_share is not None:
+        text += f"\ndrifted share (Evidently): {summary.drift_share:.2f}"
+    if summary.live_mae is not None:
+        text += f"\nlive MAE {summary.live_mae:.3f} on {summary.labelled_rows} rows"
+        text += f" (training {summary.reference_mae})"
+    if summary.detail:
+        text += f"\n{summary.detail}"
+    if summary.report_path:
+        text += f"\nreport: {summary.report_path}"
+    return text

@@ -1,8 +1,8 @@
--- The monitor's own state: per-minute histogram counts (so a run scans only the rows that arrived since
--- the last run), and the alert episodes (so separate CronJob pods share one cool-down).
+-- The monitor's own state: histogram counts per 10-minute bucket (so a run scans only the rows that
+-- arrived since the last run), and the alert episodes (so separate CronJob pods share one cool-down).
 
--- Counts of champion predictions per minute, feature and PSI bin, made with one champion's bin edges
--- (profile_key: a digest of the edges). Bin b holds edges[b-1] <= value < edges[b] (SQL width_bucket).
+-- Counts of champion predictions per 10-minute bucket, feature and PSI bin, made with one champion's
+-- bin edges (profile_key: a digest of the edges). Bin b holds edges[b-1] <= value < edges[b] (SQL width_bucket).
 CREATE TABLE monitor_histograms (
     profile_key  text NOT NULL,
     bucket_start timestamptz NOT NULL,
@@ -13,7 +13,7 @@ CREATE TABLE monitor_histograms (
 );
 CREATE INDEX monitor_histograms_bucket_start ON monitor_histograms (bucket_start);  -- retention
 
--- Every minute in [filled_from, filled_until) is counted in monitor_histograms (an empty minute has no rows).
+-- Every bucket in [filled_from, filled_until) is counted in monitor_histograms (an empty one has no rows).
 CREATE TABLE monitor_histogram_coverage (
     profile_key  text PRIMARY KEY,
     filled_from  timestamptz NOT NULL,

@@ -1,0 +1,94 @@
+"""Logged predictions for the monitor's tests and benchmark: real rows of the data set, written by Postgres.
+
+``generate_predictions`` writes millions of rows with ``generate_series`` (the data set goes up once,
+into a temporary table); ``insert_predictions`` writes a few thousand given rows with COPY.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+from psycopg import sql
+
+from services.common.features import FEATURE_COLUMNS
+
+# The covariate shift of the scale benchmark: every district's median income up by half.
+MEDINC_SHIFT = 1.5
+
+
+def insert_predictions(
+    conn: psycopg.Connection,
+    x: npt.NDArray[np.float64],
+    *,
+    start: datetime,
+    spacing: timedelta,
+    model_version: int = 1,
+    role: str = "champion",
+    predictions: Sequence[float] | npt.NDArray[np.float64] | None = None,
+    actual: Sequence[float] | npt.NDArray[np.float64] | None = None,
+) -> list[uuid.UUID]:
+    """COPY a prediction per row of ``x`` ``spacing`` apart from ``start``; feedback if given."""
+    ids = [uuid.uuid4() for _ in range(len(x))]
+    guesses = np.zeros(len(x)) if predictions is None else np.asarray(predictions, dtype=np.float64)
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in FEATURE_COLUMNS)
+    copy = sql.SQL(
+        "COPY predictions (id, created_at, model_version, role, {}, prediction, latency_ms) FROM STDIN"
+    ).format(columns)
+    with conn.cursor() as cursor, cursor.copy(copy) as writer:
+        for index, row in enumerate(x.tolist()):
+            at = start + spacing * index
+            writer.write_row((ids[index], at, model_version, role, *row, float(guesses[index]), 1.0))
+    if actual is not None:
+        with (
+            conn.cursor() as cursor,
+            cursor.copy("COPY feedback (prediction_id, actual) FROM STDIN") as writer,
+        ):
+            for prediction_id, value in zip(ids, np.asarray(actual, dtype=np.float64).tolist(), strict=True):
+                writer.write_row((prediction_id, value))
+    return ids
+
+
+def generate_predictions(
+    conn: psycopg.Connection,
+    source: npt.NDArray[np.float64],
+    rows: int,
+    *,
+    start: datetime,
+    end: datetime,
+    shift: bool = False,
+    model_version: int = 1,
+) -> None:
+    """Write ``rows`` champion predictions evenly spread over [start, end), cycling through ``source``.
+
+    With ``shift`` the median income of every row is multiplied by ``MEDINC_SHIFT``.
+    """
+    conn.execute("DROP TABLE IF EXISTS pg_temp.source_rows")
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in FEATURE_COLUMNS)
+    conn.execute(
+        sql.SQL("CREATE TEMPORARY TABLE source_rows (i integer PRIMARY KEY, {})").format(
+            sql.SQL(", ").join(sql.SQL("{} float8").format(sql.Identifier(c)) for c in FEATURE_COLUMNS)
+        )
+    )
+    with (
+        conn.cursor() as cursor,
+        cursor.copy(sql.SQL("COPY source_rows (i, {}) FROM STDIN").format(columns)) as writer,
+    ):
+        for index, row in enumerate(source.tolist()):
+            writer.write_row((index, *row))
+    values = [sql.SQL("s.{}").format(sql.Identifier(c)) for c in FEATURE_COLUMNS]
+    if shift:
+        values[0] = sql.SQL("s.med_inc * {}").format(sql.Literal(MEDINC_SHIFT))
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO predictions (id, created_at, model_version, role, {columns}, prediction, latency_ms)"
+            " SELECT gen_random_uuid(), %s + (%s::interval * ((g - 1)::float8 / %s)), %s, 'champion',"
+            " {values},"
+            " 2.0, 1.0 FROM generate_series(1, %s) AS g JOIN source_rows s ON s.i = (g - 1) %% %s"
+        ).format(columns=columns, values=sql.SQL(", ").join(values)),
+        (start, end - start, rows, model_version, rows, len(source)),
+    )

@@ -1,0 +1,212 @@
+"""Window histograms in SQL: counts per feature and PSI bin, with a run's cost following the new rows.
+
+Counts are made by Postgres (``width_bucket`` against the reference bin edges), never by pulling rows
+into Python. Whole time buckets (``BUCKET``, 10 minutes) are counted once and kept in
+``monitor_histograms`` (keyed by a digest of the bin edges); a run counts only the buckets not yet
+kept, plus the two partial ends of its window, and sums the kept buckets. Buckets younger than
+``SETTLE`` are not kept yet: the inference writer logs predictions in batches (and replays its spool
+after an outage), so the newest bucket may still be filling. Rows that arrive later than that for an
+already kept bucket are not counted (a known limit: the spool's replay after a long outage).
+
+Ten minutes: a day is 144 buckets x 8 features x <= 11 bins = 12.7k kept rows, while a run's direct
+scan is at most the last ~12 minutes of traffic plus what arrived since the last run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import psycopg
+from psycopg import sql
+
+from services.common.features import FEATURES
+from services.common.profile import ReferenceProfile
+
+BUCKET = timedelta(minutes=10)
+SETTLE = timedelta(minutes=2)
+_EPOCH = datetime.fromisoformat("2000-01-01T00:00:00+00:00")
+
+
+@dataclass
+class WindowCounts:
+    """Counts per feature and bin over a window; ``scanned`` is how many predictions this run read."""
+
+    counts: dict[str, list[int]]
+    rows: int = 0
+    scanned: int = 0
+    kept_buckets: int = 0
+    details: dict[str, int] = field(default_factory=dict)
+
+
+def profile_key(profile: ReferenceProfile) -> str:
+    """A digest of the bin edges: counts made with other edges are never summed with these."""
+    edges = {name: profile.bins[name].edges for name in profile.features}
+    return hashlib.sha256(json.dumps(edges, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def floor_bucket(at: datetime) -> datetime:
+    return at - (at - _EPOCH) % BUCKET
+
+
+def ceil_bucket(at: datetime) -> datetime:
+    floor = floor_bucket(at)
+    return floor if floor == at else floor + BUCKET
+
+
+def _binned(profile: ReferenceProfile, *, by_bucket: bool) -> tuple[sql.Composed, list[object]]:
+    """One SELECT per feature, joined by UNION ALL: (bucket?, feature, bin, count) over [%s, %s).
+
+    Eight narrow scans (each parallel) beat one scan emitting eight rows per prediction by about 2x.
+    """
+    parts = []
+    params: list[object] = []
+    bucket = sql.SQL("date_bin(%s, p.created_at, %s), ") if by_bucket else sql.SQL("")
+    for feature in FEATURES:
+        parts.append(
+            sql.SQL(
+                "(SELECT {bucket}{name}::text, width_bucket(p.{column}, %s::float8[]), count(*)"
+                " FROM predictions p"
+                " WHERE p.role = 'champion' AND p.created_at >= %s AND p.created_at < %s GROUP BY {groups})"
+            ).format(
+                bucket=bucket,
+                name=sql.Literal(feature.name),
+                column=sql.Identifier(feature.column),
+                groups=sql.SQL("1, 3") if by_bucket else sql.SQL("2"),
+            )
+        )
+        params += [BUCKET, _EPOCH] if by_bucket else []
+        params.append(profile.bins[feature.name].edges)
+        params += ["{start}", "{end}"]
+    return sql.SQL(" UNION ALL ").join(parts), params
+
+
+def _fill(params: list[object], start: datetime, end: datetime) -> list[object]:
+    return [start if p == "{start}" else end if p == "{end}" else p for p in params]
+
+
+def count_range(
+    conn: psycopg.Connection, profile: ReferenceProfile, start: datetime, end: datetime
+) -> dict[str, list[int]]:
+    """Counts per feature and bin of champion predictions made in [start, end), straight from the table."""
+    query, params = _binned(profile, by_bucket=False)
+    return _to_counts(profile, conn.execute(query, _fill(params, start, end)).fetchall())
+
+
+def _keep_range(
+    conn: psycopg.Connection, profile: ReferenceProfile, key: str, start: datetime, end: datetime
+) -> int:
+    """Count whole buckets in [start, end) into monitor_histograms; returns the predictions read."""
+    counted, params = _binned(profile, by_bucket=True)
+    # CREATE TABLE AS may run in parallel; INSERT ... SELECT never does.
+    conn.execute("DROP TABLE IF EXISTS pg_temp.monitor_counted")
+    conn.execute(
+        sql.SQL("CREATE TEMPORARY TABLE monitor_counted (bucket_start, feature, bin, rows) AS {}").format(
+            counted
+        ),
+        _fill(params, start, end),
+    )
+    conn.execute(
+        "INSERT INTO monitor_histograms (profile_key, bucket_start, feature, bin, rows)"
+        " SELECT %s, bucket_start, feature, bin, rows FROM monitor_counted"
+        " ON CONFLICT (profile_key, bucket_start, feature, bin) DO UPDATE SET rows = EXCLUDED.rows",
+        (key,),
+    )
+    row = conn.execute(
+        "SELECT coalesce(sum(rows), 0) FROM monitor_counted WHERE feature = %s", (FEATURES[0].name,)
+    ).fetchone()
+    conn.execute("DROP TABLE pg_temp.monitor_counted")
+    return int(row[0]) if row else 0
+
+
+def _to_counts(profile: ReferenceProfile, rows: list[tuple[str, int, int]]) -> dict[str, list[int]]:
+    counts = {name: [0] * (len(profile.bins[name].edges) + 1) for name in profile.features}
+    for feature, bin_, count in rows:
+        counts[feature][int(bin_)] += int(count)
+    return counts
+
+
+def _add(total: dict[str, list[int]], part: dict[str, list[int]]) -> None:
+    for name, values in part.items():
+        total[name] = [a + b for a, b in zip(total[name], values, strict=True)]
+
+
+def _rows(counts: dict[str, list[int]]) -> int:
+    return sum(next(iter(counts.values()), []))
+
+
+def window_counts(
+    conn: psycopg.Connection,
+    profile: ReferenceProfile,
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime,
+    retention: timedelta,
+) -> WindowCounts:
+    """Counts per feature and bin of champion predictions in [start, end), keeping whole settled buckets.
+
+    The caller owns the transaction (and must hold the monitor lock: the kept buckets are not
+    written concurrently). Kept buckets older than ``retention`` are deleted.
+    """
+    key = profile_key(profile)
+    first, last = ceil_bucket(start), floor_bucket(min(end, now - SETTLE))
+    if first >= last:  # no whole settled bucket in the window: count it all directly
+        counts = count_range(conn, profile, start, end)
+        rows = _rows(counts)
+        return WindowCounts(counts, rows, rows, 0, {"direct_rows": rows})
+
+    scanned_kept = 0
+    coverage = conn.execute(
+        "SELECT filled_from, filled_until FROM monitor_histogram_coverage WHERE profile_key = %s FOR UPDATE",
+        (key,),
+    ).fetchone()
+    if coverage is None or coverage[1] < first or coverage[0] > last:
+        scanned_kept += _keep_range(conn, profile, key, first, last)
+        filled_from, filled_until = first, last
+    else:
+        filled_from, filled_until = coverage
+        if first < filled_from:
+            scanned_kept += _keep_range(conn, profile, key, first, filled_from)
+        if filled_until < last:
+            scanned_kept += _keep_range(conn, profile, key, filled_until, last)
+        filled_from, filled_until = min(first, filled_from), max(last, filled_until)
+    conn.execute(
+        "INSERT INTO monitor_histogram_coverage (profile_key, filled_from, filled_until) VALUES (%s, %s, %s)"
+        " ON CONFLICT (profile_key) DO UPDATE SET filled_from = EXCLUDED.filled_from,"
+        " filled_until = EXCLUDED.filled_until, updated_at = now()",
+        (key, filled_from, filled_until),
+    )
+    kept = conn.execute(
+        "SELECT feature, bin, sum(rows) FROM monitor_histograms"
+        " WHERE profile_key = %s AND bucket_start >= %s AND bucket_start < %s GROUP BY 1, 2",
+        (key, first, last),
+    ).fetchall()
+    counts = _to_counts(profile, kept)
+    kept_rows = _rows(counts)
+    head = count_range(conn, profile, start, first) if start < first else None
+    tail = count_range(conn, profile, last, end) if last < end else None
+    direct = 0
+    for part in (head, tail):
+        if part is not None:
+            _add(counts, part)
+            direct += _rows(part)
+    conn.execute("DELETE FROM monitor_histograms WHERE bucket_start < %s", (now - retention,))
+    conn.execute(
+        "UPDATE monitor_histogram_coverage SET filled_from = greatest(filled_from, %s)",
+        (floor_bucket(now - retention),),
+    )
+    conn.execute(
+        "DELETE FROM monitor_histogram_coverage WHERE filled_from >= filled_until OR updated_at < %s",
+        (now - retention,),
+    )
+    buckets = int((last - first) / BUCKET)
+    return WindowCounts(
+        counts,
+        kept_rows + direct,
+        scanned_kept + direct,
+        buckets,
+        {"kept_rows": kept_rows, "newly_kept_rows": scanned_kept, "direct_rows": direct},
+    )

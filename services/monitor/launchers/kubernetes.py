@@ -1,0 +1,167 @@
+"""The Kubernetes launcher: a trainer Job stamped from the chart's template, created through the API.
+
+The template is a complete ``batch/v1`` Job (``metadata.generateName``, labels
+``app.kubernetes.io/component: trainer`` and ``housing.io/release``). :func:`stamp_job` is a pure
+function; :class:`KubernetesLauncher` takes a ``BatchV1Api`` so tests hand it one pointed at a
+local HTTP server. It needs only ``list`` and ``create`` on jobs in its namespace.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from services.monitor.launchers import LaunchResult
+
+COMPONENT_LABEL = "app.kubernetes.io/component"
+RELEASE_LABEL = "housing.io/release"
+REPORT_LABEL = "housing.io/drift-report"
+DEFAULT_TTL_SECONDS = 86_400
+DEFAULT_BACKOFF_LIMIT = 1
+# Bounded API calls: (connect, read) seconds.
+REQUEST_TIMEOUT = (5.0, 20.0)
+# Argo CD tracks what it manages with these; a Job carrying one would be pruned as out of sync.
+ARGOCD_LABELS = ("app.kubernetes.io/instance", "argocd.argoproj.io/instance")
+ARGOCD_ANNOTATION_PREFIX = "argocd.argoproj.io/"
+
+
+class TemplateError(ValueError):
+    """The trainer Job template is missing or is not a usable batch/v1 Job."""
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    """Read and check the Job template YAML."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise TemplateError(
+            f"cannot read the trainer Job template {path} ({error.strerror}); set TRAINER_JOB_TEMPLATE"
+        ) from error
+    except yaml.YAMLError as error:
+        raise TemplateError(f"the trainer Job template {path} is not valid YAML ({error})") from error
+    if not isinstance(data, dict) or data.get("apiVersion") != "batch/v1" or data.get("kind") != "Job":
+        raise TemplateError(f"the trainer Job template {path} must be one batch/v1 Job")
+    labels = (data.get("metadata") or {}).get("labels") or {}
+    if labels.get(COMPONENT_LABEL) != "trainer" or not labels.get(RELEASE_LABEL):
+        raise TemplateError(
+            f"the trainer Job template {path} needs labels {COMPONENT_LABEL}: trainer"
+            f" and {RELEASE_LABEL}: <release>"
+        )
+    return data
+
+
+def selector(template: dict[str, Any]) -> str:
+    """The label selector of this release's trainer Jobs."""
+    release = template["metadata"]["labels"][RELEASE_LABEL]
+    return f"{COMPONENT_LABEL}=trainer,{RELEASE_LABEL}={release}"
+
+
+def stamp_job(template: dict[str, Any], report_id: int) -> dict[str, Any]:
+    """The Job to create for drift report ``report_id``: a copy of the template, stamped.
+
+    Adds the report label (on the Job and its pods), defaults ``ttlSecondsAfterFinished`` and
+    ``backoffLimit``, makes sure a ``generateName`` is set (and no fixed ``name``), and strips any
+    Argo CD tracking label or annotation.
+    """
+    job = copy.deepcopy(template)
+    metadata = job.setdefault("metadata", {})
+    name = metadata.pop("name", None)
+    metadata.setdefault("generateName", f"{name or 'housing-trainer'}-")
+    for meta in (metadata, job.setdefault("spec", {}).setdefault("template", {}).setdefault("metadata", {})):
+        labels = meta.setdefault("labels", {})
+        for label in ARGOCD_LABELS:
+            labels.pop(label, None)
+        labels[REPORT_LABEL] = str(report_id)
+        annotations = meta.get("annotations") or {}
+        kept = {k: v for k, v in annotations.items() if not k.startswith(ARGOCD_ANNOTATION_PREFIX)}
+        if kept:
+            meta["annotations"] = kept
+        else:
+            meta.pop("annotations", None)
+    spec = job["spec"]
+    spec.setdefault("ttlSecondsAfterFinished", DEFAULT_TTL_SECONDS)
+    spec.setdefault("backoffLimit", DEFAULT_BACKOFF_LIMIT)
+    return job
+
+
+def job_finished(job: Any) -> str | None:
+    """'Complete' or 'Failed' when the Job has that condition, None while it may still run."""
+    for condition in (getattr(job.status, "conditions", None) or []) if job.status else []:
+        if condition.type in {"Complete", "Failed"} and condition.status == "True":
+            return str(condition.type)
+    return None
+
+
+def _api_message(error: Any, namespace: str, verb: str) -> str:
+    status = getattr(error, "status", None)
+    reason = ""
+    body = getattr(error, "body", None)
+    if body:
+        try:
+            reason = json.loads(body).get("message", "")
+        except (ValueError, AttributeError):
+            reason = str(body)[:200]
+    if status == 403:
+        return (
+            f"the Kubernetes API refused to {verb} jobs in namespace {namespace} (403 Forbidden: {reason}); "
+            "the monitor's service account needs a Role with get/list/watch/create on batch jobs"
+        )
+    return f"the Kubernetes API answered {status} to {verb} jobs in namespace {namespace}: {reason or error}"
+
+
+class KubernetesLauncher:
+    """Creates trainer Jobs from a template unless one of this release is active."""
+
+    def __init__(self, batch: Any, namespace: str, template: dict[str, Any]) -> None:
+        self.batch = batch  # kubernetes.client.BatchV1Api
+        self.namespace = namespace
+        self.template = template
+
+    def launch(self, report_id: int) -> LaunchResult:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        info: dict[str, Any] = {"namespace": self.namespace, "selector": selector(self.template)}
+        try:
+            jobs = self.batch.list_namespaced_job(
+                self.namespace, label_selector=info["selector"], _request_timeout=REQUEST_TIMEOUT
+            )
+        except ApiException as error:
+            return LaunchResult("launch_failed", _api_message(error, self.namespace, "list"), info)
+        except (HTTPError, OSError) as error:
+            return LaunchResult("launch_failed", f"the Kubernetes API is unreachable ({error})", info)
+        finished = {job.metadata.name: job_finished(job) for job in jobs.items}
+        running = sorted(name for name, state in finished.items() if state is None)
+        info["failed_jobs"] = sorted(name for name, state in finished.items() if state == "Failed")
+        if running:
+            info["running"] = running
+            return LaunchResult(
+                "trainer_already_running", f"trainer Job {', '.join(running)} is still active", info
+            )
+        try:
+            created = self.batch.create_namespaced_job(
+                self.namespace, stamp_job(self.template, report_id), _request_timeout=REQUEST_TIMEOUT
+            )
+        except ApiException as error:
+            return LaunchResult("launch_failed", _api_message(error, self.namespace, "create"), info)
+        except (HTTPError, OSError) as error:
+            return LaunchResult("launch_failed", f"the Kubernetes API is unreachable ({error})", info)
+        info["job"] = created.metadata.name
+        return LaunchResult("trainer_launched", f"created trainer Job {created.metadata.name}", info)
+
+
+def batch_api() -> Any:
+    """A BatchV1Api from the in-cluster config, else the kubeconfig; few retries so calls stay bounded."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    configuration = client.Configuration.get_default_copy()
+    configuration.retries = 1
+    return client.BatchV1Api(client.ApiClient(configuration))

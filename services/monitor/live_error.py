@@ -1,0 +1,37 @@
+"""Live error: a model's MAE on its own served predictions that have feedback, computed in SQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+
+@dataclass(frozen=True)
+class LiveError:
+    version: int
+    rows: int
+    mae: float | None
+
+
+def live_error(conn: psycopg.Connection, version: int, start: datetime | None, end: datetime) -> LiveError:
+    """MAE (100k USD) of ``version``'s champion predictions made in [start, end) that have feedback."""
+    row = conn.execute(
+        "SELECT count(*), avg(abs(p.prediction - f.actual)) FROM predictions p"
+        " JOIN feedback f ON f.prediction_id = p.id"
+        " WHERE p.role = 'champion' AND p.model_version = %s"
+        " AND (%s::timestamptz IS NULL OR p.created_at >= %s) AND p.created_at < %s",
+        (version, start, start, end),
+    ).fetchone()
+    rows = int(row[0]) if row else 0
+    return LiveError(version, rows, float(row[1]) if row and row[1] is not None else None)
+
+
+def degraded(
+    live_mae: float | None, reference_mae: float | None, rows: int, *, tolerance: float, min_rows: int
+) -> bool:
+    """True when enough labelled rows show a live MAE beyond the training MAE by more than ``tolerance``."""
+    if live_mae is None or reference_mae is None or rows < min_rows:
+        return False
+    return live_mae > reference_mae * (1 + tolerance)

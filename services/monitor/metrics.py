@@ -1,0 +1,50 @@
+"""The run's figures for Prometheus: pushed to a Pushgateway (a CronJob is never scraped)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+log = logging.getLogger(__name__)
+
+JOB = "housing-monitor"
+
+
+def push_metrics(
+    url: str,
+    *,
+    psi: Mapping[str, float],
+    drift_share: float | None,
+    drift_detected: bool,
+    live_mae: float | None,
+    reference_mae: float | None,
+    finished_at: float,
+    duration_seconds: float,
+    timeout: float = 5.0,
+) -> str | None:
+    """Push the gauges under job="housing-monitor"; returns an error message instead of raising."""
+    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+
+    registry = CollectorRegistry()
+    psi_gauge = Gauge(
+        "housing_drift_psi", "PSI of a feature in the last window", ["feature"], registry=registry
+    )
+    for feature, value in psi.items():
+        psi_gauge.labels(feature=feature).set(value)
+    gauges: dict[str, tuple[str, float | None]] = {
+        "housing_drift_share": ("Share of columns Evidently found drifted", drift_share),
+        "housing_drift_detected": ("1 when the last run called drift", float(drift_detected)),
+        "housing_live_mae": ("Champion's live MAE (100k USD) on labelled predictions", live_mae),
+        "housing_reference_mae": ("Champion's holdout MAE at training (100k USD)", reference_mae),
+        "housing_monitor_last_run_timestamp_seconds": ("When the last monitor run finished", finished_at),
+        "housing_monitor_run_duration_seconds": ("How long the last monitor run took", duration_seconds),
+    }
+    for name, (help_text, figure) in gauges.items():
+        if figure is not None:
+            Gauge(name, help_text, registry=registry).set(figure)
+    try:
+        push_to_gateway(url, job=JOB, registry=registry, timeout=timeout)
+    except OSError as error:  # URLError, timeouts, refused connections
+        log.warning("could not push metrics to %s: %s", url, error)
+        return f"could not push metrics to the Pushgateway ({error})"
+    return None

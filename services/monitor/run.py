@@ -1,0 +1,512 @@
+"""One monitor run: lock, reference, window, drift, live error, report, act, alert, metrics.
+
+Everything here takes its parts as arguments (settings, database URL, MLflow client, launcher,
+alert channels); only the CLI reads the environment and builds them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from services.common.database import connect, first_line
+from services.common.features import FEATURE_NAMES
+from services.common.profile import ReferenceProfile
+from services.common.progress import Stages
+from services.common.registry import (
+    CHAMPION,
+    METRIC_HOLDOUT_MAE,
+    PREVIOUS,
+    PROFILE_ARTIFACT,
+    RegistryError,
+    alias_version,
+    current_aliases,
+    version_figures,
+)
+from services.common.rollback import roll_back
+from services.monitor.alerts import Alert, Channel, deliver, mark_alerted, observe
+from services.monitor.evidently_drift import EvidentlyResult, run_drift_preset
+from services.monitor.histograms import window_counts
+from services.monitor.launchers import Launcher, LaunchResult
+from services.monitor.live_error import degraded, live_error
+from services.monitor.lock import monitor_lock
+from services.monitor.metrics import push_metrics
+from services.monitor.psi import psi
+from services.monitor.report import insert_report, update_report
+from services.monitor.rollback_check import RollbackCheck, check_rollback, last_promotion
+from services.monitor.sample import sample_window
+from services.monitor.settings import MonitorSettings
+
+log = logging.getLogger(__name__)
+
+ACTOR = "housing monitor"
+RUN_STAGES = 7
+
+
+class MonitorFailed(RuntimeError):
+    """The run could not do its job; the message says why (a report row says so too, when possible)."""
+
+
+@dataclass
+class RunSummary:
+    """What one run found and did: printed by ``housing monitor --json``."""
+
+    status: str
+    report_id: int | None = None
+    model_version: int | None = None
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    rows: int = 0
+    labelled_rows: int = 0
+    psi: dict[str, float] = field(default_factory=dict)
+    drift_share: float | None = None
+    drift: bool = False
+    live_mae: float | None = None
+    reference_mae: float | None = None
+    triggers: list[str] = field(default_factory=list)
+    action: str = "none"
+    alerted: bool = False
+    report_path: str | None = None
+    detail: str = ""
+    duration_seconds: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "report_id": self.report_id,
+            "status": self.status,
+            "model_version": self.model_version,
+            "window_start": self.window_start.isoformat() if self.window_start else None,
+            "window_end": self.window_end.isoformat() if self.window_end else None,
+            "rows": self.rows,
+            "labelled_rows": self.labelled_rows,
+            "psi": self.psi,
+            "drift_share": self.drift_share,
+            "drift": self.drift,
+            "live_mae": self.live_mae,
+            "reference_mae": self.reference_mae,
+            "triggers": self.triggers,
+            "action": self.action,
+            "alerted": self.alerted,
+            "report_path": self.report_path,
+            "detail": self.detail,
+            "duration_seconds": round(self.duration_seconds, 3),
+        }
+
+
+@dataclass
+class MonitorParts:
+    """The real parts a run works with, built by the CLI (or a test)."""
+
+    settings: MonitorSettings
+    database_url: str
+    client: MlflowClient
+    experiment_id: str
+    launcher: Callable[[], Launcher]  # built on first use: a bad Kubernetes config fails only the launch
+    channels: list[Channel] = field(default_factory=list)
+    stages: Stages = field(default_factory=lambda: Stages(RUN_STAGES, quiet=True))
+
+
+def run_monitor(parts: MonitorParts) -> RunSummary:
+    """One monitor run. Raises MonitorFailed only when the run could not do its job."""
+    started = time.perf_counter()
+    with monitor_lock(parts.database_url) as held:
+        if not held:
+            parts.stages.say("another monitor run holds the lock: nothing to do")
+            return RunSummary("locked", detail="another monitor run holds the lock")
+        try:
+            summary = _locked_run(parts)
+        except MonitorFailed:
+            raise
+        except Exception as error:
+            message = f"{type(error).__name__}: {first_line(error)}"
+            log.exception("monitor run failed")
+            error_row(parts.database_url, message)
+            raise MonitorFailed(f"the monitor run failed ({message})") from error
+    summary.duration_seconds = time.perf_counter() - started
+    if parts.settings.pushgateway_url:
+        problem = push_metrics(
+            parts.settings.pushgateway_url,
+            psi=summary.psi,
+            drift_share=summary.drift_share,
+            drift_detected=summary.drift,
+            live_mae=summary.live_mae,
+            reference_mae=summary.reference_mae,
+            finished_at=time.time(),
+            duration_seconds=summary.duration_seconds,
+            timeout=parts.settings.alert_timeout_seconds,
+        )
+        if problem:
+            summary.details["metrics"] = problem
+    log.info(
+        "monitor: status=%s rows=%d psi=%s drift_share=%s live_mae=%s action=%s alerted=%s",
+        summary.status,
+        summary.rows,
+        summary.psi,
+        summary.drift_share,
+        summary.live_mae,
+        summary.action,
+        summary.alerted,
+    )
+    return summary
+
+
+def error_row(database_url: str, message: str, **figures: Any) -> int | None:
+    """Store an `error` report saying why the run failed; never raises (the database may be what failed)."""
+    try:
+        with connect(database_url) as conn:
+            return insert_report(conn, status="error", details={"error": message}, **figures)
+    except Exception:  # the database is what failed: the exit code and stderr carry the message
+        log.exception("could not store the error report")
+        return None
+
+
+def _load_reference(client: MlflowClient, run_id: str) -> ReferenceProfile:
+    with tempfile.TemporaryDirectory() as folder:
+        path = client.download_artifacts(run_id, PROFILE_ARTIFACT, folder)
+        return ReferenceProfile.load(Path(path))
+
+
+def _window_start(
+    conn: psycopg.Connection, settings: MonitorSettings, champion: int, now: datetime
+) -> datetime:
+    """The last DRIFT_WINDOW_HOURS, no earlier than the champion's promotion or the last retrain/rollback."""
+    start = now - timedelta(hours=settings.drift_window_hours)
+    promotion = last_promotion(conn, champion)
+    if promotion is not None:
+        start = max(start, promotion.at)
+    row = conn.execute(
+        "SELECT max(window_end) FROM drift_reports WHERE action IN ('trainer_launched', 'rolled_back')"
+    ).fetchone()
+    if row and row[0] is not None:
+        start = max(start, row[0])
+    return min(start, now)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = round(time.perf_counter() - started, 3)
+
+
+def _locked_run(parts: MonitorParts) -> RunSummary:
+    settings, stages, client = parts.settings, parts.stages, parts.client
+    timings: dict[str, float] = {}
+    with stages.stage("reading the champion and its reference profile"), _timed(timings, "reference"):
+        try:
+            champion_mv = alias_version(client, CHAMPION)
+        except RegistryError as error:
+            error_row(parts.database_url, str(error))
+            raise MonitorFailed(str(error)) from error
+        if champion_mv is None:
+            message = "no champion yet: nothing to monitor (train one with `housing train`)"
+            with connect(parts.database_url) as conn:
+                report_id = insert_report(conn, status="insufficient_data", details={"reason": message})
+            stages.say(message, end=" ")
+            return RunSummary("insufficient_data", report_id=report_id, detail=message)
+        champion = int(champion_mv.version)
+        try:
+            figures = version_figures(client, champion_mv)
+            profile = _load_reference(client, figures.run_id)
+            previous_alias = current_aliases(client)[PREVIOUS]
+        except (MlflowException, OSError, ValueError, RegistryError) as error:
+            message = (
+                f"cannot read the reference profile ({PROFILE_ARTIFACT}) of champion v{champion}: "
+                f"{first_line(error)}; retrain with `housing train` or check MLFLOW_TRACKING_URI"
+            )
+            error_row(parts.database_url, message, model_version=champion)
+            raise MonitorFailed(message) from error
+        reference_mae = figures.metrics.get(METRIC_HOLDOUT_MAE)
+        stages.say(f"v{champion}", end=" ")
+
+    with connect(parts.database_url) as conn:
+        row = conn.execute("SELECT now()").fetchone()
+        assert row is not None
+        now: datetime = row[0]
+        start = _window_start(conn, settings, champion, now)
+        summary = RunSummary(
+            "ok", model_version=champion, window_start=start, window_end=now, reference_mae=reference_mae
+        )
+        with stages.stage("PSI from SQL histograms"), _timed(timings, "histograms"):
+            counts = window_counts(
+                conn, profile, start, now, now=now, retention=timedelta(hours=2 * settings.drift_window_hours)
+            )
+            conn.commit()
+            summary.rows = counts.rows
+            summary.details["histograms"] = {**counts.details, "scanned_rows": counts.scanned}
+            if counts.rows >= settings.drift_min_rows:
+                summary.psi = {
+                    name: psi(profile.bins[name].expected, counts.counts[name]) for name in FEATURE_NAMES
+                }
+            stages.say(f"{counts.rows} rows ({counts.scanned} read)", end=" ")
+        summary.details["timings"] = timings
+
+        evidently: EvidentlyResult | None = None
+        with stages.stage("Evidently drift preset on a random sample"), _timed(timings, "evidently"):
+            if counts.rows >= settings.drift_min_rows:
+                current, plan = sample_window(
+                    conn, start, now, rows=settings.drift_sample_rows, window_rows=counts.rows
+                )
+                evidently = run_drift_preset(
+                    np.asarray(profile.sample, dtype=np.float64),
+                    current,
+                    drift_share=settings.drift_share_threshold,
+                )
+                summary.drift_share = evidently.drift_share
+                summary.details["sample"] = {"rows": len(current), "plan": plan}
+                stages.say(
+                    f"{len(current)} rows ({plan}), drifted share {evidently.drift_share:.2f}", end=" "
+                )
+            else:
+                stages.say("skipped: too few rows", end=" ")
+
+        with stages.stage("live error and rollback check"), _timed(timings, "live_error"):
+            live = live_error(conn, champion, start, now)
+            summary.live_mae, summary.labelled_rows = live.mae, live.rows
+            rollback = check_rollback(
+                conn,
+                champion,
+                previous_alias,
+                now=now,
+                lookback=timedelta(hours=settings.drift_window_hours),
+                tolerance=settings.rollback_tolerance,
+                min_rows=settings.rollback_min_rows,
+            )
+            if rollback is not None:
+                summary.details["rollback_check"] = rollback.as_dict()
+            is_degraded = degraded(
+                live.mae,
+                reference_mae,
+                live.rows,
+                tolerance=settings.live_mae_tolerance,
+                min_rows=settings.rollback_min_rows,
+            )
+            stages.say(
+                f"MAE {live.mae if live.mae is not None else float('nan'):.3f} on {live.rows} rows", end=" "
+            )
+
+        enough = counts.rows >= settings.drift_min_rows
+        psi_drift = [name for name, value in summary.psi.items() if value >= settings.psi_threshold]
+        share_drift = evidently is not None and evidently.drift_share >= settings.drift_share_threshold
+        summary.drift = enough and (bool(psi_drift) or share_drift)
+        if psi_drift:
+            summary.triggers.append("psi")
+        if share_drift:
+            summary.triggers.append("drift_share")
+        if is_degraded:
+            summary.triggers.append("live_error")
+        if rollback is not None and rollback.roll_back:
+            summary.triggers.append("rollback")
+        if not enough and not is_degraded:
+            summary.status = "insufficient_data"
+            summary.detail = f"{counts.rows} predictions in the window; {settings.drift_min_rows} needed"
+        else:
+            summary.status = "drift" if summary.drift else "degraded" if is_degraded else "ok"
+        summary.report_id = insert_report(
+            conn,
+            status=summary.status,
+            window_start=start,
+            window_end=now,
+            model_version=champion,
+            rows=counts.rows,
+            labelled_rows=live.rows,
+            psi=summary.psi,
+            tests={
+                "psi_threshold": settings.psi_threshold,
+                "psi_drifted": psi_drift,
+                "evidently": {k: v.as_dict() for k, v in evidently.tests.items()} if evidently else {},
+                "drift_share_threshold": settings.drift_share_threshold,
+            },
+            drift_share=summary.drift_share,
+            live_mae=live.mae,
+            reference_mae=reference_mae,
+            details={**summary.details, "triggers": summary.triggers},
+        )
+        conn.commit()
+
+        with stages.stage("acting"), _timed(timings, "act"):
+            _act(parts, conn, summary, rollback, is_degraded)
+            stages.say(summary.action, end=" ")
+
+        with stages.stage("writing the Evidently report"), _timed(timings, "html"):
+            if evidently is not None:
+                path = settings.reports_folder.resolve() / f"drift-report-{summary.report_id}.html"
+                evidently.save_html(path)
+                summary.report_path = str(path)
+                stages.say(str(path), end=" ")
+
+        with stages.stage("alerting"), _timed(timings, "alert"):
+            if summary.status not in {"insufficient_data"} or "rollback" in summary.triggers:
+                _alert(parts, conn, summary, now, is_degraded)
+            stages.say("alert sent" if summary.alerted else "no alert", end=" ")
+        update_report(
+            conn,
+            summary.report_id,
+            status=summary.status,
+            action=summary.action,
+            alerted=summary.alerted,
+            report_path=summary.report_path,
+            details=summary.details,
+        )
+        conn.commit()
+
+    with _timed(timings, "mlflow"):
+        mlflow_run = _log_to_mlflow(parts, summary)
+    if mlflow_run:
+        with connect(parts.database_url) as conn:
+            update_report(conn, summary.report_id, details={"mlflow_run_id": mlflow_run, "timings": timings})
+    return summary
+
+
+def _act(
+    parts: MonitorParts,
+    conn: psycopg.Connection,
+    summary: RunSummary,
+    rollback: RollbackCheck | None,
+    is_degraded: bool,
+) -> None:
+    if rollback is not None and rollback.roll_back:
+        try:
+            bad, good = roll_back(
+                parts.client,
+                parts.database_url,
+                actor=ACTOR,
+                reasons=[rollback.reason],
+                figures={**rollback.as_dict(), "drift_report": summary.report_id},
+            )
+        except (RegistryError, MlflowException, psycopg.Error) as error:
+            summary.action = "rollback_failed"
+            summary.detail = f"rollback was due ({rollback.reason}) but failed: {first_line(error)}"
+            summary.details["rollback"] = {"error": summary.detail}
+            return
+        summary.action = "rolled_back"
+        summary.status = "drift" if summary.drift else "degraded"
+        summary.detail = f"rolled back: v{good} is champion again, v{bad} retired ({rollback.reason})"
+        summary.details["rollback"] = {"bad": bad, "restored": good, "reason": rollback.reason}
+        return
+    if not (summary.drift or is_degraded):
+        return
+    try:
+        launcher = parts.launcher()
+        result = launcher.launch(summary.report_id or 0)
+    except Exception as error:  # a bad template or Kubernetes config: the launch failed, the run did not
+        result = LaunchResult("launch_failed", f"cannot start the trainer: {first_line(error)}")
+    summary.action = result.action
+    summary.detail = result.detail
+    summary.details["launch"] = {"detail": result.detail, **result.info}
+
+
+def _alert_text(summary: RunSummary, settings: MonitorSettings, kinds: list[str]) -> str:
+    lines = [
+        f"Cali Housing monitor: {', '.join(kinds)}"
+        f" (report {summary.report_id}, champion v{summary.model_version})"
+    ]
+    if summary.psi:
+        top = sorted(summary.psi.items(), key=lambda item: -item[1])[:4]
+        lines.append(
+            "PSI: "
+            + ", ".join(f"{name} {value:.2f}" for name, value in top)
+            + f" (threshold {settings.psi_threshold}); drifted share {summary.drift_share or 0:.2f}"
+        )
+    if summary.live_mae is not None:
+        lines.append(
+            f"live MAE {summary.live_mae:.3f} on {summary.labelled_rows} rows"
+            f" vs {summary.reference_mae or math.nan:.3f} at training"
+        )
+    lines.append(f"action: {summary.action}" + (f" ({summary.detail})" if summary.detail else ""))
+    return "\n".join(lines)
+
+
+def _alert(
+    parts: MonitorParts, conn: psycopg.Connection, summary: RunSummary, now: datetime, is_degraded: bool
+) -> None:
+    settings = parts.settings
+    cooldown = timedelta(minutes=settings.alert_cooldown_minutes)
+    judged = summary.status != "insufficient_data"
+    due: list[str] = []
+    if judged:
+        for kind, active in (
+            ("drift", summary.drift),
+            ("live_error", is_degraded),
+            ("launch_failed", summary.action == "launch_failed"),
+        ):
+            if observe(conn, kind, active, now).due(now, cooldown):
+                due.append(kind)
+    if summary.action in {"rolled_back", "rollback_failed"}:
+        due.append(summary.action)  # an event, not an episode: always alerted
+    conn.commit()
+    if not due:
+        return
+    summary.details["alert_kinds"] = due
+    if not parts.channels:
+        summary.details["alert"] = "no alert channel configured (ALERT_WEBHOOK_URL or TELEGRAM_BOT_TOKEN)"
+        return
+    alert = Alert(", ".join(due), _alert_text(summary, settings, due), {"report": summary.as_dict()})
+    delivered, errors = deliver(parts.channels, alert)
+    summary.details["alert"] = {"delivered": delivered, "errors": errors}
+    if delivered:
+        summary.alerted = True
+        for kind in due:
+            mark_alerted(conn, kind, now)
+        conn.commit()
+
+
+def _log_to_mlflow(parts: MonitorParts, summary: RunSummary) -> str | None:
+    """A run in the project's experiment with the report's figures and its HTML; None when it failed."""
+    if summary.report_id is None or (summary.status == "insufficient_data" and not summary.report_path):
+        return None
+    client = parts.client
+    try:
+        run = client.create_run(
+            parts.experiment_id,
+            run_name=f"monitor-{summary.report_id}",
+            tags={
+                "housing.kind": "monitor",
+                "housing.drift_report": str(summary.report_id),
+                "housing.model_version": str(summary.model_version),
+                "housing.status": summary.status,
+                "housing.action": summary.action,
+            },
+        )
+        stamp = int(time.time() * 1000)
+        values: dict[str, float | None] = {f"psi_{name}": value for name, value in summary.psi.items()}
+        values.update(
+            {
+                "drift_share": summary.drift_share,
+                "live_mae": summary.live_mae,
+                "reference_mae": summary.reference_mae,
+                "rows": summary.rows,
+                "labelled_rows": summary.labelled_rows,
+                "drift_detected": float(summary.drift),
+            }
+        )
+        metrics = [
+            Metric(k, float(v), stamp, 0) for k, v in values.items() if v is not None and math.isfinite(v)
+        ]
+        client.log_batch(run.info.run_id, metrics=metrics)
+        if summary.report_path:
+            client.log_artifact(run.info.run_id, summary.report_path, artifact_path="monitor")
+        client.set_terminated(run.info.run_id)
+    except (MlflowException, OSError) as error:
+        log.warning("could not log the report to MLflow: %s", first_line(error))
+        summary.details["mlflow"] = f"could not log to MLflow: {first_line(error)}"
+        return None
+    summary.details["mlflow_run_id"] = run.info.run_id
+    return str(run.info.run_id)

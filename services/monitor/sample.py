@@ -1,0 +1,51 @@
+"""A bounded random sample of the window, drawn by Postgres.
+
+Two plans, and the cheaper is used: ``TABLESAMPLE SYSTEM`` reads a fraction of the table's pages
+(cost ~ sample x table / window), while ``ORDER BY random() LIMIT`` reads the window through the
+``created_at`` index (cost ~ window). When the window is most of the table, page sampling reads a
+few hundred pages instead of millions of rows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+from psycopg import sql
+
+from services.common.features import FEATURE_COLUMNS
+
+# Draw this many times the rows needed from the sampled pages, then keep a random subset of them.
+OVERSAMPLE = 3.0
+
+
+def _columns() -> sql.Composable:
+    return sql.SQL(", ").join(sql.Identifier(c) for c in FEATURE_COLUMNS)
+
+
+def sample_window(
+    conn: psycopg.Connection, start: datetime, end: datetime, *, rows: int, window_rows: int
+) -> tuple[npt.NDArray[np.float64], str]:
+    """Up to ``rows`` random champion predictions from [start, end) (schema order), and the plan used."""
+    stats = conn.execute(
+        "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'predictions'::regclass"
+    ).fetchone()
+    table_rows = int(stats[0]) if stats else 0
+    percent = 100.0 * min(1.0, OVERSAMPLE * rows / max(window_rows, 1))
+    where = sql.SQL("role = 'champion' AND created_at >= %s AND created_at < %s")
+    # A fraction f of the pages yields about f x window rows of the window, and costs f x table rows.
+    if table_rows and percent < 100 and percent / 100 * table_rows < window_rows:
+        query = sql.SQL(
+            "SELECT {} FROM predictions TABLESAMPLE SYSTEM (%s) WHERE {} ORDER BY random() LIMIT %s"
+        ).format(_columns(), where)
+        found = conn.execute(query, (percent, start, end, rows)).fetchall()
+        # Page sampling is random in size; fall back when it came up well short.
+        if len(found) >= min(rows, window_rows) // 2:
+            return np.asarray(found, dtype=np.float64).reshape(-1, len(FEATURE_COLUMNS)), "tablesample"
+    query = sql.SQL("SELECT {} FROM predictions WHERE {} ORDER BY random() LIMIT %s").format(
+        _columns(), where
+    )
+    found = conn.execute(query, (start, end, rows)).fetchall()
+    return np.asarray(found, dtype=np.float64).reshape(-1, len(FEATURE_COLUMNS)), "window_scan"

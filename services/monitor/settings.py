@@ -1,0 +1,102 @@
+"""The monitor's settings: the drift window and thresholds, alerts, metrics and the trainer launcher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+
+from services.common.settings import CommonSettings
+
+# Where Kubernetes mounts the pod's service-account namespace.
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _pod_namespace() -> str:
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text(encoding="utf-8").strip() or "default"
+    except OSError:
+        return "default"
+
+
+class MonitorSettings(CommonSettings):
+    """What a monitor run looks at, when it calls drift, whom it tells and how it starts the trainer."""
+
+    drift_window_hours: float = Field(
+        default=24,
+        gt=0,
+        description="Longest window of predictions a run judges. The window also starts no earlier than the "
+        "champion's promotion and the end of the last report that launched the trainer or rolled back.",
+    )
+    drift_min_rows: int = Field(
+        default=500,
+        ge=1,
+        description="Predictions a window needs before drift is judged (else insufficient_data).",
+    )
+    psi_threshold: float = Field(default=0.2, gt=0, description="Drift when any feature's PSI reaches this.")
+    drift_share_threshold: float = Field(
+        default=0.5, gt=0, le=1, description="Drift when Evidently finds this share of columns drifted."
+    )
+    drift_sample_rows: int = Field(
+        default=5000,
+        ge=100,
+        description="Rows of the window drawn at random (in SQL) for Evidently's report.",
+    )
+    live_mae_tolerance: float = Field(
+        default=0.25,
+        ge=0,
+        description="Degraded when the champion's live MAE exceeds its holdout MAE by this fraction.",
+    )
+    rollback_tolerance: float = Field(
+        default=0.10,
+        ge=0,
+        description="Roll back when a fresh champion's live MAE exceeds its predecessor's by this fraction.",
+    )
+    rollback_min_rows: int = Field(
+        default=200,
+        ge=1,
+        description="Labelled predictions a model needs before its live error can degrade or roll back.",
+    )
+    alert_cooldown_minutes: float = Field(
+        default=60, ge=0, description="At most one alert per kind in this time; one per episode of drift."
+    )
+    alert_webhook_url: str | None = Field(default=None, description="POST a JSON alert here (optional).")
+    telegram_bot_token: SecretStr | None = Field(default=None, description="Telegram bot token (optional).")
+    telegram_chat_id: str | None = Field(
+        default=None, description="Telegram chat to alert (with the bot token)."
+    )
+    telegram_api_url: str = Field(
+        default="https://api.telegram.org", description="Telegram Bot API base URL (a stand-in in tests)."
+    )
+    alert_timeout_seconds: float = Field(
+        default=5, gt=0, description="Timeout of one alert request; each channel is tried up to 3 times."
+    )
+    pushgateway_url: str | None = Field(
+        default=None, description="Prometheus Pushgateway to push the run's metrics to (optional)."
+    )
+    trainer_launcher: Literal["local", "kubernetes"] = Field(
+        default="local",
+        description="How to start the trainer: a child process, or a Job through the Kubernetes API.",
+    )
+    trainer_job_template: Path = Field(
+        default=Path("/etc/housing/trainer-job.yaml"),
+        description="The trainer Job template (a batch/v1 Job YAML mounted from the chart's ConfigMap).",
+    )
+    trainer_namespace: str = Field(
+        default_factory=_pod_namespace,
+        description="Namespace for trainer Jobs. Default: the pod's service-account namespace, else default.",
+    )
+    reports_dir: Path | None = Field(
+        default=None, description="Folder for the Evidently HTML reports. Default: HOUSING_HOME/reports."
+    )
+
+    @model_validator(mode="after")
+    def _telegram_pair(self) -> MonitorSettings:
+        if bool(self.telegram_bot_token) != bool(self.telegram_chat_id):
+            raise ValueError("TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID go together: set both or neither")
+        return self
+
+    @property
+    def reports_folder(self) -> Path:
+        return self.reports_dir or self.housing_home / "reports"

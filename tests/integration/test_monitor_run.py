@@ -1,0 +1,320 @@
+"""Whole monitor runs against a real Postgres, a real MLflow store and real HTTP alert receivers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+
+from benchmarks.monitor_data import insert_predictions
+from services.common.dataset import Dataset
+from services.common.progress import Stages
+from services.common.registry import MODEL_NAME, current_aliases
+from services.monitor.alerts import Channel, TelegramChannel, WebhookChannel
+from services.monitor.launchers.local import LocalLauncher, read_lock, trainer_running
+from services.monitor.run import MonitorParts, run_monitor
+from services.monitor.settings import MonitorSettings
+from tests.conftest import Registry
+
+
+class Receiver:
+    """A local HTTP server that records JSON POSTs; ``status`` and ``delay`` make it fail or hang."""
+
+    def __init__(self, status: int = 200, delay: float = 0.0) -> None:
+        self.posts: list[tuple[str, dict[str, Any]]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                receiver.posts.append((self.path, body))
+                time.sleep(delay)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"ok": true}')
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receivers() -> Iterator[tuple[Receiver, Receiver]]:
+    webhook, telegram = Receiver(), Receiver()
+    yield webhook, telegram
+    webhook.server.shutdown()
+    telegram.server.shutdown()
+
+
+def _settings(database_url: str, home: Path, **overrides: Any) -> MonitorSettings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "housing_home": home,
+        "drift_min_rows": 500,
+        "drift_sample_rows": 2000,
+        "alert_timeout_seconds": 0.5,
+        **overrides,
+    }
+    return MonitorSettings(**values)
+
+
+def _parts(
+    settings: MonitorSettings, registry: Registry, channels: list[Channel], command: list[str] | None = None
+) -> MonitorParts:
+    command = command or [sys.executable, "-c", "import time; time.sleep(20)"]
+    return MonitorParts(
+        settings,
+        settings.database_url.get_secret_value() if settings.database_url else "",
+        registry.client,
+        registry.experiment_id,
+        lambda: LocalLauncher(settings.housing_home, command),
+        channels,
+        Stages(7, quiet=True),
+    )
+
+
+def _db_now(url: str) -> datetime:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT now()").fetchone()
+        assert row is not None
+        return row[0]
+
+
+def _log(url: str, x: np.ndarray, start: datetime, **kwargs: Any) -> None:
+    """Log predictions just after ``start``, all in the past by the time the monitor runs."""
+    with psycopg.connect(url) as conn:
+        insert_predictions(conn, x, start=start, spacing=timedelta(microseconds=50), **kwargs)
+    time.sleep(max(0.0, (start + timedelta(microseconds=50) * len(x) - _db_now(url)).total_seconds()) + 0.05)
+
+
+def _stop_trainer(home: Path) -> None:
+    lock = read_lock(home)
+    if lock and trainer_running(home):
+        os.killpg(lock["pid"], signal.SIGTERM)
+
+
+def _shifted(dataset: Dataset) -> np.ndarray:
+    x = dataset.x_holdout.copy()
+    x[:, 0] *= 1.5
+    return x
+
+
+def test_without_a_champion_the_run_says_so(database_url: str, registry: Registry, tmp_path: Path) -> None:
+    summary = run_monitor(_parts(_settings(database_url, tmp_path), registry, []))
+    assert summary.status == "insufficient_data" and "no champion" in summary.detail
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT status FROM drift_reports").fetchall() == [("insufficient_data",)]
+
+
+def test_drift_launches_once_and_alerts_once_per_episode(
+    database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path, receivers: Any
+) -> None:
+    webhook, telegram = receivers
+    settings = _settings(database_url, tmp_path, alert_cooldown_minutes=0)
+    channels: list[Channel] = [
+        WebhookChannel(webhook.url, 0.5),
+        TelegramChannel(telegram.url, "123:secret", "-1001", 0.5),
+    ]
+    parts = _parts(settings, champion_registry, channels)
+    try:
+        # too little data first: a report, no alert, no launch
+        _log(database_url, dataset.x_holdout[:100], _db_now(database_url))
+        assert run_monitor(parts).status == "insufficient_data"
+
+        _log(database_url, _shifted(dataset), _db_now(database_url))
+        first = run_monitor(parts)
+        assert first.status == "drift", first
+        assert first.psi["MedInc"] >= 0.2 and first.action == "trainer_launched" and first.alerted
+        assert first.report_path and Path(first.report_path).stat().st_size > 100_000
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "SELECT status, action, alerted, report_path, rows, psi->>'MedInc', details->>'mlflow_run_id'"
+                " FROM drift_reports WHERE id = %s",
+                (first.report_id,),
+            ).fetchone()
+        assert row is not None
+        assert row[:5] == ("drift", "trainer_launched", True, first.report_path, first.rows)
+        assert float(row[5]) == pytest.approx(first.psi["MedInc"])
+        artifacts = champion_registry.client.list_artifacts(row[6], "monitor")
+        assert [a.path for a in artifacts] == [f"monitor/drift-report-{first.report_id}.html"]
+
+        # the same episode: the trainer still runs, and nobody is alerted twice
+        _log(database_url, _shifted(dataset), _db_now(database_url))
+        second = run_monitor(parts)
+        assert second.status == "drift" and second.action == "trainer_already_running" and not second.alerted
+        assert len(webhook.posts) == 1 and len(telegram.posts) == 1
+        path, body = telegram.posts[0]
+        assert path == "/bot123:secret/sendMessage" and body["chat_id"] == "-1001" and "drift" in body["text"]
+        assert (
+            webhook.posts[0][1]["kind"] == "drift" and webhook.posts[0][1]["report"]["psi"]["MedInc"] >= 0.2
+        )
+
+        # the episode ends on a run without drift; the next drift is a new episode: one more alert
+        _log(database_url, dataset.x_holdout, _db_now(database_url))
+        assert run_monitor(parts).status == "ok"
+        _log(database_url, _shifted(dataset), _db_now(database_url))
+        assert run_monitor(parts).alerted
+        assert len(webhook.posts) == 2 and len(telegram.posts) == 2
+    finally:
+        _stop_trainer(tmp_path)
+
+
+def test_failing_or_hanging_alert_endpoints_do_not_fail_the_run(
+    database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path
+) -> None:
+    broken, hanging = Receiver(status=500), Receiver(delay=3)
+    settings = _settings(database_url, tmp_path)
+    parts = _parts(
+        settings, champion_registry, [WebhookChannel(broken.url, 0.5), WebhookChannel(hanging.url, 0.5)]
+    )
+    try:
+        _log(database_url, _shifted(dataset), _db_now(database_url))
+        started = time.monotonic()
+        summary = run_monitor(parts)
+        assert summary.status == "drift" and not summary.alerted
+        assert time.monotonic() - started < 30
+        assert len(broken.posts) == 3  # retried
+        with psycopg.connect(database_url) as conn:
+            details = conn.execute(
+                "SELECT details FROM drift_reports WHERE id = %s", (summary.report_id,)
+            ).fetchone()
+        assert details is not None and len(details[0]["alert"]["errors"]) == 2
+    finally:
+        _stop_trainer(tmp_path)
+        broken.server.shutdown()
+        hanging.server.shutdown()
+
+
+def test_a_champion_worse_than_its_predecessor_is_rolled_back(
+    database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path, receivers: Any
+) -> None:
+    from services.trainer.lifecycle import force_promote
+    from services.trainer.settings import TrainerSettings
+    from services.trainer.train import run_training
+
+    webhook, _ = receivers
+    client = champion_registry.client
+    truth = dataset.y_holdout[:400]
+    # v1 served well before the new version came in
+    with psycopg.connect(database_url) as conn:
+        insert_predictions(
+            conn,
+            dataset.x_holdout[:400],
+            start=_db_now(database_url) - timedelta(minutes=30),
+            spacing=timedelta(seconds=1),
+            model_version=1,
+            predictions=truth + 0.3,
+            actual=truth,
+        )
+    summary = run_training(
+        client, champion_registry.experiment_id, database_url, dataset, TrainerSettings(), promote=False
+    )
+    force_promote(client, database_url, summary.version, actor="test", reason="a deliberately bad model")
+    assert current_aliases(client)["champion"] == summary.version
+    # the new champion is far worse live
+    _log(
+        database_url,
+        dataset.x_holdout[:300],
+        _db_now(database_url),
+        model_version=summary.version,
+        predictions=dataset.y_holdout[:300] + 1.0,
+        actual=dataset.y_holdout[:300],
+    )
+
+    settings = _settings(database_url, tmp_path)
+    report = run_monitor(_parts(settings, champion_registry, [WebhookChannel(webhook.url, 0.5)]))
+    assert report.action == "rolled_back", report
+    assert report.status == "degraded" and report.alerted
+    assert current_aliases(client)["champion"] == 1
+    with psycopg.connect(database_url) as conn:
+        event = conn.execute(
+            "SELECT model_version, previous_version, actor FROM model_events WHERE event = 'rolled_back'"
+        ).fetchone()
+    assert event == (1, summary.version, "housing monitor")
+    tags = client.get_model_version(MODEL_NAME, str(summary.version)).tags
+    assert tags["gate.decision"] == "rolled_back"
+    assert webhook.posts and "rolled_back" in webhook.posts[-1][1]["kind"]
+    # the restored champion is not rolled back again
+    again = run_monitor(_parts(settings, champion_registry, []))
+    assert again.action != "rolled_back"
+
+
+def test_the_cli_runs_a_real_trainer_on_drift(
+    database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "MLFLOW_TRACKING_URI": champion_registry.uri,
+        "HOUSING_HOME": str(tmp_path),
+        "TRAINER_LAUNCHER": "local",
+        "DRIFT_SAMPLE_ROWS": "1000",
+    }
+    housing = [sys.executable, "-c", "from services.cli import main; main()"]
+    quiet = subprocess.run(
+        [*housing, "monitor", "--json"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert json.loads(quiet.stdout)["status"] == "insufficient_data"
+
+    _log(database_url, _shifted(dataset), _db_now(database_url))
+    done = subprocess.run(
+        [*housing, "monitor", "--json"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert {
+        "report_id",
+        "status",
+        "psi",
+        "drift_share",
+        "live_mae",
+        "reference_mae",
+        "action",
+        "alerted",
+        "report_path",
+    } <= set(summary)
+    assert summary["status"] == "drift" and summary["action"] == "trainer_launched"
+    assert "[1/7]" in done.stderr
+    deadline = time.monotonic() + 240
+    while trainer_running(tmp_path):
+        assert time.monotonic() < deadline, "the trainer did not finish"
+        time.sleep(0.5)
+    log_text = Path(read_lock(tmp_path)["log"]).read_text()  # type: ignore[index]
+    versions = champion_registry.client.search_model_versions(f"name='{MODEL_NAME}'")
+    assert len(versions) == 2, log_text
+
+
+def test_the_cli_fails_when_the_database_is_down(champion_registry: Registry, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+        "MLFLOW_TRACKING_URI": champion_registry.uri,
+        "HOUSING_HOME": str(tmp_path),
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", "from services.cli import main; main()", "monitor", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1
+    assert "cannot connect to Postgres" in run.stderr

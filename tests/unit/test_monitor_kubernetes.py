@@ -1,0 +1,227 @@
+"""The Kubernetes launcher as a contract: the stamped Job validates, and the API calls are the right ones.
+
+No API server can be had here, so a local HTTP server answers as one would, and records requests.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import kubernetes_validate
+import pytest
+from kubernetes import client
+
+from services.monitor.launchers.kubernetes import KubernetesLauncher, load_template, stamp_job
+
+TEMPLATE: dict[str, Any] = {
+    "apiVersion": "batch/v1",
+    "kind": "Job",
+    "metadata": {
+        "generateName": "housing-trainer-",
+        "labels": {
+            "app.kubernetes.io/name": "cali-housing",
+            "app.kubernetes.io/component": "trainer",
+            "housing.io/release": "prod",
+        },
+    },
+    "spec": {
+        "template": {
+            "metadata": {"labels": {"app.kubernetes.io/component": "trainer"}},
+            "spec": {
+                "restartPolicy": "Never",
+                "serviceAccountName": "housing-trainer",
+                "containers": [
+                    {
+                        "name": "trainer",
+                        "image": "ghcr.io/owner/cali-housing-trainer:abc123",
+                        "args": ["train", "--json"],
+                        "envFrom": [{"secretRef": {"name": "housing-env"}}],
+                    }
+                ],
+            },
+        }
+    },
+}
+SELECTOR = "app.kubernetes.io/component=trainer,housing.io/release=prod"
+JOBS = "/apis/batch/v1/namespaces/housing/jobs"
+
+
+def test_the_stamped_job_validates_and_carries_the_report() -> None:
+    template = copy.deepcopy(TEMPLATE)
+    template["metadata"]["labels"]["app.kubernetes.io/instance"] = "housing-prod"  # as if Argo CD tracked it
+    template["metadata"]["annotations"] = {"argocd.argoproj.io/tracking-id": "x", "team": "ml"}
+    job = stamp_job(template, 42)
+    assert template["metadata"]["labels"]["app.kubernetes.io/instance"] == "housing-prod"  # pure: no mutation
+    labels = job["metadata"]["labels"]
+    assert labels["housing.io/drift-report"] == "42"
+    assert job["spec"]["template"]["metadata"]["labels"]["housing.io/drift-report"] == "42"
+    assert "app.kubernetes.io/instance" not in labels
+    assert job["metadata"]["annotations"] == {"team": "ml"}
+    assert job["metadata"]["generateName"] == "housing-trainer-" and "name" not in job["metadata"]
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0 and job["spec"]["backoffLimit"] >= 0
+    kubernetes_validate.validate(job, "1.31.0", strict=True)
+
+
+def test_stamping_keeps_values_the_template_sets() -> None:
+    template = copy.deepcopy(TEMPLATE)
+    template["spec"].update(ttlSecondsAfterFinished=600, backoffLimit=0)
+    job = stamp_job(template, 1)
+    assert (job["spec"]["ttlSecondsAfterFinished"], job["spec"]["backoffLimit"]) == (600, 0)
+
+
+def test_a_template_without_the_trainer_labels_is_refused(tmp_path: Any) -> None:
+    import yaml
+
+    path = tmp_path / "job.yaml"
+    broken = copy.deepcopy(TEMPLATE)
+    del broken["metadata"]["labels"]["housing.io/release"]
+    path.write_text(yaml.safe_dump(broken))
+    with pytest.raises(ValueError, match=r"housing\.io/release"):
+        load_template(path)
+    path.write_text(yaml.safe_dump(TEMPLATE))
+    assert load_template(path) == TEMPLATE
+
+
+class FakeApiServer:
+    """Answers GET/POST on the jobs collection like the API server; ``status`` forces an error."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.jobs: list[dict[str, Any]] = []
+        self.status = 200
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _answer(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _record(self) -> dict[str, Any]:
+                parts = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                request = {
+                    "method": self.command,
+                    "path": parts.path,
+                    "query": parse_qs(parts.query),
+                    "body": body,
+                }
+                fake.requests.append(request)
+                return request
+
+            def _refuse(self) -> bool:
+                if fake.status == 200:
+                    return False
+                self._answer(
+                    fake.status,
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "status": "Failure",
+                        "reason": "Forbidden",
+                        "message": 'jobs.batch is forbidden: User "system:serviceaccount:housing:monitor"'
+                        " cannot list",
+                        "code": fake.status,
+                    },
+                )
+                return True
+
+            def do_GET(self) -> None:
+                self._record()
+                if not self._refuse():
+                    self._answer(
+                        200, {"kind": "JobList", "apiVersion": "batch/v1", "metadata": {}, "items": fake.jobs}
+                    )
+
+            def do_POST(self) -> None:
+                request = self._record()
+                if self._refuse():
+                    return
+                job = copy.deepcopy(request["body"])
+                job["metadata"]["name"] = job["metadata"]["generateName"] + "x7k2q"
+                job["status"] = {}
+                self._answer(201, job)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def _batch(url: str) -> client.BatchV1Api:
+    configuration = client.Configuration()
+    configuration.host = url
+    configuration.retries = 0
+    return client.BatchV1Api(client.ApiClient(configuration))
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApiServer]:
+    server = FakeApiServer()
+    yield server
+    server.server.shutdown()
+
+
+def _job(name: str, conditions: list[dict[str, str]] | None) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": TEMPLATE["metadata"]["labels"]},
+        "spec": TEMPLATE["spec"],
+        "status": {"conditions": conditions} if conditions is not None else {"active": 1},
+    }
+
+
+def test_it_lists_by_label_then_creates_the_stamped_job(api: FakeApiServer) -> None:
+    api.jobs = [_job("housing-trainer-old", [{"type": "Complete", "status": "True"}])]
+    result = KubernetesLauncher(_batch(api.url), "housing", TEMPLATE).launch(7)
+    assert result.action == "trainer_launched", result.detail
+    assert result.info["job"] == "housing-trainer-x7k2q"
+    listing, creation = api.requests
+    assert (listing["method"], listing["path"]) == ("GET", JOBS)
+    assert listing["query"]["labelSelector"] == [SELECTOR]
+    assert (creation["method"], creation["path"]) == ("POST", JOBS)
+    assert creation["body"] == stamp_job(TEMPLATE, 7)
+    kubernetes_validate.validate(creation["body"], "1.31.0", strict=True)
+
+
+def test_an_active_trainer_job_means_no_second_one(api: FakeApiServer) -> None:
+    api.jobs = [_job("housing-trainer-abc", None)]
+    result = KubernetesLauncher(_batch(api.url), "housing", TEMPLATE).launch(8)
+    assert result.action == "trainer_already_running"
+    assert [r["method"] for r in api.requests] == ["GET"]
+
+
+def test_a_failed_job_does_not_block_but_is_named(api: FakeApiServer) -> None:
+    api.jobs = [_job("housing-trainer-bad", [{"type": "Failed", "status": "True"}])]
+    result = KubernetesLauncher(_batch(api.url), "housing", TEMPLATE).launch(9)
+    assert result.action == "trainer_launched"
+    assert result.info["failed_jobs"] == ["housing-trainer-bad"]
+
+
+def test_rbac_refusal_is_a_clear_launch_failure(api: FakeApiServer) -> None:
+    api.status = 403
+    result = KubernetesLauncher(_batch(api.url), "housing", TEMPLATE).launch(10)
+    assert result.action == "launch_failed"
+    assert "403" in result.detail and "service account" in result.detail and "housing" in result.detail
+    assert [r["method"] for r in api.requests] == ["GET"]  # never a create after a refusal
+
+
+def test_an_unreachable_api_is_a_clear_launch_failure() -> None:
+    with socket.socket() as probe:  # a port with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = KubernetesLauncher(_batch(f"http://127.0.0.1:{port}"), "housing", TEMPLATE).launch(11)
+    assert result.action == "launch_failed"
+    assert "unreachable" in result.detail
