@@ -1,0 +1,50 @@
+"""A deliberately bad model for the demo: it prices every house at the training mean.
+
+It is registered like any candidate (run, figures, reference profile, signature), so everything downstream
+treats it as a real version; only ``housing promote --force`` lets it past the gate.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from mlflow.tracking import MlflowClient
+from sklearn.dummy import DummyRegressor
+from sklearn.pipeline import Pipeline
+
+from services.common.database import connect
+from services.common.dataset import Dataset
+from services.common.events import record_event
+from services.common.profile import build_profile
+from services.common.registry import METRIC_HOLDOUT_MAE, METRIC_HOLDOUT_R2, METRIC_HOLDOUT_RMSE
+from services.trainer.evaluate import evaluate
+from services.trainer.registration import TrainingRecord, register_candidate
+
+REASON = "a deliberately bad model: it prices every house at the training mean"
+
+
+def register_bad_model(client: MlflowClient, experiment_id: str, database_url: str, dataset: Dataset) -> int:
+    """Fit and register the mean-price model (aliased ``challenger``); returns its version."""
+    model = Pipeline([("regressor", DummyRegressor(strategy="mean"))]).fit(dataset.x_train, dataset.y_train)
+    holdout = evaluate(model, dataset.x_holdout, dataset.y_holdout)
+    assert holdout is not None
+    metrics = {
+        METRIC_HOLDOUT_MAE: holdout.mae,
+        METRIC_HOLDOUT_R2: holdout.r2,
+        METRIC_HOLDOUT_RMSE: holdout.rmse,
+    }
+    record = TrainingRecord(
+        model=model,
+        x_train=dataset.x_train,
+        y_train=dataset.y_train,
+        base_rows=len(dataset.y_train),
+        labelled_rows=0,
+        labelled_since=datetime.now(UTC),
+        labelled_until=None,
+        metrics=metrics,
+        profile=build_profile(dataset.x_train),
+    )
+    version, _ = register_candidate(client, experiment_id, record)
+    with connect(database_url) as conn:
+        record_event(conn, "registered", version, actor="housing demo", reasons=[REASON], figures=metrics)
+    return version
