@@ -33,6 +33,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if "SCIKIT_LEARN_DATA" not in os.environ and SHARED_DATA.is_dir():
         os.environ["SCIKIT_LEARN_DATA"] = str(SHARED_DATA)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # it waits on the network in every process
 
 
 def world_readable_tempdir(prefix: str) -> Path:

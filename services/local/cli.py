@@ -114,9 +114,6 @@ def demo(
     # HistGradientBoosting's OpenMP threads fight the server's and each other's on a small machine
     # (shared/FINDINGS.md); set before scikit-learn loads its OpenMP runtime.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    # MLflow's usage telemetry waits on the network in every process (~4 s each here, offline); the demo's
-    # processes are local and many.
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from services.common.settings import CommonSettings
     from services.local.demo import run_demo
 

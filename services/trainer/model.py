@@ -2,7 +2,7 @@
 
 Measured on the standard split (``housing train`` prints it): R² 0.849, MAE 0.293 (100k USD), against the
 seed's LinearRegression at R² 0.576. Sized for serving as much as for accuracy: a one-row ``predict``
-costs in proportion to the number of trees, and 400 trees (R² 0.855) cost ~3× the 150 kept here for
+costs in proportion to the number of trees, and 400 trees (R² 0.855) cost ~3 times the 150 kept here for
 +0.006 R². Fitted on numpy, not a DataFrame, so serving with numpy rows raises no feature-name
 warning per call.
 """
@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 
 PARAMS: dict[str, float | int | bool] = {
     "max_iter": 150,
@@ -34,5 +35,9 @@ def fit_model(
 ) -> Pipeline:
     """Fit a fresh pipeline; ``weights`` give labelled production rows more say than base rows."""
     model = build_model()
-    model.fit(x, y, regressor__sample_weight=weights)
+    # One OpenMP thread: on a busy machine (or beside a server) HistGradientBoosting's spinning threads
+    # made a fit 10-20x slower here (43 s against 2.4 s; shared/FINDINGS.md). The environment cannot be
+    # relied on: the runtime reads OMP_NUM_THREADS once, when scikit-learn is first imported.
+    with threadpool_limits(1):
+        model.fit(x, y, regressor__sample_weight=weights)
     return model

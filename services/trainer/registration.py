@@ -71,7 +71,9 @@ def register_candidate(client: MlflowClient, experiment_id: str, record: Trainin
         mlflow.log_params({"base_rows": record.base_rows, "labelled_rows": record.labelled_rows})
         mlflow.log_metrics(record.metrics)
         mlflow.log_input(
-            mlflow.data.pandas_dataset.from_pandas(train_frame, name="california-housing+labelled", targets=TARGET),
+            mlflow.data.pandas_dataset.from_pandas(
+                train_frame, name="california-housing+labelled", targets=TARGET
+            ),
             context="training",
         )
         mlflow.set_tags(

@@ -28,6 +28,13 @@ from services.trainer.registration import TrainingRecord, register_candidate
 from services.trainer.settings import TrainerSettings
 
 
+# The reference profile is the world the model was validated for: the newest labelled rows (the gate's
+# part) when there are this many, else its training rows. A retrain after a covariate shift thus takes
+# the shifted world as its reference, and the monitor stops calling drift on traffic the new champion
+# was judged on (otherwise every later run would retrain again).
+PROFILE_MIN_RECENT_ROWS = 500
+
+
 @dataclass(frozen=True)
 class TrainSummary:
     version: int
@@ -108,7 +115,7 @@ def run_training(
             labelled_since=since,
             labelled_until=older.at[-1] if len(older) else None,
             metrics=metrics,
-            profile=build_profile(x),
+            profile=build_profile(newest.x if len(newest) >= PROFILE_MIN_RECENT_ROWS else x),
         )
         version, run_id = register_candidate(client, experiment_id, record)
         with connect(database_url) as conn:

@@ -22,7 +22,6 @@ import httpx
 import numpy as np
 import psycopg
 import pytest
-from threadpoolctl import threadpool_limits
 
 from services.common.connections import mlflow_store, open_registry
 from services.common.dataset import Dataset
@@ -111,12 +110,7 @@ def loop(database_url: str, dataset: Dataset) -> Iterator[Loop]:
 
     home = world_readable_tempdir("housing-loop-")
     client, experiment_id = open_registry(*mlflow_store(home))
-    # scikit-learn's OpenMP runtime may have started before OMP_NUM_THREADS=1 was set; on a busy machine
-    # its spinning threads make a fit several times slower.
-    with threadpool_limits(1):
-        summary = run_training(
-            client, experiment_id, database_url, dataset, TrainerSettings(housing_home=home)
-        )
+    summary = run_training(client, experiment_id, database_url, dataset, TrainerSettings(housing_home=home))
     assert summary.version == 1 and summary.gate is not None and summary.gate.decision.passed
 
     with Children(home / "logs") as children, AlertReceiver() as receiver:

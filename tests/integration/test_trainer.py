@@ -191,5 +191,9 @@ def test_retraining_on_shifted_prices_moves_predictions_that_way(
     assert gate is not None and gate.decision.passed, gate.decision.reasons
     assert gate.candidate.recent is not None and gate.candidate.recent.rows == 900
     assert any("recent labelled rows" in reason for reason in gate.decision.reasons)
+    # The reference profile is the newest rows' world, the one the gate judged the model on.
+    run_id = client.get_model_version("cali-housing", str(summary.version)).run_id
+    profile_path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=PROFILE_ARTIFACT)
+    assert ReferenceProfile.load(Path(profile_path)).rows == 900
     # The holdout rows the candidate learned from are not used to judge it.
     assert gate.candidate.holdout is not None and gate.candidate.holdout.rows == len(dataset.y_holdout) - 2100

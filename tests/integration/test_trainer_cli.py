@@ -1,4 +1,4 @@
-"""`housing` trainer commands as a user runs them: one clear line on bad input, a non-zero exit, nothing moved.
+"""`housing` trainer commands as a user runs them: one clear line, a non-zero exit, nothing moved.
 
 Each test runs the real console script against a real embedded Postgres and a real MLflow store.
 """
@@ -20,13 +20,22 @@ HOUSING = str(Path(sys.executable).with_name("housing"))
 
 def housing(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [HOUSING, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout, check=False
+        [HOUSING, *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
 @pytest.fixture
 def env(database_url: str, champion_registry: Registry, tmp_path: Path) -> dict[str, str]:
-    return {"DATABASE_URL": database_url, "MLFLOW_TRACKING_URI": champion_registry.uri, "HOUSING_HOME": str(tmp_path)}
+    return {
+        "DATABASE_URL": database_url,
+        "MLFLOW_TRACKING_URI": champion_registry.uri,
+        "HOUSING_HOME": str(tmp_path),
+    }
 
 
 def last_line(result: subprocess.CompletedProcess[str]) -> str:

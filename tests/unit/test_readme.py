@@ -1,4 +1,4 @@
-"""The README stays true: its two commands are the Makefile's, CI runs its test command, every setting is in its table."""
+"""The README stays true: its two commands, CI's test command, every setting in its table."""
 
 from __future__ import annotations
 
