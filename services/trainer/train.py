@@ -27,7 +27,6 @@ from services.trainer.model import fit_model
 from services.trainer.registration import TrainingRecord, register_candidate
 from services.trainer.settings import TrainerSettings
 
-
 # The reference profile is the world the model was validated for: the newest labelled rows (the gate's
 # part) when there are this many, else its training rows. A retrain after a covariate shift thus takes
 # the shifted world as its reference, and the monitor stops calling drift on traffic the new champion
