@@ -1,18 +1,30 @@
 """Automatic rollback: is the freshly promoted champion worse live than the version it replaced?
 
-The champion's live MAE since its promotion is compared with its predecessor's live MAE on the
-predecessor's own labelled predictions before that promotion. Each needs ``min_rows`` labelled rows.
+Both are judged on the same rows: the champion's labelled predictions since its promotion (its logged
+prices against the true ones) and the predecessor's prices for those same features, scored now. The
+traffic before a promotion is no yardstick: a champion promoted because the world moved would
+otherwise be compared with its predecessor's error on the old world.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import psycopg
+from psycopg import sql
 
-from services.monitor.live_error import LiveError, live_error
+from services.common.features import FEATURE_COLUMNS
+from services.monitor.live_error import LiveError
+
+# Rows a check scores at most (the newest): enough for a stable MAE, bounded in memory and time.
+MAX_ROWS = 50_000
+
+Predictor = Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]
 
 
 @dataclass(frozen=True)
@@ -76,13 +88,33 @@ def decide_rollback(
     )
 
 
+def _labelled_since(
+    conn: psycopg.Connection, version: int, start: datetime, end: datetime
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(features, logged prices, true prices) of ``version``'s newest labelled predictions in [start, end)."""
+    query = sql.SQL(
+        "SELECT {columns}, p.prediction, f.actual"
+        " FROM predictions p JOIN feedback f ON f.prediction_id = p.id"
+        " WHERE p.role = 'champion' AND p.model_version = %s AND p.created_at >= %s AND p.created_at < %s"
+        " ORDER BY p.created_at DESC LIMIT %s"
+    ).format(columns=sql.SQL(", ").join(sql.Identifier("p", column) for column in FEATURE_COLUMNS))
+    rows = conn.execute(query, (version, start, end, MAX_ROWS)).fetchall()
+    matrix = np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_COLUMNS) + 2)
+    width = len(FEATURE_COLUMNS)
+    return matrix[:, :width], matrix[:, width], matrix[:, width + 1]
+
+
+def _mae(predicted: npt.NDArray[np.float64], actual: npt.NDArray[np.float64]) -> float | None:
+    return float(np.mean(np.abs(predicted - actual))) if len(actual) else None
+
+
 def check_rollback(
     conn: psycopg.Connection,
     champion: int,
     previous_alias: int | None,
     *,
     now: datetime,
-    lookback: timedelta,
+    predictor: Callable[[int], Predictor],
     tolerance: float,
     min_rows: int,
 ) -> RollbackCheck | None:
@@ -96,7 +128,10 @@ def check_rollback(
         return None
     if previous_alias != promotion.previous:
         return None
-    current = live_error(conn, champion, promotion.at, now)
-    before = live_error(conn, promotion.previous, promotion.at - lookback, promotion.at)
+    x, logged, actual = _labelled_since(conn, champion, promotion.at, now)
+    current = LiveError(champion, len(actual), _mae(logged, actual))
+    before = LiveError(promotion.previous, 0, None)
+    if len(actual) >= min_rows:  # load the predecessor only when the check can decide
+        before = LiveError(promotion.previous, len(actual), _mae(predictor(promotion.previous)(x), actual))
     roll_back, reason = decide_rollback(current, before, tolerance=tolerance, min_rows=min_rows)
     return RollbackCheck(promotion, current, before, roll_back, reason)

@@ -35,6 +35,7 @@ from services.common.registry import (
     RegistryError,
     alias_version,
     current_aliases,
+    model_uri,
     version_figures,
 )
 from services.common.rollback import roll_back
@@ -47,7 +48,7 @@ from services.monitor.lock import monitor_lock
 from services.monitor.metrics import push_metrics
 from services.monitor.psi import psi
 from services.monitor.report import insert_report, update_report
-from services.monitor.rollback_check import RollbackCheck, check_rollback, last_promotion
+from services.monitor.rollback_check import Predictor, RollbackCheck, check_rollback, last_promotion
 from services.monitor.sample import sample_window
 from services.monitor.settings import MonitorSettings
 
@@ -59,6 +60,23 @@ RUN_STAGES = 7
 
 class MonitorFailed(RuntimeError):
     """The run could not do its job; the message says why (a report row says so too, when possible)."""
+
+
+def load_predictor(version: int) -> Predictor:
+    """A registered version's ``predict`` with one OpenMP thread (the rollback check re-scores rows)."""
+    import mlflow.sklearn
+    from threadpoolctl import threadpool_limits
+
+    try:
+        model = mlflow.sklearn.load_model(model_uri(version))
+    except (MlflowException, OSError) as error:
+        raise MonitorFailed(f"cannot load model version {version} for the rollback check: {error}") from error
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        with threadpool_limits(1):
+            return np.asarray(model.predict(x), dtype=np.float64)
+
+    return predict
 
 
 @dataclass
@@ -285,7 +303,7 @@ def _locked_run(parts: MonitorParts) -> RunSummary:
                 champion,
                 previous_alias,
                 now=now,
-                lookback=timedelta(hours=settings.drift_window_hours),
+                predictor=load_predictor,
                 tolerance=settings.rollback_tolerance,
                 min_rows=settings.rollback_min_rows,
             )

@@ -256,6 +256,48 @@ def test_a_champion_worse_than_its_predecessor_is_rolled_back(
     assert again.action != "rolled_back"
 
 
+def test_a_champion_promoted_into_a_moved_world_is_not_rolled_back(
+    database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path
+) -> None:
+    """Prices rose 25 % at the promotion: the new champion's live error is above v1's on the old world,
+    but v1 scored on the same new rows does far worse, so the new champion stays."""
+    from services.trainer.lifecycle import force_promote
+    from services.trainer.settings import TrainerSettings
+    from services.trainer.train import run_training
+
+    client = champion_registry.client
+    old_truth = dataset.y_holdout[:400]
+    with psycopg.connect(database_url) as conn:  # v1 was perfect on the old world
+        insert_predictions(
+            conn,
+            dataset.x_holdout[:400],
+            start=_db_now(database_url) - timedelta(minutes=30),
+            spacing=timedelta(seconds=1),
+            model_version=1,
+            predictions=old_truth,
+            actual=old_truth,
+        )
+    summary = run_training(
+        client, champion_registry.experiment_id, database_url, dataset, TrainerSettings(), promote=False
+    )
+    force_promote(client, database_url, summary.version, actor="test", reason="the world moved")
+    new_truth = dataset.y_holdout[400:700] * 1.25
+    _log(  # the new champion is 0.1 off on the new world: worse than v1's 0.0 on the old one
+        database_url,
+        dataset.x_holdout[400:700],
+        _db_now(database_url),
+        model_version=summary.version,
+        predictions=new_truth + 0.1,
+        actual=new_truth,
+    )
+    report = run_monitor(_parts(_settings(database_url, tmp_path), champion_registry, []))
+    assert report.action != "rolled_back", report
+    assert current_aliases(client)["champion"] == summary.version
+    check = report.details["rollback_check"]
+    assert check["champion_rows"] == check["previous_rows"] == 300
+    assert check["previous_live_mae"] > 0.3 > check["champion_live_mae"]
+
+
 def test_the_cli_runs_a_real_trainer_on_drift(
     database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path
 ) -> None:
