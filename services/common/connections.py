@@ -15,7 +15,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from services.common.database import migrate
+from services.common.database import first_line, migrate
 from services.common.registry import RegistryError, ensure_experiment
 from services.common.settings import CommonSettings
 
@@ -100,7 +100,7 @@ def open_registry(uri: str, artifact_root: Path | None) -> tuple[MlflowClient, s
         experiment_id = ensure_experiment(client, artifact_root)
     except MlflowException as error:
         raise RegistryError(
-            f"the MLflow registry at {uri} is unreachable ({str(error).splitlines()[0]}); "
+            f"the MLflow registry at {uri} is unreachable ({first_line(error)}); "
             "check MLFLOW_TRACKING_URI and that the server is up"
         ) from error
     return client, experiment_id

@@ -17,6 +17,8 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
+from services.common.database import first_line
+
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "cali-housing"
@@ -62,7 +64,7 @@ def alias_version(client: MlflowClient, alias: str) -> ModelVersion | None:
         if "not found" in str(error).lower() or "does not exist" in str(error).lower():
             return None
         raise RegistryError(
-            f"the MLflow registry is unreachable ({str(error).splitlines()[0]}); check MLFLOW_TRACKING_URI"
+            f"the MLflow registry is unreachable ({first_line(error)}); check MLFLOW_TRACKING_URI"
         ) from error
 
 
@@ -116,7 +118,7 @@ def move_aliases(client: MlflowClient, changes: Mapping[str, int | None]) -> Non
             except MlflowException:  # the registry is gone for good; say so below
                 log.exception("could not restore alias %s to %s", alias, before[alias])
         raise RegistryError(
-            f"could not move aliases {dict(changes)} ({str(error).splitlines()[0]}); "
+            f"could not move aliases {dict(changes)} ({first_line(error)}); "
             "the aliases were restored. Check MLFLOW_TRACKING_URI and retry."
         ) from error
 

@@ -23,6 +23,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 from threadpoolctl import threadpool_limits
 
+from services.common.database import first_line
 from services.common.features import EXAMPLE, to_matrix
 from services.common.registry import (
     CHALLENGER,
@@ -80,9 +81,7 @@ def load_from_registry(client: MlflowClient, version: ModelVersion) -> ServedMod
     except RegistryError:
         raise
     except Exception as error:  # MLflow raises many kinds (MlflowException, OSError, pickle errors)
-        raise RegistryError(
-            f"cannot load model version {version.version}: {str(error).splitlines()[0]}"
-        ) from error
+        raise RegistryError(f"cannot load model version {version.version}: {first_line(error)}") from error
     if warm.shape != (1,) or not np.isfinite(warm).all():
         raise RegistryError(f"model version {version.version} does not predict one finite price per row")
     return ServedModel(
@@ -170,7 +169,7 @@ class ModelHolder:
             self.last_error = None
         except Exception as error:  # keep the last good model whatever the registry does
             self._metrics.registry_errors.inc()
-            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            message = first_line(error)
             if message != self.last_error:
                 served = (
                     f"still serving version {self.champion.version}" if self.champion else "no model loaded"

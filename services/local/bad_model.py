@@ -16,7 +16,6 @@ from services.common.database import connect
 from services.common.dataset import Dataset
 from services.common.events import record_event
 from services.common.profile import build_profile
-from services.common.registry import METRIC_HOLDOUT_MAE, METRIC_HOLDOUT_R2, METRIC_HOLDOUT_RMSE
 from services.trainer.evaluate import evaluate
 from services.trainer.registration import TrainingRecord, register_candidate
 
@@ -28,11 +27,7 @@ def register_bad_model(client: MlflowClient, experiment_id: str, database_url: s
     model = Pipeline([("regressor", DummyRegressor(strategy="mean"))]).fit(dataset.x_train, dataset.y_train)
     holdout = evaluate(model, dataset.x_holdout, dataset.y_holdout)
     assert holdout is not None
-    metrics = {
-        METRIC_HOLDOUT_MAE: holdout.mae,
-        METRIC_HOLDOUT_R2: holdout.r2,
-        METRIC_HOLDOUT_RMSE: holdout.rmse,
-    }
+    metrics = holdout.as_holdout_metrics()
     record = TrainingRecord(
         model=model,
         x_train=dataset.x_train,

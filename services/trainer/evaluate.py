@@ -10,6 +10,7 @@ import numpy.typing as npt
 from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 
 from services.common.features import FEATURES
+from services.common.registry import METRIC_HOLDOUT_MAE, METRIC_HOLDOUT_R2, METRIC_HOLDOUT_RMSE
 
 
 class Regressor(Protocol):
@@ -27,6 +28,10 @@ class Metrics:
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
+
+    def as_holdout_metrics(self) -> dict[str, float]:
+        """The run metrics of a model's reference-holdout figures, under the names the services agree on."""
+        return {METRIC_HOLDOUT_MAE: self.mae, METRIC_HOLDOUT_R2: self.r2, METRIC_HOLDOUT_RMSE: self.rmse}
 
 
 def evaluate(model: Regressor, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> Metrics | None:

@@ -15,7 +15,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from services.common.database import connect
+from services.common.database import connect, first_line
 from services.common.dataset import Dataset
 from services.common.events import record_event
 from services.common.features import FEATURE_NAMES
@@ -80,7 +80,7 @@ def load_version(version: int) -> Regressor:
     try:
         model: Regressor = mlflow.sklearn.load_model(model_uri(version))
     except (MlflowException, OSError) as error:
-        raise RegistryError(f"cannot load model version {version}: {str(error).splitlines()[0]}") from error
+        raise RegistryError(f"cannot load model version {version}: {first_line(error)}") from error
     return model
 
 
@@ -167,32 +167,23 @@ def gate_version(
 
 def _apply(client: MlflowClient, database_url: str, result: GateResult, *, actor: str) -> None:
     """Move the aliases and write the event together: the event commits only after the aliases moved."""
-    figures = result.as_dict()
+    passed = result.decision.passed
     with connect(database_url) as conn:
-        if result.decision.passed:
-            record_event(
-                conn,
-                "promoted",
-                result.version,
-                actor=actor,
-                previous_version=result.champion_before,
-                reasons=result.decision.reasons,
-                figures=figures,
-            )
+        record_event(
+            conn,
+            "promoted" if passed else "rejected",
+            result.version,
+            actor=actor,
+            previous_version=result.champion_before,
+            reasons=result.decision.reasons,
+            figures=result.as_dict(),
+        )
+        if passed:
             before = current_aliases(client)
             promote(client, result.version)
             _commit_or_restore(conn, client, before)
             tag_decision(client, result.version, "passed", result.decision.reasons)
         else:
-            record_event(
-                conn,
-                "rejected",
-                result.version,
-                actor=actor,
-                previous_version=result.champion_before,
-                reasons=result.decision.reasons,
-                figures=figures,
-            )
             if current_aliases(client)[CHALLENGER] == result.version:
                 move_aliases(client, {CHALLENGER: None})
             conn.commit()

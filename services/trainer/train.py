@@ -15,9 +15,6 @@ from services.common.events import record_event
 from services.common.profile import build_profile
 from services.common.progress import Stages
 from services.common.registry import (
-    METRIC_HOLDOUT_MAE,
-    METRIC_HOLDOUT_R2,
-    METRIC_HOLDOUT_RMSE,
     METRIC_RECENT_MAE,
 )
 from services.trainer.evaluate import evaluate
@@ -94,11 +91,7 @@ def run_training(
         holdout = evaluate(model, dataset.x_holdout, dataset.y_holdout)
         if holdout is None:
             raise ValueError("the fitted model predicts non-finite prices on the reference holdout")
-        metrics = {
-            METRIC_HOLDOUT_MAE: holdout.mae,
-            METRIC_HOLDOUT_R2: holdout.r2,
-            METRIC_HOLDOUT_RMSE: holdout.rmse,
-        }
+        metrics = holdout.as_holdout_metrics()
         recent = evaluate(model, newest.x, newest.y)
         if recent is not None:
             metrics[METRIC_RECENT_MAE] = recent.mae
