@@ -12,7 +12,7 @@ DATA := $(firstword $(wildcard $(CURDIR)/../shared/data/scikit_learn_data /work/
 ifneq ($(DATA),)
 export SCIKIT_LEARN_DATA ?= $(DATA)
 endif
-# HistGradientBoosting's OpenMP threads fight a server's own (shared/FINDINGS.md).
+# HistGradientBoosting's OpenMP threads fight a server's own: one thread each (see services/inference/cli.py).
 export OMP_NUM_THREADS ?= 1
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/.tools/venv/bin:$(PATH)
 export CKV_SKIP_PACKAGE_UPDATE_CHECK := true

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the offline validation toolchain (shared/TOOLS.md) into .tools/ and ci/node_modules.
+# Installs the offline validation toolchain into .tools/ and ci/node_modules.
 # Idempotent: each step is skipped when its result is already there (a second run takes ~1 s).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Usage: ci/tf-validate.sh DIR [SUBDIR]  -- offline terraform validate of DIR (or of the root module DIR/SUBDIR,
 # whose relative module sources stay inside DIR) against aws 3.39.0
-# Advisory for `~> 5.0` code: the provider schema is from May 2021 (shared/TOOLS.md).
+# Advisory for `~> 5.0` code: the provider schema is from May 2021.
 set -euo pipefail
 src=$(cd "$1" && pwd); tools=$(cd "$(dirname "$0")/.." && pwd)/.tools
 zip=$(ls "$tools"/venv/lib/python3*/site-packages/cloudrail/terraform_plugins/terraform-provider-aws_3.39.0_linux_amd64.zip)

@@ -46,7 +46,7 @@ def load_dataset(data_home: Path | None = None) -> Dataset:
         raise DatasetUnavailable(
             "cannot load the California housing data set: no cached copy and no network "
             f"({error}). Set SCIKIT_LEARN_DATA to a folder holding cal_housing_py3.pkz "
-            "(e.g. ../shared/data/scikit_learn_data) or connect to the internet once."
+            "or connect to the internet once."
         ) from error
     frame = bunch.frame
     x = frame[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)

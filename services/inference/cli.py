@@ -17,7 +17,8 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
     """Serve the champion model over HTTP (POST /predict, POST /feedback, /metrics, /readyz, /model)."""
-    # HistGradientBoosting's OpenMP threads fight the server's own (shared/FINDINGS.md); set before
+    # HistGradientBoosting's OpenMP threads fight the server's own (a /predict at
+    # concurrency 16 fell to 0-7 req/s with the default thread count); set before
     # scikit-learn loads its OpenMP runtime. The predict thread also pins itself with threadpoolctl.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 

@@ -112,7 +112,7 @@ def demo(
     import os
 
     # HistGradientBoosting's OpenMP threads fight the server's and each other's on a small machine
-    # (shared/FINDINGS.md); set before scikit-learn loads its OpenMP runtime.
+    # (a fit beside a server ran 10-20x slower); set before scikit-learn loads its OpenMP runtime.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from services.common.settings import CommonSettings
     from services.local.demo import run_demo

@@ -36,7 +36,7 @@ def fit_model(
     """Fit a fresh pipeline; ``weights`` give labelled production rows more say than base rows."""
     model = build_model()
     # One OpenMP thread: on a busy machine (or beside a server) HistGradientBoosting's spinning threads
-    # made a fit 10-20x slower here (43 s against 2.4 s; shared/FINDINGS.md). The environment cannot be
+    # made a fit 10-20x slower (43 s against 2.4 s, measured on 2 cores). The environment cannot be
     # relied on: the runtime reads OMP_NUM_THREADS once, when scikit-learn is first imported.
     with threadpool_limits(1):
         model.fit(x, y, regressor__sample_weight=weights)

@@ -26,7 +26,7 @@ from services.common.registry import CHALLENGER, MODEL_ARTIFACT, MODEL_NAME, PRO
 from services.trainer.model import PARAMS
 
 # MLflow saves scikit-learn models with skops by default, and skops refuses HistGradientBoosting's
-# TreePredictor (shared/FINDINGS.md): cloudpickle, decided here once.
+# TreePredictor (MLflow 3.17, skops 0.13): cloudpickle, decided here once.
 SERIALIZATION = "cloudpickle"
 
 TAG_LABELLED_SINCE = "train.labelled_since"

@@ -1,6 +1,6 @@
 """Helpers for the deployment checks: tool lookup, subprocess runs, the rendered-chart record.
 
-The tools come from `bash ci/install-tools.sh` (see shared/TOOLS.md). A missing tool skips the test
+The tools come from `bash ci/install-tools.sh` . A missing tool skips the test
 locally and fails it in CI (`CI=true`), so CI can never pass by skipping.
 """
 
