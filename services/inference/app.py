@@ -83,7 +83,7 @@ def build_services(
     )
     writer = writer or PredictionWriter(
         database_url,
-        Spool(settings.spool_folder, max_bytes=settings.spool_max_bytes),
+        Spool.in_root(settings.spool_folder, max_bytes=settings.spool_max_bytes),
         metrics,
         batch_rows=settings.log_batch_rows,
         flush_seconds=settings.log_flush_seconds,
@@ -140,6 +140,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.feedback_token is None:
+            log.warning(
+                "FEEDBACK_TOKEN is not set: POST /feedback is open to anyone who can reach this server, and"
+                " feedback drives the live error, the rollback and the next training set; set it outside"
+                " development"
+            )
         services.writer.start()
         if services.shadow is not None:
             services.shadow.start()
@@ -152,9 +158,8 @@ def create_app(
             services.batcher.close()
             if services.shadow is not None:
                 services.shadow.stop()
-            await asyncio.to_thread(services.writer.stop)
+            await asyncio.to_thread(services.writer.stop)  # says where every row went
             services.pool.close()
-            log.warning("stopped: the prediction log is drained")
 
     app = FastAPI(
         title="Cali Housing inference",

@@ -46,5 +46,6 @@ def serve(
         log_level=settings.log_level.lower(),
         access_log=False,  # one line per request costs more than the prediction; /metrics counts them
         lifespan="on",
-        timeout_graceful_shutdown=int(settings.log_drain_seconds) + 5,
+        # Then the lifespan drains the writer (LOG_DRAIN_SECONDS): the two add up within the grace period.
+        timeout_graceful_shutdown=int(settings.http_shutdown_seconds),
     )

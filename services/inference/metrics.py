@@ -72,6 +72,11 @@ class Metrics:
             "Bytes of prediction rows spooled on disk, waiting for Postgres.",
             registry=r,
         )
+        self.log_spool_capacity_bytes = Gauge(
+            "prediction_log_spool_capacity_bytes",
+            "Most bytes this server's spool may hold (SPOOL_MAX_BYTES); rows beyond are dropped.",
+            registry=r,
+        )
         self.log_rows_dropped = Counter(
             "prediction_log_rows_dropped",
             "Prediction rows lost: spool or queue full, or refused by Postgres.",

@@ -2,22 +2,33 @@
 
 Each batch is one file named by a growing sequence number, so replay keeps the order rows were
 served in. A file is written to a temporary name and renamed, so a crash never leaves half a batch.
-The folder is locked (``flock``) by one process at a time; a server that restarts on the same
-folder replays what the previous one left.
+The folder is locked (``flock``) by its process for as long as it lives.
+
+Servers share a spool *root* (``SPOOL_DIR``; in the cluster a persistent volume every replica
+mounts): each spools in a folder of its own, ``<host>-<pid>``, and a server that writes to Postgres
+again adopts the folders whose owner has stopped (their lock is free: the kernel drops an ``flock``
+with its process), replays them and removes them. So rows spooled by a pod that is then deleted
+(a rollout, a scale-down, a drain) reach Postgres through a replica that lives on, without a human.
 
 Usage::
 
-    spool = Spool(Path(".housing/spool"), max_bytes=256 << 20)
+    spool = Spool.in_root(Path(".housing/spool"), max_bytes=1 << 30)
     spool.open()
     spool.append(rows)              # False when it would exceed max_bytes
     while (batch := spool.oldest()) is not None:
         write(batch.rows)
         spool.remove(batch)
+    for orphan in spool.orphans():  # folders of stopped servers, locked for this process
+        ...replay orphan as above..., then orphan.discard()
 """
 
 from __future__ import annotations
 
 import fcntl
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -60,14 +71,27 @@ def _decode(data: bytes) -> list[PredictionRow]:
 
 
 class Spool:
-    """Batches on disk, oldest first, at most ``max_bytes`` in all."""
+    """Batches on disk, oldest first, at most ``max_bytes`` in all.
 
-    def __init__(self, folder: Path, *, max_bytes: int) -> None:
+    Args:
+        folder: this spool's own folder.
+        max_bytes: the most bytes it stores.
+        root: the spool root shared with other servers (``folder`` lies in it); None: no sharing,
+            :meth:`orphans` finds nothing.
+    """
+
+    def __init__(self, folder: Path, *, max_bytes: int, root: Path | None = None) -> None:
         self.folder = folder
         self.max_bytes = max_bytes
+        self.root = root
         self.bytes = 0
         self._next = 0
         self._lock: IO[bytes] | None = None
+
+    @classmethod
+    def in_root(cls, root: Path, *, max_bytes: int) -> Spool:
+        """This process's own folder in a shared root: ``<root>/<host>-<pid>`` (a pod's host is its name)."""
+        return cls(root / f"{socket.gethostname()}-{os.getpid()}", max_bytes=max_bytes, root=root)
 
     def open(self) -> None:
         """Create and lock the folder; pick up what an earlier process left.
@@ -76,15 +100,26 @@ class Spool:
             SpoolLocked: another live process has the folder.
         """
         self.folder.mkdir(parents=True, exist_ok=True)
-        lock = (self.folder / ".lock").open("wb")
-        try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as error:
-            lock.close()
+        if not self._try_lock():
             raise SpoolLocked(
                 f"another server spools prediction rows in {self.folder}; give each server its own SPOOL_DIR"
-            ) from error
+            )
+        self._load()
+
+    def _try_lock(self) -> bool:
+        try:
+            lock = (self.folder / ".lock").open("wb")
+        except FileNotFoundError:  # an orphan another server just finished and removed
+            return False
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            return False
         self._lock = lock
+        return True
+
+    def _load(self) -> None:
         for leftover in self.folder.glob("*.tmp"):
             leftover.unlink()
         files = self._files()
@@ -133,3 +168,28 @@ class Spool:
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
             self._lock.close()
             self._lock = None
+
+    def orphans(self) -> Iterator[Spool]:
+        """The spools of stopped servers in the shared root that hold batches, each locked for this process.
+
+        The root itself counts too (servers before shared roots spooled straight into it). A spool is
+        yielded open; the caller replays it and then calls :meth:`discard` (empty) or :meth:`close`.
+        """
+        if self.root is None:
+            return
+        candidates = [self.root, *sorted(p for p in self.root.iterdir() if p.is_dir())]
+        for folder in candidates:
+            if folder == self.folder or not any(folder.glob(f"*{_SUFFIX}")):
+                continue
+            orphan = Spool(folder, max_bytes=0)
+            if orphan._try_lock():
+                orphan._load()
+                yield orphan
+
+    def discard(self) -> None:
+        """Remove an emptied orphan's folder (never the root), then release it."""
+        if self.folder != self.root and not self._files():
+            with suppress(OSError):
+                (self.folder / ".lock").unlink()
+                self.folder.rmdir()
+        self.close()

@@ -5,7 +5,9 @@ COPYs them in batches: as soon as ``batch_rows`` wait, or ``flush_seconds`` afte
 arrived. When Postgres fails, batches go to the on-disk :class:`~services.inference.spool.Spool`
 and, once a write succeeds again, the spool is replayed oldest first before newer rows, so rows
 arrive in the order they were served. Replays insert with ``ON CONFLICT DO NOTHING``: a batch whose
-commit was written but not acknowledged is not written twice. A row is lost only when the queue or
+commit was written but not acknowledged is not written twice. While Postgres takes writes, the writer
+also replays (every ``adopt_seconds``) the spools that stopped servers left in the shared spool root,
+so rows a deleted pod spooled are not stranded with its folder. A row is lost only when the queue or
 the spool is full (or Postgres refuses the row itself), and each loss is counted.
 """
 
@@ -51,6 +53,7 @@ class PredictionWriter:
         queue_rows: rows held in memory at most; rows beyond are dropped and counted.
         retry_seconds: after a failure, spool for this long before trying Postgres again.
         drain_seconds: how long :meth:`stop` waits for the queue to be written or spooled.
+        adopt_seconds: how often the spool root is searched for the spools of stopped servers.
         connector: opens a connection (tests may hand in their own).
     """
 
@@ -65,6 +68,7 @@ class PredictionWriter:
         queue_rows: int = 100_000,
         retry_seconds: float = 2.0,
         drain_seconds: float = 20.0,
+        adopt_seconds: float = 10.0,
         connector: Callable[[str], psycopg.Connection] = connect,
     ) -> None:
         self._url = database_url
@@ -75,6 +79,8 @@ class PredictionWriter:
         self._queue_rows = queue_rows
         self._retry_seconds = retry_seconds
         self._drain_seconds = drain_seconds
+        self._adopt_seconds = adopt_seconds
+        self._adopt_at = 0.0  # the first replay also looks for orphans
         self._connector = connector
         self._pending: list[list[PredictionRow]] = []
         self._queued = 0
@@ -113,11 +119,16 @@ class PredictionWriter:
         """
         self._spool.open()
         self._metrics.log_spool_bytes.set(self._spool.bytes)
+        self._metrics.log_spool_capacity_bytes.set(self._spool.max_bytes)
         self._thread = threading.Thread(target=self._run, name="prediction-writer", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        """Refuse new rows, write or spool every queued row (within ``drain_seconds``), close."""
+        """Refuse new rows, write or spool every queued row (within ``drain_seconds``), close.
+
+        Says where every row went: all in Postgres, or how much waits in the spool for the next server
+        on the root (never "drained" while rows are only on disk).
+        """
         with self._cond:
             self._stopping = True
             self._cond.notify()
@@ -135,7 +146,23 @@ class PredictionWriter:
         if self._conn is not None:
             with suppress(psycopg.Error):
                 self._conn.close()
+        if self._spool.bytes:
+            log.warning(
+                "stopped with %d batches (%d bytes) of prediction rows in the spool %s: not yet in Postgres;"
+                " the next server on the spool root %s replays them once Postgres takes writes",
+                len(self._spool),
+                self._spool.bytes,
+                self._spool.folder,
+                self._spool.root or self._spool.folder,
+            )
+        else:
+            log.warning("stopped: every prediction row this server took is in Postgres or counted as dropped")
         self._spool.close()
+
+    @property
+    def spooled_bytes(self) -> int:
+        """Bytes of rows in this server's own spool (not yet in Postgres)."""
+        return self._spool.bytes
 
     def idle(self) -> bool:
         """True when nothing waits: queue empty, no write in flight, spool empty."""
@@ -166,9 +193,10 @@ class PredictionWriter:
                         break
                     self._cond.wait(due - now)
                 else:
-                    # Wake now and then to replay the spool once Postgres is back.
-                    self._cond.wait(self._flush_seconds if self._spool.bytes else None)
-                    if self._spool.bytes and not self._queued:
+                    # Wake now and then to replay the spool once Postgres is back, and to look for
+                    # the spools of stopped servers.
+                    self._cond.wait(self._flush_seconds if self._spool.bytes else self._adopt_seconds)
+                    if not self._queued and (self._spool.bytes or time.monotonic() >= self._adopt_at):
                         break
             rows = [row for batch in self._pending for row in batch]
             self._pending.clear()
@@ -220,26 +248,44 @@ class PredictionWriter:
             log.error("Postgres refused %d prediction rows (%s): dropped", len(rows), first_line(error))
 
     def _replay(self) -> None:
-        """Write spooled batches oldest first until the spool is empty or a write fails."""
-        while self._spool.bytes and time.monotonic() >= self._retry_at:
-            batch: SpooledBatch | None = self._spool.oldest()
+        """Write this server's spool, then (when due) orphaned spools, oldest first, until a write fails."""
+        if self._spool.bytes and self._replay_spool(self._spool):
+            log.warning("the spool is replayed: Postgres has every prediction again")
+        if self._spool.bytes or time.monotonic() < max(self._retry_at, self._adopt_at):
+            return
+        self._adopt_at = time.monotonic() + self._adopt_seconds
+        for orphan in self._spool.orphans():
+            try:
+                rows = sum(len(batch.rows) for batch in orphan.batches())
+                if not self._replay_spool(orphan):
+                    return  # Postgres failed again: the orphan stays for the next try (or another server)
+                log.warning("replayed %d prediction rows a stopped server left in %s", rows, orphan.folder)
+                orphan.discard()
+            finally:
+                orphan.close()
+
+    def _replay_spool(self, spool: Spool) -> bool:
+        """Write ``spool``'s batches oldest first; True when it is empty, False when a write failed."""
+        own = spool is self._spool
+        while spool.bytes and time.monotonic() >= self._retry_at:
+            batch: SpooledBatch | None = spool.oldest()
             if batch is None:
                 break
             try:
                 self._copy(batch.rows, staged=True)
             except _UNAVAILABLE as error:
                 self._failed(error)
-                return
+                return False
             except psycopg.Error as error:
                 self._failed(error)
                 self._metrics.log_rows_dropped.inc(len(batch.rows))
                 log.error(
                     "Postgres refused %d spooled rows (%s): dropped", len(batch.rows), first_line(error)
                 )
-            self._spool.remove(batch)
-            self._metrics.log_spool_bytes.set(self._spool.bytes)
-            if not self._spool.bytes:
-                log.warning("the spool is replayed: Postgres has every prediction again")
+            spool.remove(batch)
+            if own:
+                self._metrics.log_spool_bytes.set(spool.bytes)
+        return not spool.bytes
 
     def _to_spool(self, rows: list[PredictionRow]) -> None:
         try:

@@ -1,9 +1,11 @@
-"""Postgres stopped under traffic: no request fails and no row is lost (a dedicated embedded server,
-so stopping it does not disturb the other tests)."""
+"""Postgres stopped under traffic: no request fails and no row is lost, also when the server is stopped
+during the outage (a dedicated embedded server, so stopping it does not disturb the other tests)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,9 +25,12 @@ from tests.conftest import Registry, world_readable_tempdir
 from tests.integration.test_inference_support import (
     ClientLoop,
     count,
+    free_port,
     make_app,
     serving,
     settings_for,
+    start_housing_serve,
+    stop_housing_serve,
     wait_for,
 )
 
@@ -140,3 +145,57 @@ def test_spooled_rows_survive_a_restart_and_a_full_spool_counts_drops(
     second.stop()
     assert count(own_postgres.url) == kept
     assert not list(folder.glob("*.batch"))
+
+
+def test_a_server_stopped_during_an_outage_loses_no_row_once_postgres_is_back(
+    own_postgres: OwnPostgres, champion_registry: Registry, tmp_path: Path
+) -> None:
+    """The pod-deletion fault on real processes: two `housing serve` replicas share a spool root (the
+    chart's shared volume); through a Postgres outage one is stopped with SIGTERM (a rollout, a
+    scale-down, a drain) with its rows only on disk; once Postgres is back, the replica that lives on
+    adopts and replays them, without a human."""
+    own_postgres.reset()
+    env = {
+        **os.environ,
+        "DATABASE_URL": own_postgres.url,
+        "MLFLOW_TRACKING_URI": champion_registry.uri,
+        "SPOOL_DIR": str(tmp_path / "spool"),
+        "LOG_FLUSH_SECONDS": "0.05",
+        "LOG_RETRY_SECONDS": "0.5",
+    }
+    ports = free_port(), free_port()
+    replicas = [
+        start_housing_serve({**env, "HOUSING_HOME": str(tmp_path / f"home-{i}")}, port)
+        for i, port in enumerate(ports)
+    ]
+    ids: list[str] = []
+    try:
+        own_postgres.stop()
+        try:
+            for port, sizes in zip(ports, ([1] * 200 + [100] * 28, [1] * 50), strict=True):
+                with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+                    for size in sizes:  # one row and a hundred at a time
+                        body = {"instances": [EXAMPLE] * size} if size > 1 else EXAMPLE
+                        answer = http.post("/predict", json=body)
+                        assert answer.status_code == 200, answer.text
+                        payload = answer.json()
+                        ids += [p["prediction_id"] for p in payload.get("predictions", [payload])]
+            output = stop_housing_serve(replicas[0])
+        finally:
+            own_postgres.start()
+        assert len(ids) == 3050
+        assert "in the spool" in output and "not yet in Postgres" in output, output
+        assert "is in Postgres" not in output
+
+        survivor = f"http://127.0.0.1:{ports[1]}"
+        wait_for(lambda: count(own_postgres.url) == len(ids), message="every row in Postgres", timeout=60)
+        logged = count(own_postgres.url, "SELECT count(DISTINCT id) FROM predictions")
+        assert logged == len(set(ids)) == 3050
+        assert _metric(survivor, "prediction_log_rows_dropped_total") == 0
+        # The stopped replica's folder is adopted and gone; the survivor's own folder remains.
+        folders = [p.name for p in (tmp_path / "spool").iterdir()]
+        assert folders == [f"{socket.gethostname()}-{replicas[1].pid}"]
+    finally:
+        for process in replicas:
+            if process.poll() is None:
+                stop_housing_serve(process)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -11,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psycopg
 import uvicorn
 from fastapi import FastAPI
@@ -150,3 +154,32 @@ class ClientLoop:
                 for item in items:
                     self.versions.append(item["model_version"])
                     self.ids.append(item["prediction_id"])
+
+
+def start_housing_serve(env: dict[str, str], port: int, *, timeout: float = 90) -> subprocess.Popen[str]:
+    """``housing serve`` in a child process with ``env``; returns once /readyz answers 200."""
+    command = [sys.executable, "-c", "from services.cli import main; main()", "serve", "--port", str(port)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz").status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None:
+            raise AssertionError(f"housing serve exited:\n{process.communicate()[0]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"housing serve never became ready:\n{process.communicate()[0]}")
+        time.sleep(0.2)
+
+
+def stop_housing_serve(process: subprocess.Popen[str], *, timeout: float = 60) -> str:
+    """SIGTERM, as Kubernetes stops a pod; returns the output after checking the shutdown was clean."""
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=timeout)
+    # uvicorn re-raises the signal after a clean shutdown, so the parent sees "terminated by SIGTERM".
+    assert process.returncode in (0, -signal.SIGTERM), output
+    return output

@@ -66,3 +66,52 @@ def test_one_process_per_folder(tmp_path: Path) -> None:
     spool.close()
     assert subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=False).returncode == 0
     assert SpoolLocked.__doc__
+
+
+def test_each_server_spools_in_its_own_folder_of_the_shared_root(tmp_path: Path) -> None:
+    one = Spool.in_root(tmp_path, max_bytes=1 << 20)
+    one.open()
+    assert one.folder.parent == tmp_path and one.root == tmp_path
+    # A second server on the same root (another pod on the volume) gets a folder of its own.
+    other = Spool(tmp_path / "inference-7f9c-1", max_bytes=1 << 20, root=tmp_path)
+    other.open()
+    assert one.append(_rows(1)) and other.append(_rows(1))
+    assert list(one.orphans()) == []  # the other server lives: its folder is not an orphan
+    one.close()
+    other.close()
+
+
+def test_a_stopped_servers_spool_is_adopted_replayed_in_order_and_removed(tmp_path: Path) -> None:
+    stopped = Spool(tmp_path / "inference-old-1", max_bytes=1 << 20, root=tmp_path)
+    stopped.open()
+    first, second = _rows(3), _rows(2)
+    stopped.append(first)
+    stopped.append(second)
+    stopped.close()  # the pod is gone: its flock went with it
+    survivor = Spool.in_root(tmp_path, max_bytes=1 << 20)
+    survivor.open()
+    orphans = list(survivor.orphans())
+    assert [o.folder for o in orphans] == [stopped.folder]
+    orphan = orphans[0]
+    assert [batch.rows for batch in orphan.batches()] == [first, second]
+    assert list(survivor.orphans()) == []  # adopted: locked by this process, not offered twice
+    for batch in orphan.batches():
+        orphan.remove(batch)
+    orphan.discard()
+    assert not stopped.folder.exists()
+    assert survivor.folder.exists() and list(survivor.orphans()) == []
+
+
+def test_rows_spooled_straight_into_the_root_by_an_older_server_are_adopted(tmp_path: Path) -> None:
+    legacy = Spool(tmp_path, max_bytes=1 << 20)  # the layout before shared roots
+    legacy.open()
+    rows = _rows(2)
+    legacy.append(rows)
+    legacy.close()
+    survivor = Spool.in_root(tmp_path, max_bytes=1 << 20)
+    survivor.open()
+    (orphan,) = survivor.orphans()
+    assert orphan.folder == tmp_path and orphan.oldest() is not None
+    orphan.remove(orphan.batches()[0])
+    orphan.discard()
+    assert tmp_path.is_dir() and survivor.folder.is_dir()  # the root is never removed
