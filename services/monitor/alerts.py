@@ -1,9 +1,10 @@
 """Alerts: Telegram and/or a JSON webhook, with bounded timeouts, retries, and one alert per episode.
 
 Episode state lives in Postgres (``monitor_alert_state``) so CronJob pods share it: a kind of alert
-(``drift``, ``live_error``, ``launch_failed``) starts an episode on the first run that sees it and ends
-on the first run that does not; an episode is alerted once, and never sooner than the cool-down after
-the previous alert of that kind. A rollback is an event, alerted every time.
+(``drift``, ``live_error``, ``launch_failed``, ``trainer_failed``) starts an episode on the first run that
+sees it and ends on the first run that does not, or when its subject changes (another failed trainer
+Job); an episode is alerted once, and never sooner than the cool-down after the previous alert of that
+kind. A rollback is an event, alerted every time.
 """
 
 from __future__ import annotations
@@ -106,25 +107,35 @@ class EpisodeState:
         return self.last_alert_at is None or now - self.last_alert_at >= cooldown
 
 
-def observe(conn: psycopg.Connection, kind: str, active: bool, now: datetime) -> EpisodeState:
-    """Record whether this run sees ``kind``; start or end its episode. The caller owns the transaction."""
+def observe(
+    conn: psycopg.Connection, kind: str, active: bool, now: datetime, *, subject: str | None = None
+) -> EpisodeState:
+    """Record whether this run sees ``kind`` (about ``subject``); start or end its episode.
+
+    The caller owns the transaction.
+    """
     row = conn.execute(
-        "SELECT active, episode_alerted, last_alert_at FROM monitor_alert_state WHERE kind = %s FOR UPDATE",
+        "SELECT active, episode_alerted, last_alert_at, subject FROM monitor_alert_state"
+        " WHERE kind = %s FOR UPDATE",
         (kind,),
     ).fetchone()
-    was_active, alerted, last_alert_at = (bool(row[0]), bool(row[1]), row[2]) if row else (False, False, None)
-    new_episode = active and not was_active
+    was_active, alerted, last_alert_at, was_about = (
+        (bool(row[0]), bool(row[1]), row[2], row[3]) if row else (False, False, None, None)
+    )
+    new_episode = active and (not was_active or subject != was_about)
     if new_episode:
         alerted = False
     conn.execute(
-        "INSERT INTO monitor_alert_state (kind, active, episode_started_at, episode_alerted, last_seen_at)"
-        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (kind) DO UPDATE SET active = EXCLUDED.active,"
+        "INSERT INTO monitor_alert_state"
+        " (kind, active, episode_started_at, episode_alerted, last_seen_at, subject)"
+        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (kind) DO UPDATE SET active = EXCLUDED.active,"
         " episode_started_at = CASE WHEN %s THEN EXCLUDED.episode_started_at"
         "   ELSE monitor_alert_state.episode_started_at END,"
         " episode_alerted = EXCLUDED.episode_alerted,"
         " last_seen_at = CASE WHEN EXCLUDED.active THEN EXCLUDED.last_seen_at"
-        "   ELSE monitor_alert_state.last_seen_at END",
-        (kind, active, now if new_episode else None, alerted, now if active else None, new_episode),
+        "   ELSE monitor_alert_state.last_seen_at END,"
+        " subject = EXCLUDED.subject",
+        (kind, active, now if new_episode else None, alerted, now if active else None, subject, new_episode),
     )
     return EpisodeState(kind, active, new_episode, alerted, last_alert_at)
 

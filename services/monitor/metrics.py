@@ -18,11 +18,14 @@ def push_metrics(
     drift_detected: bool,
     live_mae: float | None,
     reference_mae: float | None,
+    trainer_failed: bool | None,
     finished_at: float,
     duration_seconds: float,
+    grouping_key: Mapping[str, str],
     timeout: float = 5.0,
 ) -> str | None:
-    """Push the gauges under job="housing-monitor"; returns an error message instead of raising."""
+    """Push the gauges under job="housing-monitor" and ``grouping_key`` (namespace, release: one group
+    per deployment, so staging and prod do not overwrite each other); returns an error, never raises."""
     from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
     registry = CollectorRegistry()
@@ -36,6 +39,10 @@ def push_metrics(
         "housing_drift_detected": ("1 when the last run called drift", float(drift_detected)),
         "housing_live_mae": ("Champion's live MAE (100k USD) on labelled predictions", live_mae),
         "housing_reference_mae": ("Champion's holdout MAE at training (100k USD)", reference_mae),
+        "housing_trainer_failed": (
+            "1 when the newest finished trainer failed (or hit its deadline), 0 when it succeeded",
+            None if trainer_failed is None else float(trainer_failed),
+        ),
         "housing_monitor_last_run_timestamp_seconds": ("When the last monitor run finished", finished_at),
         "housing_monitor_run_duration_seconds": ("How long the last monitor run took", duration_seconds),
     }
@@ -43,7 +50,7 @@ def push_metrics(
         if figure is not None:
             Gauge(name, help_text, registry=registry).set(figure)
     try:
-        push_to_gateway(url, job=JOB, registry=registry, timeout=timeout)
+        push_to_gateway(url, job=JOB, registry=registry, grouping_key=dict(grouping_key), timeout=timeout)
     except OSError as error:  # URLError, timeouts, refused connections
         log.warning("could not push metrics to %s: %s", url, error)
         return f"could not push metrics to the Pushgateway ({error})"

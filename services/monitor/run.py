@@ -42,7 +42,7 @@ from services.common.rollback import roll_back
 from services.monitor.alerts import Alert, Channel, deliver, mark_alerted, observe
 from services.monitor.evidently_drift import EvidentlyResult, run_drift_preset
 from services.monitor.histograms import window_counts
-from services.monitor.launchers import Launcher, LaunchResult
+from services.monitor.launchers import Launcher, LaunchResult, TrainerOutcome
 from services.monitor.live_error import degraded, live_error
 from services.monitor.lock import monitor_lock
 from services.monitor.metrics import push_metrics
@@ -95,6 +95,8 @@ class RunSummary:
     drift: bool = False
     live_mae: float | None = None
     reference_mae: float | None = None
+    trainer: TrainerOutcome | None = None
+    trainer_checked: bool = False  # the launcher could look at its trainers this run
     triggers: list[str] = field(default_factory=list)
     action: str = "none"
     alerted: bool = False
@@ -117,6 +119,7 @@ class RunSummary:
             "drift": self.drift,
             "live_mae": self.live_mae,
             "reference_mae": self.reference_mae,
+            "trainer": self.trainer.as_dict() if self.trainer else None,
             "triggers": self.triggers,
             "action": self.action,
             "alerted": self.alerted,
@@ -164,8 +167,13 @@ def run_monitor(parts: MonitorParts) -> RunSummary:
             drift_detected=summary.drift,
             live_mae=summary.live_mae,
             reference_mae=summary.reference_mae,
+            trainer_failed=summary.trainer.failed if summary.trainer else None,
             finished_at=time.time(),
             duration_seconds=summary.duration_seconds,
+            grouping_key={
+                "namespace": parts.settings.housing_namespace,
+                "release": parts.settings.housing_release,
+            },
             timeout=parts.settings.alert_timeout_seconds,
         )
         if problem:
@@ -360,7 +368,8 @@ def _locked_run(parts: MonitorParts) -> RunSummary:
         conn.commit()
 
         with stages.stage("acting"), _timed(timings, "act"):
-            _act(parts, conn, summary, rollback, is_degraded)
+            launcher = _launcher(parts, summary)
+            _act(parts, launcher, summary, rollback, is_degraded)
             stages.say(summary.action, end=" ")
 
         with stages.stage("writing the Evidently report"), _timed(timings, "html"):
@@ -371,8 +380,7 @@ def _locked_run(parts: MonitorParts) -> RunSummary:
                 stages.say(str(path), end=" ")
 
         with stages.stage("alerting"), _timed(timings, "alert"):
-            if summary.status not in {"insufficient_data"} or "rollback" in summary.triggers:
-                _alert(parts, conn, summary, now, is_degraded)
+            _alert(parts, conn, summary, now, is_degraded)
             stages.say("alert sent" if summary.alerted else "no alert", end=" ")
         update_report(
             conn,
@@ -381,7 +389,7 @@ def _locked_run(parts: MonitorParts) -> RunSummary:
             action=summary.action,
             alerted=summary.alerted,
             report_path=summary.report_path,
-            details=summary.details,
+            details={**summary.details, "triggers": summary.triggers},
         )
         conn.commit()
 
@@ -393,9 +401,27 @@ def _locked_run(parts: MonitorParts) -> RunSummary:
     return summary
 
 
+def _launcher(parts: MonitorParts, summary: RunSummary) -> Launcher | str:
+    """The launcher, having recorded how the newest finished trainer ended; or why there is none."""
+    try:
+        launcher = parts.launcher()
+    except Exception as error:  # a bad template or Kubernetes config: the launch fails, the run does not
+        return f"cannot start the trainer: {first_line(error)}"
+    try:
+        summary.trainer = launcher.last_finished()
+    except Exception as error:
+        summary.details["trainer"] = {"error": f"cannot see the last trainer: {first_line(error)}"}
+        return launcher
+    summary.trainer_checked = True
+    summary.details["trainer"] = summary.trainer.as_dict() if summary.trainer else None
+    if summary.trainer is not None and summary.trainer.failed:
+        summary.triggers.append("trainer_failed")
+    return launcher
+
+
 def _act(
     parts: MonitorParts,
-    conn: psycopg.Connection,
+    launcher: Launcher | str,
     summary: RunSummary,
     rollback: RollbackCheck | None,
     is_degraded: bool,
@@ -421,11 +447,10 @@ def _act(
         return
     if not (summary.drift or is_degraded):
         return
-    try:
-        launcher = parts.launcher()
+    if isinstance(launcher, str):
+        result = LaunchResult("launch_failed", launcher)
+    else:
         result = launcher.launch(summary.report_id or 0)
-    except Exception as error:  # a bad template or Kubernetes config: the launch failed, the run did not
-        result = LaunchResult("launch_failed", f"cannot start the trainer: {first_line(error)}")
     summary.action = result.action
     summary.detail = result.detail
     summary.details["launch"] = {"detail": result.detail, **result.info}
@@ -448,6 +473,8 @@ def _alert_text(summary: RunSummary, settings: MonitorSettings, kinds: list[str]
             f"live MAE {summary.live_mae:.3f} on {summary.labelled_rows} rows"
             f" vs {summary.reference_mae or math.nan:.3f} at training"
         )
+    if summary.trainer is not None and summary.trainer.failed:
+        lines.append(f"the last trainer failed: {summary.trainer.trainer} ({summary.trainer.reason})")
     lines.append(f"action: {summary.action}" + (f" ({summary.detail})" if summary.detail else ""))
     return "\n".join(lines)
 
@@ -459,6 +486,14 @@ def _alert(
     cooldown = timedelta(minutes=settings.alert_cooldown_minutes)
     judged = summary.status != "insufficient_data"
     due: list[str] = []
+    trainer = summary.trainer
+    # Each failed trainer is its own episode (its name is the subject); a success ends it.
+    if summary.trainer_checked:
+        failed = trainer if trainer is not None and trainer.failed else None
+        subject = failed.trainer if failed is not None else None
+        state = observe(conn, "trainer_failed", failed is not None, now, subject=subject)
+        if state.due(now, cooldown):
+            due.append("trainer_failed")
     if judged:
         for kind, active in (
             ("drift", summary.drift),

@@ -13,11 +13,11 @@ from services.common.settings import CommonSettings
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
-def _pod_namespace() -> str:
+def _pod_namespace(fallback: str = "default") -> str:
     try:
-        return SERVICE_ACCOUNT_NAMESPACE.read_text(encoding="utf-8").strip() or "default"
+        return SERVICE_ACCOUNT_NAMESPACE.read_text(encoding="utf-8").strip() or fallback
     except OSError:
-        return "default"
+        return fallback
 
 
 class MonitorSettings(CommonSettings):
@@ -74,6 +74,17 @@ class MonitorSettings(CommonSettings):
     )
     pushgateway_url: str | None = Field(
         default=None, description="Prometheus Pushgateway to push the run's metrics to (optional)."
+    )
+    housing_release: str = Field(
+        default="local",
+        min_length=1,
+        description="Release name in the Pushgateway grouping key (the chart sets its release name).",
+    )
+    housing_namespace: str = Field(
+        default_factory=lambda: _pod_namespace("local"),
+        min_length=1,
+        description="Namespace in the Pushgateway grouping key. Default: the pod's service-account "
+        "namespace, else local.",
     )
     trainer_launcher: Literal["local", "kubernetes"] = Field(
         default="local",

@@ -176,6 +176,63 @@ def test_drift_launches_once_and_alerts_once_per_episode(
         _stop_trainer(tmp_path)
 
 
+def _wait_trainer(home: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while trainer_running(home):
+        assert time.monotonic() < deadline, "the trainer did not finish"
+        time.sleep(0.05)
+
+
+def test_each_failed_trainer_is_alerted_once_recorded_and_does_not_block_the_next(
+    database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path, receivers: Any
+) -> None:
+    webhook, _ = receivers
+    settings = _settings(database_url, tmp_path, alert_cooldown_minutes=0)
+    failing = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    parts = _parts(settings, champion_registry, [WebhookChannel(webhook.url, 0.5)], failing)
+
+    _log(database_url, _shifted(dataset), _db_now(database_url))
+    assert run_monitor(parts).action == "trainer_launched"
+    _wait_trainer(tmp_path)
+
+    # The next run sees the failure (too few new rows to judge drift): alerted and recorded.
+    noticed = run_monitor(parts)
+    assert noticed.status == "insufficient_data" and noticed.alerted
+    assert noticed.trainer is not None and noticed.trainer.failed and "exited 3" in noticed.trainer.reason
+    assert "trainer_failed" in noticed.triggers
+    kinds = [body["kind"] for _, body in webhook.posts]
+    assert kinds == ["drift", "trainer_failed"]
+    assert "the last trainer failed" in webhook.posts[-1][1]["text"]
+    assert webhook.posts[-1][1]["report"]["trainer"]["failed"] is True
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT details->'trainer', details->'triggers' FROM drift_reports WHERE id = %s",
+            (noticed.report_id,),
+        ).fetchone()
+    assert row is not None and row[0]["failed"] is True and "trainer_failed" in row[1]
+
+    # The same failure again: no second alert.
+    assert not run_monitor(parts).alerted
+    assert len(webhook.posts) == 2
+
+    # Drift again: the failed trainer does not block a new launch; its failure is a new alert.
+    _log(database_url, _shifted(dataset), _db_now(database_url))
+    assert run_monitor(parts).action == "trainer_launched"
+    _wait_trainer(tmp_path)
+    again = run_monitor(parts)
+    assert again.alerted and [body["kind"] for _, body in webhook.posts][-1] == "trainer_failed"
+    assert again.trainer is not None and noticed.trainer.trainer != again.trainer.trainer
+
+    # A trainer that succeeds ends the episode.
+    succeeding = [sys.executable, "-c", ""]
+    parts = _parts(settings, champion_registry, [WebhookChannel(webhook.url, 0.5)], succeeding)
+    _log(database_url, _shifted(dataset), _db_now(database_url))
+    assert run_monitor(parts).action == "trainer_launched"
+    _wait_trainer(tmp_path)
+    fine = run_monitor(parts)
+    assert fine.trainer is not None and not fine.trainer.failed and "trainer_failed" not in fine.triggers
+
+
 def test_failing_or_hanging_alert_endpoints_do_not_fail_the_run(
     database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path
 ) -> None:

@@ -225,3 +225,35 @@ def test_an_unreachable_api_is_a_clear_launch_failure() -> None:
     result = KubernetesLauncher(_batch(f"http://127.0.0.1:{port}"), "housing", TEMPLATE).launch(11)
     assert result.action == "launch_failed"
     assert "unreachable" in result.detail
+
+
+def test_the_newest_finished_job_tells_how_the_last_trainer_ended(api: FakeApiServer) -> None:
+    def finished(kind: str, at: str, reason: str = "", message: str = "") -> list[dict[str, str]]:
+        condition = {"type": kind, "status": "True", "lastTransitionTime": at}
+        return [condition | ({"reason": reason, "message": message} if reason else {})]
+
+    launcher = KubernetesLauncher(_batch(api.url), "housing", TEMPLATE)
+    assert launcher.last_finished() is None  # no Job yet
+    api.jobs = [
+        _job("housing-trainer-ok", finished("Complete", "2026-12-01T10:00:00Z")),
+        _job(
+            "housing-trainer-slow",
+            finished("Failed", "2026-12-01T12:00:00Z", "DeadlineExceeded", "Job was active longer than"),
+        ),
+        _job("housing-trainer-now", None),  # still running: not finished
+    ]
+    outcome = launcher.last_finished()
+    assert outcome is not None and outcome.failed and outcome.trainer == "housing-trainer-slow"
+    assert outcome.reason.startswith("DeadlineExceeded: Job was active")
+    assert api.requests[-1]["query"]["labelSelector"] == [SELECTOR]
+    api.jobs.append(_job("housing-trainer-fixed", finished("Complete", "2026-12-01T13:00:00Z")))
+    outcome = launcher.last_finished()
+    assert outcome is not None and not outcome.failed and outcome.trainer == "housing-trainer-fixed"
+
+
+def test_a_refused_listing_of_trainers_is_an_error_naming_the_fix(api: FakeApiServer) -> None:
+    from services.monitor.launchers import LauncherError
+
+    api.status = 403
+    with pytest.raises(LauncherError, match="needs a Role"):
+        KubernetesLauncher(_batch(api.url), "housing", TEMPLATE).last_finished()

@@ -17,7 +17,31 @@ class LaunchResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TrainerOutcome:
+    """How the newest finished trainer ended: ``trainer`` names it (a Job, or a local log file)."""
+
+    trainer: str
+    failed: bool
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"trainer": self.trainer, "failed": self.failed, "reason": self.reason}
+
+
 class Launcher(Protocol):
     def launch(self, report_id: int) -> LaunchResult:
         """Start the trainer for drift report ``report_id`` unless one is running; never raises."""
         ...
+
+    def last_finished(self) -> TrainerOutcome | None:
+        """The newest trainer that finished (None: none yet, or unknown).
+
+        Raises:
+            LauncherError: the trainers cannot be looked at (API refused or unreachable).
+        """
+        ...
+
+
+class LauncherError(RuntimeError):
+    """The launcher cannot see its trainers (a refused or unreachable API)."""

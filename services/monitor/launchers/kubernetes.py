@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.monitor.launchers import LaunchResult
+from services.monitor.launchers import LauncherError, LaunchResult, TrainerOutcome
 
 COMPONENT_LABEL = "app.kubernetes.io/component"
 RELEASE_LABEL = "housing.io/release"
@@ -88,12 +89,34 @@ def stamp_job(template: dict[str, Any], report_id: int) -> dict[str, Any]:
     return job
 
 
-def job_finished(job: Any) -> str | None:
-    """'Complete' or 'Failed' when the Job has that condition, None while it may still run."""
+def _final_condition(job: Any) -> Any | None:
     for condition in (getattr(job.status, "conditions", None) or []) if job.status else []:
         if condition.type in {"Complete", "Failed"} and condition.status == "True":
-            return str(condition.type)
+            return condition
     return None
+
+
+def job_finished(job: Any) -> str | None:
+    """'Complete' or 'Failed' when the Job has that condition, None while it may still run."""
+    condition = _final_condition(job)
+    return str(condition.type) if condition is not None else None
+
+
+def job_outcome(job: Any) -> TrainerOutcome | None:
+    """How a finished Job ended (``DeadlineExceeded``, ``BackoffLimitExceeded``: failed); None if running."""
+    condition = _final_condition(job)
+    if condition is None:
+        return None
+    if condition.type == "Complete":
+        return TrainerOutcome(job.metadata.name, False, "completed")
+    reason = condition.reason or "Failed"
+    return TrainerOutcome(job.metadata.name, True, f"{reason}: {condition.message or 'no message'}")
+
+
+def _finished_at(job: Any) -> datetime:
+    condition = _final_condition(job)
+    stamp = getattr(condition, "last_transition_time", None) or job.metadata.creation_timestamp
+    return stamp if isinstance(stamp, datetime) else datetime.min.replace(tzinfo=UTC)
 
 
 def _api_message(error: Any, namespace: str, verb: str) -> str:
@@ -120,6 +143,24 @@ class KubernetesLauncher:
         self.batch = batch  # kubernetes.client.BatchV1Api
         self.namespace = namespace
         self.template = template
+
+    def last_finished(self) -> TrainerOutcome | None:
+        """The newest finished trainer Job of this release (Jobs live ``ttlSecondsAfterFinished``)."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            jobs = self.batch.list_namespaced_job(
+                self.namespace, label_selector=selector(self.template), _request_timeout=REQUEST_TIMEOUT
+            )
+        except ApiException as error:
+            raise LauncherError(_api_message(error, self.namespace, "list")) from error
+        except (HTTPError, OSError) as error:
+            raise LauncherError(f"the Kubernetes API is unreachable ({error})") from error
+        finished = [job for job in jobs.items if _final_condition(job) is not None]
+        if not finished:
+            return None
+        return job_outcome(max(finished, key=_finished_at))
 
     def launch(self, report_id: int) -> LaunchResult:
         from kubernetes.client.exceptions import ApiException

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.monitor.launchers import LaunchResult
+from services.monitor.launchers import LaunchResult, TrainerOutcome
 
 LOCK_FILE = "trainer.lock"
 
@@ -96,6 +96,14 @@ class LocalLauncher:
         self.home = home.resolve()
         self.command = list(command) if command else trainer_command()
         self.env = env
+
+    def last_finished(self) -> TrainerOutcome | None:
+        """The last trainer this launcher started, once it has exited."""
+        code, log_path = last_trainer_exit(self.home)
+        if code is None or log_path is None:
+            return None
+        reason = "exited 0" if code == 0 else f"exited {code}; its log: {log_path}"
+        return TrainerOutcome(log_path, code != 0, reason)
 
     def launch(self, report_id: int) -> LaunchResult:
         self.home.mkdir(parents=True, exist_ok=True)
