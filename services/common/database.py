@@ -2,6 +2,11 @@
 
 Connections never use server-side prepared statements (``prepare_threshold=None``), so the same
 code works through Supabase's transaction pooler (PgBouncer in transaction mode).
+
+Every connection, pooled or not, fails on a dead network path instead of hanging (:data:`LIVENESS`).
+Statement timeouts are set per transaction (``SET LOCAL statement_timeout``) where a caller must not
+wait: a session-level setting would leak to other clients through a transaction pooler, and
+poolers refuse the ``options`` startup parameter.
 """
 
 from __future__ import annotations
@@ -10,12 +15,26 @@ import logging
 from importlib import resources
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
 
 log = logging.getLogger(__name__)
 
 # Any fixed number works; it only has to be the same in every process that migrates.
 _MIGRATION_LOCK = 0x686F7573  # "hous"
+
+
+# libpq settings: connect within 5 s; probe an idle connection after 30 s, every 10 s, and give up
+# after 3 unanswered probes; give up on data the server has not acknowledged after 30 s (keepalives
+# alone never fire while unacknowledged data is in flight).
+LIVENESS: dict[str, int] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -25,7 +44,8 @@ class DatabaseUnavailable(RuntimeError):
 def connect(url: str, *, autocommit: bool = False, timeout: int = 5) -> psycopg.Connection:
     """One connection that works through a transaction pooler; raises DatabaseUnavailable naming the fix."""
     try:
-        return psycopg.connect(url, autocommit=autocommit, prepare_threshold=None, connect_timeout=timeout)
+        conninfo = make_conninfo(url, **{**LIVENESS, "connect_timeout": timeout})
+        return psycopg.connect(conninfo, autocommit=autocommit, prepare_threshold=None)
     except psycopg.OperationalError as error:
         raise DatabaseUnavailable(
             f"cannot connect to Postgres ({first_line(error)}); check DATABASE_URL and that the server is up"
@@ -35,10 +55,10 @@ def connect(url: str, *, autocommit: bool = False, timeout: int = 5) -> psycopg.
 def create_pool(url: str, *, min_size: int = 1, max_size: int = 4, name: str = "housing") -> ConnectionPool:
     """A psycopg pool without server-side prepared statements; opened, not yet checked."""
     return ConnectionPool(
-        url,
+        make_conninfo(url, **LIVENESS),
         min_size=min_size,
         max_size=max_size,
-        kwargs={"prepare_threshold": None, "connect_timeout": 5},
+        kwargs={"prepare_threshold": None},
         name=name,
         open=True,
     )

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated
 
+import psycopg
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -227,7 +228,7 @@ def _routes(app: FastAPI) -> None:
 
         try:
             status = await asyncio.to_thread(store)
-        except PoolTimeout as error:
+        except (PoolTimeout, psycopg.OperationalError) as error:  # down, or stuck past the statement timeout
             raise Unavailable(
                 f"Postgres is unavailable ({first_line(error)}); send the feedback again later",
                 headers={"Retry-After": "5"},

@@ -10,6 +10,8 @@ import psycopg
 from services.common.features import TARGET_UNIT_USD
 from services.inference.errors import Conflict, NotFound
 
+# A request must not wait on a stuck database longer than a client would.
+STATEMENT_TIMEOUT = "SET LOCAL statement_timeout = '5s'"
 RECORDED = "recorded"
 ALREADY_RECORDED = "already recorded"
 
@@ -27,6 +29,7 @@ def record_feedback(
     """
     actual = actual_usd / TARGET_UNIT_USD
     with conn.transaction():
+        conn.execute(STATEMENT_TIMEOUT)
         known = (
             prediction_id in recent
             or conn.execute("SELECT 1 FROM predictions WHERE id = %s", (prediction_id,)).fetchone()
