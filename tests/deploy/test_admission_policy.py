@@ -24,7 +24,7 @@ import yaml
 
 from services.monitor.launchers.kubernetes import stamp_job
 
-from .helpers import KUBE_VERSION, REQUIRED_SETS, Rendered, find_tool, helm_template, run
+from .helpers import KUBE_VERSION, REPO, REQUIRED_SETS, Rendered, find_tool, helm_template, run
 
 NAMESPACE = "cali-housing"  # the namespace the `rendered` fixture renders into
 MONITOR_USER = f"system:serviceaccount:{NAMESPACE}:cali-housing-monitor"
@@ -364,3 +364,15 @@ def test_policy_objects_match_the_kubernetes_schema(rendered: dict[str, Rendered
     broken["spec"]["validations"][0]["mesage"] = broken["spec"]["validations"][0].pop("message")
     proc = run(["bash", "ci/k8s-validate.sh", KUBE_VERSION, "-"], stdin=yaml.safe_dump(broken))
     assert proc.returncode != 0, proc.stdout
+
+
+def test_argocd_project_may_sync_every_rendered_kind(rendered: dict[str, Rendered]) -> None:
+    # The policy is cluster-scoped: without a clusterResourceWhitelist entry Argo CD refuses the sync.
+    project = yaml.safe_load((REPO / "argocd" / "project.yaml").read_text())["spec"]
+    cluster = {(k["group"], k["kind"]) for k in project["clusterResourceWhitelist"]}
+    namespaced = {(k["group"], k["kind"]) for k in project["namespaceResourceWhitelist"]}
+    for env in ("staging", "prod"):
+        for doc in rendered[env].docs:
+            group = doc["apiVersion"].rpartition("/")[0]
+            allowed = namespaced if doc["metadata"].get("namespace") else cluster
+            assert (group, doc["kind"]) in allowed, (env, doc["kind"], doc["metadata"]["name"])
