@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
 
 from .helpers import REPO, run
 
@@ -104,3 +111,236 @@ def test_state_bucket_is_private_versioned_encrypted() -> None:
     for flag in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"):
         assert re.search(rf"{flag}\s+=\s+true", main), flag
     assert 'resource "aws_dynamodb_table" "locks"' in main and 'hash_key     = "LockID"' in main
+
+
+# ---- the data volume: PersistentVolumes survive instance replacement ---------------------------
+
+MODULE = TF / "modules" / "k3s-node"
+TEMPLATE = MODULE / "templates" / "cloud-init.yaml.tftpl"
+MOUNT_SCRIPT = "/usr/local/sbin/mount-k3s-data-volume"
+VOLUME_ID = "vol-0123456789abcdef0"
+
+
+def block(text: str, header: str) -> str:
+    """The body of one top-level block of formatted Terraform, e.g. `resource "aws_ebs_volume" "data"`."""
+    match = re.search(rf"^{re.escape(header)} \{{\n(.*?)^\}}", text, re.DOTALL | re.MULTILINE)
+    assert match, f"{header} not found"
+    return match.group(1)
+
+
+def template_vars() -> dict[str, str]:
+    """The variables main.tf passes to templatefile(), as written there."""
+    call = re.search(r"templatefile\([^,]+cloud-init\.yaml\.tftpl\", \{(.*?)\}\)", module_main(), re.DOTALL)
+    assert call, "user_data is not rendered from the cloud-init template"
+    return dict(re.findall(r"^\s+(\w+)\s+=\s+(.+?)\s*$", call.group(1), re.MULTILINE))
+
+
+def render(values: dict[str, str]) -> str:
+    """Terraform's templatefile() for what the template uses: ${name}, with $${ and %%{ as escapes.
+
+    An unknown variable raises KeyError, as templatefile() fails; directives (%{...}) are refused.
+    """
+    text = TEMPLATE.read_text()
+    assert "%{" not in text.replace("%%{", ""), "template directives are not rendered by this test"
+
+    def substitute(m: re.Match[str]) -> str:
+        return "${" if m.group(1) else values[m.group(2)]
+
+    return re.sub(r"(\$\$\{)|\$\{(\w+)\}", substitute, text).replace("%%{", "%{")
+
+
+def module_main() -> str:
+    return (MODULE / "main.tf").read_text()
+
+
+def local_storage_dir() -> str:
+    match = re.search(r'local_storage_dir\s+=\s+"([^"]+)"', module_main())
+    assert match
+    return match.group(1)
+
+
+def rendered_cloud_init(storage_dir: str | None = None) -> dict[str, Any]:
+    values = {name: f"<{name}>" for name in template_vars()}
+    values |= {"data_volume_id": VOLUME_ID, "local_storage_dir": storage_dir or local_storage_dir()}
+    text = render(values)
+    assert text.startswith("#cloud-config\n")
+    data = yaml.safe_load(text)
+    assert isinstance(data, dict)
+    return data
+
+
+def write_files(cfg: dict[str, Any]) -> dict[str, str]:
+    return {f["path"]: f["content"] for f in cfg["write_files"]}
+
+
+def test_data_volume_is_encrypted_kept_and_attached() -> None:
+    main = module_main()
+    volume = block(main, 'resource "aws_ebs_volume" "data"')
+    assert re.search(r"^\s+encrypted\s+=\s+true$", volume, re.MULTILINE)
+    assert re.search(r"lifecycle \{\s+prevent_destroy\s+=\s+true\s+\}", volume), "never destroyed"
+    # The zone comes from the subnet: from the instance it would be unknown while the instance is
+    # replaced, and an unknown zone plans a replacement of the volume.
+    assert re.search(r"availability_zone\s+=\s+data\.aws_subnet\.node\.availability_zone", volume)
+    assert "aws_instance" not in volume
+    assert re.search(r"size\s+=\s+var\.data_volume_size_gb", volume) and "Name" in volume
+    attachment = block(main, 'resource "aws_volume_attachment" "data"')
+    assert re.search(r"volume_id\s+=\s+aws_ebs_volume\.data\.id", attachment)
+    assert re.search(r"instance_id\s+=\s+aws_instance\.node\.id", attachment)
+    assert re.search(r"stop_instance_before_detaching\s+=\s+true", attachment)
+    assert not re.search(r"(force_detach|skip_destroy)\s+=\s+true", attachment)
+    node = block(main, 'resource "aws_instance" "node"')
+    # An inline ebs_block_device would be the instance's (deleted with it); volume_tags on the
+    # instance would fight the data volume's own tags.
+    assert not re.search(r"^\s+(ebs_block_device\s+\{|volume_tags\s+=)", node, re.MULTILINE)
+    assert template_vars()["data_volume_id"] == "aws_ebs_volume.data.id"
+    for outputs, value in (
+        (MODULE / "outputs.tf", "aws_ebs_volume.data.id"),
+        (TF / "envs" / "prod" / "outputs.tf", "module.k3s_node.data_volume_id"),
+    ):
+        body = block(outputs.read_text(), 'output "data_volume_id"')
+        assert re.search(rf"value\s+=\s+{re.escape(value)}$", body, re.MULTILINE), outputs
+    size = block((MODULE / "variables.tf").read_text(), 'variable "data_volume_size_gb"')
+    assert re.search(r"type\s+=\s+number", size) and "var.data_volume_size_gb >=" in size
+
+
+def test_template_variables_match_the_templatefile_call() -> None:
+    used = set(re.findall(r"(?<!\$)\$\{(\w+)\}", TEMPLATE.read_text()))
+    assert used == set(template_vars()), "templatefile() and the template disagree on variables"
+
+
+def test_cloud_init_mounts_the_data_volume_before_k3s() -> None:
+    storage = local_storage_dir()
+    # local-path's folder: every PersistentVolume of the cluster lands on the data volume.
+    assert storage == "/var/lib/rancher/k3s/storage"
+    cfg = rendered_cloud_init()
+    files = write_files(cfg)
+    k3s_config = yaml.safe_load(files["/etc/rancher/k3s/config.yaml"])
+    assert k3s_config["default-local-storage-path"] == storage
+    # Every start of k3s, not only the first, waits for the mount (and fails without it).
+    assert f"RequiresMountsFor={storage}" in files["/etc/systemd/system/k3s.service.d/10-data-volume.conf"]
+    runcmd = [c if isinstance(c, str) else " ".join(c) for c in cfg["runcmd"]]
+    assert runcmd[0] == "set -e", "runcmd must stop at the first failure (no k3s without its volume)"
+    mount_at = runcmd.index(MOUNT_SCRIPT)
+    k3s_at = next(i for i, c in enumerate(runcmd) if "get.k3s.io" in c)
+    assert mount_at < k3s_at, "the data volume is mounted before k3s is installed"
+    assert not any("k3s" in c or "kubectl" in c for c in runcmd[:mount_at])
+    # Claims of the stable class keep their folder across nodes: namespace/claim, never the PV's id.
+    storage_class = yaml.safe_load(files["/var/lib/rancher/k3s/server/manifests/cali-housing-storage.yaml"])
+    assert storage_class["kind"] == "StorageClass" and storage_class["reclaimPolicy"] == "Retain"
+    assert storage_class["provisioner"] == "rancher.io/local-path"
+    pattern = storage_class["parameters"]["pathPattern"]
+    assert pattern.startswith("{{ .PVC.Namespace }}/{{ .PVC.Name }}/") and "PVName" not in pattern
+
+
+# The mount script, run for real against stand-in devices: the commands that touch disks (blkid,
+# mkfs.ext4, mount, mountpoint, systemctl, resize2fs) are stubs that record their calls.
+STUBS = {
+    "blkid": """
+if [ -e "$STATE/formatted" ]; then printf 'UUID=new-uuid\\nTYPE=ext4\\n'; exit 0; fi
+printf '%b' "$FAKE_BLKID_OUT"; exit "$FAKE_BLKID_RC"
+""",
+    "mkfs.ext4": 'touch "$STATE/formatted"',
+    "mount": 'touch "$STATE/mounted"',
+    "mountpoint": '[ -e "$STATE/mounted" ]',
+    "systemctl": "true",
+    "resize2fs": "true",
+}
+
+
+def run_mount_script(
+    tmp_path: Path, blkid_rc: int, blkid_out: str = "", attached: bool = True, fstab: str = ""
+) -> tuple[subprocess.CompletedProcess[str], list[str], str]:
+    """Run the rendered mount script; return the run, the recorded calls and the resulting fstab."""
+    storage = tmp_path / "storage"
+    script = tmp_path / "mount-k3s-data-volume"
+    script.write_text(write_files(rendered_cloud_init(str(storage)))[MOUNT_SCRIPT])
+    stubs, state, devices, by_id = (tmp_path / d for d in ("bin", "state", "dev", "by-id"))
+    for d in (stubs, state, devices, by_id):
+        d.mkdir()
+    for name, body in STUBS.items():
+        stub = stubs / name
+        stub.write_text(f'#!/bin/sh\necho "{name} $*" >>"$STATE/calls"\n{body.strip()}\n')
+        stub.chmod(0o755)
+    # Another EBS volume (the root one) is attached too: the script must pick ours by its id.
+    (devices / "nvme0n1").touch()
+    (by_id / "nvme-Amazon_Elastic_Block_Store_vol0fedcba9876543210").symlink_to(devices / "nvme0n1")
+    if attached:
+        (devices / "nvme1n1").touch()
+        serial = VOLUME_ID.replace("-", "")
+        (by_id / f"nvme-Amazon_Elastic_Block_Store_{serial}").symlink_to(devices / "nvme1n1")
+    (tmp_path / "fstab").write_text(fstab)
+    env = {
+        "PATH": f"{stubs}{os.pathsep}{os.environ['PATH']}",
+        "STATE": str(state),
+        "FAKE_BLKID_RC": str(blkid_rc),
+        "FAKE_BLKID_OUT": blkid_out,
+        "DATA_VOLUME_WAIT_SECONDS": "0",
+        "DATA_VOLUME_BY_ID_DIR": str(by_id),
+        "DATA_VOLUME_XEN_DEVICE": str(devices / "xvdf"),
+        "DATA_VOLUME_FSTAB": str(tmp_path / "fstab"),
+    }
+    proc = subprocess.run(
+        ["bash", str(script)], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    calls_file = state / "calls"
+    calls = calls_file.read_text().splitlines() if calls_file.exists() else []
+    return proc, calls, (tmp_path / "fstab").read_text()
+
+
+def test_mount_script_formats_a_blank_volume_then_mounts_it_by_uuid(tmp_path: Path) -> None:
+    proc, calls, fstab = run_mount_script(tmp_path, blkid_rc=2)
+    assert proc.returncode == 0, proc.stderr
+    device = str(tmp_path / "dev" / "nvme1n1")
+    assert [c for c in calls if c.startswith("mkfs")] == [f"mkfs.ext4 -q -L k3s-data {device}"]
+    assert fstab.split() == [
+        "UUID=new-uuid",
+        str(tmp_path / "storage"),
+        "ext4",
+        "defaults,nofail,x-systemd.device-timeout=5min",
+        "0",
+        "2",
+    ]
+    assert calls.index(f"mount {tmp_path / 'storage'}") > calls.index(f"mkfs.ext4 -q -L k3s-data {device}")
+
+
+def test_mount_script_never_reformats_a_volume_with_a_filesystem(tmp_path: Path) -> None:
+    existing = "DEVNAME=x\\nUUID=old-uuid\\nTYPE=ext4\\n"
+    proc, calls, fstab = run_mount_script(tmp_path, blkid_rc=0, blkid_out=existing)
+    assert proc.returncode == 0, proc.stderr
+    assert not [c for c in calls if c.startswith("mkfs")], calls
+    assert fstab.startswith(f"UUID=old-uuid {tmp_path / 'storage'} ext4 ")
+    assert f"mount {tmp_path / 'storage'}" in calls
+    # A second run (same instance) neither formats nor duplicates the fstab entry.
+    again = tmp_path / "again"
+    again.mkdir()
+    entry = f"UUID=old-uuid {again / 'storage'} ext4 defaults 0 2\n"
+    proc, calls, fstab = run_mount_script(again, 0, existing, fstab=entry)
+    assert proc.returncode == 0, proc.stderr
+    assert fstab == entry and not [c for c in calls if c.startswith("mkfs")]
+
+
+@pytest.mark.parametrize(
+    ("blkid_rc", "blkid_out", "attached"),
+    [
+        (0, "DEVNAME=x\\nUUID=u\\nTYPE=xfs\\n", True),  # another filesystem: left untouched
+        (0, "DEVNAME=x\\nPTUUID=p\\nPTTYPE=gpt\\n", True),  # a partition table: left untouched
+        (4, "", True),  # blkid cannot tell: never guess "blank"
+        (2, "", False),  # the volume never shows up
+    ],
+    ids=["xfs", "partitioned", "probe-error", "not-attached"],
+)
+def test_mount_script_refuses_and_stops_k3s_install(
+    tmp_path: Path, blkid_rc: int, blkid_out: str, attached: bool
+) -> None:
+    proc, calls, fstab = run_mount_script(tmp_path, blkid_rc, blkid_out, attached=attached)
+    assert proc.returncode != 0
+    assert "k3s is NOT installed" in proc.stderr
+    assert not [c for c in calls if c.split()[0] in ("mkfs.ext4", "mount")], calls
+    assert fstab == ""
+
+
+def test_mount_script_passes_shellcheck(tool: Callable[[str], str], tmp_path: Path) -> None:
+    script = tmp_path / "mount-k3s-data-volume"
+    script.write_text(write_files(rendered_cloud_init())[MOUNT_SCRIPT])
+    proc = run([tool("shellcheck"), str(script)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -89,8 +89,71 @@ def test_images_push_sha_tags_and_bump_staging_only() -> None:
 def test_infra_applies_only_behind_an_environment() -> None:
     wf = load(REPO / ".github/workflows/infra.yml")
     assert wf["jobs"]["apply"]["environment"] == "production"
-    assert "pull_request" in wf["jobs"]["plan"]["if"]
-    assert "terraform plan" in (REPO / ".github/workflows/infra.yml").read_text()
+    assert "pull_request" in wf["jobs"]["plan"]["if"] and "push" in wf["jobs"]["plan"]["if"]
+    assert "pull_request" not in wf["jobs"]["apply"]["if"]
+    assert "github.ref == 'refs/heads/main'" in wf["jobs"]["apply"]["if"]
+    # Every `run:` is bash -eo pipefail: a failing terraform in a pipeline fails its step.
+    assert wf["defaults"]["run"]["shell"] == "bash"
+
+
+def step_using(job: dict[str, Any], action: str) -> tuple[int, dict[str, Any]]:
+    found = [(i, s) for i, s in enumerate(job["steps"]) if str(s.get("uses", "")).startswith(f"{action}@")]
+    assert len(found) == 1, f"expected one {action} step, got {len(found)}"
+    return found[0]
+
+
+def terraform_commands(job: dict[str, Any]) -> list[tuple[int, list[str]]]:
+    """(step index, argv) of every terraform command of a job's `run:` scripts."""
+    commands = []
+    for i, step in enumerate(job["steps"]):
+        script = step.get("run", "").replace("\\\n", " ")  # join continued lines
+        for line in script.splitlines():
+            for part in re.split(r"\|\||&&|\||;", line):
+                words = part.split()
+                if words and words[0] == "terraform":
+                    commands.append((i, words))
+    return commands
+
+
+def test_infra_applies_the_saved_plan_of_the_same_commit() -> None:
+    wf = load(REPO / ".github/workflows/infra.yml")
+    workdir = wf["env"]["WORKDIR"]
+    plan, apply = wf["jobs"]["plan"], wf["jobs"]["apply"]
+
+    # The plan job saves its plan, with the lock file it was made with, under this commit's name.
+    plans = [argv for _, argv in terraform_commands(plan) if argv[1] == "plan"]
+    assert len(plans) == 1 and "-out=tfplan" in plans[0], plans
+    up_at, upload = step_using(plan, "actions/upload-artifact")
+    assert up_at > max(i for i, argv in terraform_commands(plan) if argv[1] == "plan")
+    artifact = upload["with"]["name"]
+    assert "${{ github.sha }}" in artifact
+    paths = {line.strip() for line in upload["with"]["path"].splitlines()}
+    assert {f"${{{{ env.WORKDIR }}}}/{f}" for f in ("tfplan", ".terraform.lock.hcl")} <= paths
+    assert upload["with"]["include-hidden-files"] is True, "the lock file is a hidden file"
+    assert upload["with"]["if-no-files-found"] == "error"
+    assert "push" in upload["if"], "a plan to apply comes from a push to main"
+
+    # The apply job waits for that plan job, fetches that very artifact into the root module,
+    # initialises with its lock file and applies the saved file: no plan, no -auto-approve.
+    assert apply["needs"] == "plan" or "plan" in apply["needs"]
+    assert "needs.plan.outputs.changes == 'true'" in apply["if"]
+    assert plan["outputs"]["changes"] == "${{ steps.plan.outputs.changes }}"
+    down_at, download = step_using(apply, "actions/download-artifact")
+    assert download["with"]["name"] == artifact
+    assert download["with"]["path"] in ("${{ env.WORKDIR }}", workdir)
+    commands = terraform_commands(apply)
+    assert [argv[1] for _, argv in commands] == ["init", "apply"], commands
+    (init_at, init), (apply_at, apply_argv) = commands
+    assert down_at < init_at < apply_at
+    assert "-lockfile=readonly" in init
+    assert apply_argv[-1] == "tfplan", "terraform apply must be given the saved plan file"
+    assert not any(
+        a.startswith(("-auto-approve", "-var", "-replace", "-target", "-destroy")) for a in apply_argv
+    )
+    apply_text = yaml.safe_dump(apply)
+    assert "terraform plan" not in apply_text and "auto-approve" not in apply_text
+    for step in apply["steps"][apply_at:]:
+        assert "TF_VAR_" not in str(step.get("env", {})), "a saved plan carries its variables"
 
 
 def test_retrain_is_manual_and_runs_the_trainer() -> None:

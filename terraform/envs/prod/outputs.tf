@@ -12,3 +12,8 @@ output "kubeconfig_command" {
   description = "How to fetch the kubeconfig (through SSM; the API is reachable from admin_cidrs only)."
   value       = module.k3s_node.kubeconfig_command
 }
+
+output "data_volume_id" {
+  description = "EBS data volume of the node: the PersistentVolumes that survive instance replacement (back it up by snapshots)."
+  value       = module.k3s_node.data_volume_id
+}

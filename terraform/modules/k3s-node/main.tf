@@ -1,5 +1,10 @@
 # One EC2 node running k3s; cloud-init installs a pinned k3s, a pinned Argo CD and applies the root
 # Application, after which the cluster follows git. Shell access is through SSM (no SSH port).
+#
+# The node itself is disposable (a new AMI, a new k3s version or any change of user data replaces
+# it), its state is not: every PersistentVolume (the MLflow server's registry and artifacts, the
+# inference prediction-log spool) lives on a separate encrypted EBS data volume that outlives the
+# instance. See "the data volume" below.
 
 data "aws_ami" "ubuntu" {
   count       = var.ami_id == null ? 1 : 0
@@ -15,6 +20,13 @@ data "aws_ami" "ubuntu" {
     name   = "virtualization-type"
     values = ["hvm"]
   }
+}
+
+# The subnet fixes the availability zone of both the node and its data volume. Taking the zone from
+# the subnet, not from the instance, keeps the volume's zone known at plan time when the instance is
+# being replaced (an unknown zone would plan to replace the volume, which prevent_destroy refuses).
+data "aws_subnet" "node" {
+  id = var.subnet_id
 }
 
 locals {
@@ -112,24 +124,31 @@ resource "aws_instance" "node" {
     http_put_response_hop_limit = 1
   }
 
+  # The root volume holds the OS, k3s itself and the image cache: all of it is rebuilt by cloud-init,
+  # so it goes with the instance. Nothing that must survive is kept on it (see the data volume).
   root_block_device {
     volume_type           = "gp3"
     volume_size           = var.root_volume_size_gb
     encrypted             = true
     delete_on_termination = true
+    # Tags on the root device only: `volume_tags` on the instance would also claim the separately
+    # managed data volume and fight aws_ebs_volume.data's tags on every plan.
+    tags = merge(var.tags, { Name = "${var.name}-k3s-node-root" })
   }
 
   user_data = templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {
-    k3s_version    = var.k3s_version
-    argocd_version = var.argocd_version
-    public_ip      = aws_eip.node.public_ip
-    project_url    = "${local.raw_repo_url}/${var.repo_revision}/argocd/project.yaml"
-    root_app_url   = "${local.raw_repo_url}/${var.repo_revision}/argocd/root.yaml"
+    k3s_version       = var.k3s_version
+    argocd_version    = var.argocd_version
+    public_ip         = aws_eip.node.public_ip
+    project_url       = "${local.raw_repo_url}/${var.repo_revision}/argocd/project.yaml"
+    root_app_url      = "${local.raw_repo_url}/${var.repo_revision}/argocd/root.yaml"
+    data_volume_id    = aws_ebs_volume.data.id
+    local_storage_dir = local.local_storage_dir
   })
+  # Any change of the bootstrap replaces the node; with the data volume that is safe by design.
   user_data_replace_on_change = true
 
-  tags        = merge(var.tags, { Name = "${var.name}-k3s-node" })
-  volume_tags = merge(var.tags, { Name = "${var.name}-k3s-node" })
+  tags = merge(var.tags, { Name = "${var.name}-k3s-node" })
 
   lifecycle {
     ignore_changes = [ami]
@@ -139,4 +158,48 @@ resource "aws_instance" "node" {
 resource "aws_eip_association" "node" {
   instance_id   = aws_instance.node.id
   allocation_id = aws_eip.node.id
+}
+
+# ---- the data volume -------------------------------------------------------------------------
+
+# k3s's local-path provisioner keeps every PersistentVolume as a folder under local_storage_dir.
+# On the root volume those folders would die with the instance (delete_on_termination, and
+# user_data_replace_on_change replaces the instance on every bootstrap change). This volume is
+# mounted there by cloud-init before k3s starts, and it is neither deleted with the instance nor
+# by Terraform:
+# - prevent_destroy makes any plan that would destroy it (including a replacement) fail. To retire
+#   it on purpose, snapshot it, remove the lifecycle block and apply.
+# - Detaching it on an instance replacement stops the instance first (clean unmount, no dirty
+#   filesystem); the new instance's cloud-init mounts the same filesystem again and never formats a
+#   device that already holds one.
+# It lives in one availability zone and is not a backup: snapshot it (AWS Backup or DLM).
+#
+# Migration from a node without this volume: the first apply replaces the node, and the folders of
+# the old root volume go with it. Copy /var/lib/rancher/k3s/storage off the old node (through SSM)
+# before applying, and into the new claims' folders afterwards.
+locals {
+  local_storage_dir = "/var/lib/rancher/k3s/storage"
+}
+
+resource "aws_ebs_volume" "data" {
+  availability_zone = data.aws_subnet.node.availability_zone
+  type              = "gp3"
+  size              = var.data_volume_size_gb
+  encrypted         = true
+  kms_key_id        = var.data_volume_kms_key_id
+
+  tags = merge(var.tags, { Name = "${var.name}-k3s-data", role = "k3s-local-path-storage" })
+
+  lifecycle {
+    prevent_destroy = true
+  }
+}
+
+resource "aws_volume_attachment" "data" {
+  device_name = "/dev/sdf" # /dev/nvme?n1 on Nitro instances: cloud-init finds it by volume id
+  volume_id   = aws_ebs_volume.data.id
+  instance_id = aws_instance.node.id
+  # On replacement or destroy of the instance: stop it (k3s stops, the filesystem is unmounted
+  # cleanly), then detach. Never force_detach: that is a yanked disk.
+  stop_instance_before_detaching = true
 }

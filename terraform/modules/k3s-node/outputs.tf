@@ -8,6 +8,11 @@ output "public_ip" {
   value       = aws_eip.node.public_ip
 }
 
+output "data_volume_id" {
+  description = "ID of the EBS data volume holding every PersistentVolume (snapshot this one to back them up)."
+  value       = aws_ebs_volume.data.id
+}
+
 output "security_group_id" {
   description = "Security group of the node."
   value       = aws_security_group.node.id

@@ -73,13 +73,35 @@ variable "ami_id" {
 }
 
 variable "root_volume_size_gb" {
-  description = "Size of the encrypted root volume in GiB (images, the MLflow PVC, Postgres if local)."
+  description = "Size of the encrypted root volume in GiB (OS, k3s, container images); it is replaced with the instance."
   type        = number
   default     = 40
 
   validation {
     condition     = var.root_volume_size_gb >= 20 && var.root_volume_size_gb <= 1000
     error_message = "root_volume_size_gb must be between 20 and 1000."
+  }
+}
+
+variable "data_volume_size_gb" {
+  description = "Size in GiB of the encrypted EBS data volume that holds every PersistentVolume (MLflow registry and artifacts, the prediction-log spool) and survives instance replacement. It can grow later (the filesystem is grown at the next boot of a new node, or by `sudo resize2fs` through SSM), never shrink."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.data_volume_size_gb >= 5 && var.data_volume_size_gb <= 1000 && floor(var.data_volume_size_gb) == var.data_volume_size_gb
+    error_message = "data_volume_size_gb must be a whole number of GiB between 5 and 1000."
+  }
+}
+
+variable "data_volume_kms_key_id" {
+  description = "ARN of a customer-managed KMS key for the data volume; null uses the account's default aws/ebs key (the volume is encrypted either way). Changing it replaces the volume, which prevent_destroy refuses: choose before the first apply."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.data_volume_kms_key_id == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]+$", var.data_volume_kms_key_id))
+    error_message = "data_volume_kms_key_id must be null or a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)."
   }
 }
 
