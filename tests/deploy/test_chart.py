@@ -204,7 +204,7 @@ def test_inference_deployment(rendered: dict[str, Rendered]) -> None:
         "name": "housing-secrets",
         "key": "DATABASE_URL",
     }
-    assert env["FEEDBACK_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert env["FEEDBACK_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"] is False
     hpa = r.one("HorizontalPodAutoscaler", "-inference")
     assert hpa["spec"]["minReplicas"] >= 2
     pdb = r.one("PodDisruptionBudget", "-inference")

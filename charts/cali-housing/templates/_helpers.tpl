@@ -83,7 +83,15 @@ The required Secret reference: rendering fails with instructions when it is miss
 */}}
 {{- define "cali-housing.secretName" -}}
 {{- $k := .Values.secrets.keys -}}
-{{- required (printf "set secrets.existingSecret: create a Secret with keys %s (required), and optionally %s, %s, %s, %s, %s, %s, %s, %s%s; e.g. kubectl create secret generic cali-housing-secrets -n %s --from-literal=%s='postgresql://user:pass@host:5432/db'%s, then --set secrets.existingSecret=cali-housing-secrets" $k.databaseUrl $k.feedbackToken $k.telegramBotToken $k.telegramChatId $k.alertWebhookUrl $k.mlflowTrackingUsername $k.mlflowTrackingPassword $k.awsAccessKeyId $k.awsSecretAccessKey (ternary (printf "; %s (required while mlflow.server.enabled)" $k.mlflowBackendStoreUri) "" .Values.mlflow.server.enabled) .Release.Namespace $k.databaseUrl (ternary (printf " --from-literal=%s='postgresql+psycopg://user:pass@host:5432/mlflow'" $k.mlflowBackendStoreUri) "" .Values.mlflow.server.enabled)) .Values.secrets.existingSecret }}
+{{- $required := list $k.databaseUrl -}}
+{{- if not .Values.inference.feedback.allowAnonymous }}{{ $required = append $required $k.feedbackToken }}{{ end -}}
+{{- $example := printf "--from-literal=%s='postgresql://user:pass@host:5432/db'" $k.databaseUrl -}}
+{{- if not .Values.inference.feedback.allowAnonymous }}{{ $example = printf "%s --from-literal=%s=\"$(openssl rand -hex 32)\"" $example $k.feedbackToken }}{{ end -}}
+{{- if .Values.mlflow.server.enabled }}
+{{- $required = append $required (printf "%s (while mlflow.server.enabled)" $k.mlflowBackendStoreUri) }}
+{{- $example = printf "%s --from-literal=%s='postgresql+psycopg://user:pass@host:5432/mlflow'" $example $k.mlflowBackendStoreUri }}
+{{- end -}}
+{{- required (printf "set secrets.existingSecret: create a Secret with keys %s (required), and optionally %s, %s, %s, %s, %s, %s, %s; e.g. kubectl create secret generic cali-housing-secrets -n %s %s, then --set secrets.existingSecret=cali-housing-secrets" (join ", " $required) $k.telegramBotToken $k.telegramChatId $k.alertWebhookUrl $k.mlflowTrackingUsername $k.mlflowTrackingPassword $k.awsAccessKeyId $k.awsSecretAccessKey .Release.Namespace $example) .Values.secrets.existingSecret }}
 {{- end }}
 
 {{/*
@@ -110,7 +118,22 @@ MLflow tracking URI: the explicit value, else the in-chart server.
 {{- end }}
 
 {{/*
-An optional value from the Secret. Usage: include "cali-housing.optionalSecretEnv" (list . "FEEDBACK_TOKEN" "feedbackToken")
+A mandatory value from the Secret: the kubelet refuses to start the container
+(CreateContainerConfigError) while the Secret lacks the key.
+Usage: include "cali-housing.requiredSecretEnv" (list . "FEEDBACK_TOKEN" "feedbackToken")
+*/}}
+{{- define "cali-housing.requiredSecretEnv" -}}
+{{- $ctx := index . 0 -}}
+- name: {{ index . 1 }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "cali-housing.secretName" $ctx }}
+      key: {{ index $ctx.Values.secrets.keys (index . 2) }}
+      optional: false
+{{- end }}
+
+{{/*
+An optional value from the Secret. Usage: include "cali-housing.optionalSecretEnv" (list . "TELEGRAM_BOT_TOKEN" "telegramBotToken")
 */}}
 {{- define "cali-housing.optionalSecretEnv" -}}
 {{- $ctx := index . 0 -}}
