@@ -300,3 +300,52 @@ Usage: include "cali-housing.checkovSkips" (list "CKV_K8S_43" "CKV_K8S_15")
 checkov.io/skip{{ add1 $i }}: {{ printf "%s=%s" $id (get $reasons $id) | quote }}
 {{- end }}
 {{- end }}
+
+{{/*
+A Kubernetes quantity (a number, or a string such as "8Gi", "500M", "1073741824") in bytes, as a
+float. Helm reads YAML numbers as floats, so numbers are taken as they are.
+Usage: include "cali-housing.bytes" (list "inference.spool.persistence.size" .Values.inference.spool.persistence.size)
+*/}}
+{{- define "cali-housing.bytes" -}}
+{{- $key := index . 0 }}
+{{- $q := index . 1 }}
+{{- if kindIs "string" $q }}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" $q }}
+{{- $suffix := trimPrefix $num $q }}
+{{- $mult := dict "" 1.0 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 }}
+{{- if or (not $num) (not (hasKey $mult $suffix)) }}
+{{- fail (printf "%s: %q is not a size (use e.g. 8Gi)" $key $q) }}
+{{- end }}
+{{- mulf (float64 $num) (get $mult $suffix) }}
+{{- else }}
+{{- float64 $q }}
+{{- end }}
+{{- end }}
+
+{{/*
+Most inference pods that can run at once: the HPA's maximum (else replicaCount) plus the rolling
+update's surge pod (maxSurge 1).
+*/}}
+{{- define "cali-housing.inferenceMaxPods" -}}
+{{- $i := .Values.inference }}
+{{- add1 (ternary $i.autoscaling.maxReplicas $i.replicaCount $i.autoscaling.enabled) }}
+{{- end }}
+
+{{/*
+Render-time checks of the inference settings; fails with the fix named.
+*/}}
+{{- define "cali-housing.validateInference" -}}
+{{- $i := .Values.inference }}
+{{- $budget := add $i.preStopSleepSeconds $i.httpShutdownSeconds $i.logDrainSeconds 5 }}
+{{- if gt (int $budget) (int $i.terminationGracePeriodSeconds) }}
+{{- fail (printf "inference.terminationGracePeriodSeconds (%d) is shorter than the shutdown: inference.preStopSleepSeconds (%d) + inference.httpShutdownSeconds (%d) + inference.logDrainSeconds (%d) + a 5 s margin = %d s; raise inference.terminationGracePeriodSeconds to at least %d or lower those" (int $i.terminationGracePeriodSeconds) (int $i.preStopSleepSeconds) (int $i.httpShutdownSeconds) (int $i.logDrainSeconds) (int $budget) (int $budget)) }}
+{{- end }}
+{{- if $i.spool.persistence.enabled }}
+{{- $pods := include "cali-housing.inferenceMaxPods" . | int }}
+{{- $size := include "cali-housing.bytes" (list "inference.spool.persistence.size" $i.spool.persistence.size) | float64 }}
+{{- $need := mulf $pods (float64 $i.spool.maxBytes) }}
+{{- if lt $size $need }}
+{{- fail (printf "inference.spool.persistence.size (%v) cannot hold the spools of every inference server: %d pods (%s + 1 rollout surge pod) x inference.spool.maxBytes (%d) = %d bytes; set inference.spool.persistence.size to at least %dGi, or lower inference.spool.maxBytes or the replica count" $i.spool.persistence.size $pods (ternary (printf "inference.autoscaling.maxReplicas %d" (int $i.autoscaling.maxReplicas)) (printf "inference.replicaCount %d" (int $i.replicaCount)) $i.autoscaling.enabled) (int64 $i.spool.maxBytes) (int64 $need) (int64 (ceil (divf $need 1073741824.0)))) }}
+{{- end }}
+{{- end }}
+{{- end }}
