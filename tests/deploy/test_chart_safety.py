@@ -3,15 +3,17 @@ fits the grace period, egress by destination, no secret on a command line, the r
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from .helpers import REQUIRED_SETS, Rendered, helm_notes, helm_template
-from .test_chart import env_of, pod_spec
+from .test_chart import env_of, pod_spec, workloads
 
 SPOOL_PATH = "/var/lib/housing/spool"
 GIB = 1024**3
@@ -44,7 +46,7 @@ def inference_container(r: Rendered) -> dict[str, Any]:
 def render(helm: str, *args: str) -> Rendered:
     proc = helm_template(helm, [*REQUIRED_SETS, *args])
     assert proc.returncode == 0, proc.stderr
-    return Rendered("custom", None, [d for d in yaml.safe_load_all(proc.stdout) if d])  # type: ignore[arg-type]
+    return Rendered("custom", Path("custom.yaml"), [d for d in yaml.safe_load_all(proc.stdout) if d])
 
 
 # --- 1. Feedback needs a token -------------------------------------------------------------------
@@ -228,3 +230,140 @@ def test_shutdown_longer_than_the_grace_period_is_refused(tool: Callable[[str], 
         ],
     )
     assert fits.returncode == 0, fits.stderr
+
+
+# --- 3. No secret on a command line; the MLflow server's settings from the environment -----------
+
+SECRET_LOOKING = re.compile(
+    r"(?i)(postgres(ql)?(\+\w+)?://|://[^/\s@]*:[^/\s@]*@|password|passwd|secret|token|api[_-]?key)"
+)
+
+
+def containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def test_no_secret_on_any_command_line(rendered: dict[str, Rendered]) -> None:
+    for r in rendered.values():
+        for name, spec in workloads(r):
+            for c in containers(spec):
+                assert not any("secretRef" in e for e in c.get("envFrom", [])), (r.name, name)
+                from_secret = {
+                    e["name"] for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})
+                }
+                for arg in [*c.get("command", []), *c.get("args", [])]:
+                    # Kubernetes expands $(VAR) in command and args: the value would be on the command line.
+                    expanded = set(re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", arg))
+                    assert not expanded & from_secret, (r.name, name, arg)
+                    assert not SECRET_LOOKING.search(arg), (r.name, name, arg)
+
+
+def mlflow_container(r: Rendered) -> dict[str, Any]:
+    (c,) = pod_spec(r.one("Deployment", "-mlflow"))["containers"]
+    return c
+
+
+def test_mlflow_server_takes_its_store_from_the_secret_through_its_own_envvar(
+    rendered: dict[str, Rendered],
+) -> None:
+    from mlflow.cli import server  # the installed MLflow: which variables its options read
+
+    envvars = {opt: p.envvar for p in server.params for opt in p.opts}
+    assert envvars["--backend-store-uri"] == "MLFLOW_BACKEND_STORE_URI"
+    for r in rendered.values():
+        if not [d for d in r.kind("Deployment") if d["metadata"]["name"].endswith("-mlflow")]:
+            continue
+        c = mlflow_container(r)
+        line = " ".join([*c["command"], *c.get("args", [])])
+        assert "--backend-store-uri" not in line and "$(" not in line, (r.name, line)
+        ref = env_of(c)["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"]
+        assert ref["key"] == "MLFLOW_BACKEND_STORE_URI" and ref.get("optional", False) is False, r.name
+
+
+def test_prod_keeps_artifacts_in_object_storage(rendered: dict[str, Rendered]) -> None:
+    prod = rendered["prod"]
+    args = mlflow_container(prod)["args"]
+    assert any(a.startswith("--artifacts-destination=s3://") for a in args), args
+    assert not [p for p in prod.kind("PersistentVolumeClaim") if p["metadata"]["name"].endswith("-artifacts")]
+    volumes = pod_spec(prod.one("Deployment", "-mlflow"))["volumes"]
+    assert not [v for v in volumes if "persistentVolumeClaim" in v], "no PVC where an object store is set"
+    staging = rendered["staging"]
+    assert "--artifacts-destination=/mlartifacts" in mlflow_container(staging)["args"]
+    assert staging.one("PersistentVolumeClaim", "-mlflow-artifacts")
+
+
+def mlflow_auth_config_reader() -> Callable[[], Any]:
+    """MLflow's own reader of the basic-auth settings (mlflow/server/auth/config.py).
+
+    Loaded from its file: importing the `mlflow.server.auth` package needs the `mlflow[auth]` extra
+    (Flask-WTF), which the server image must have but this test environment does not.
+    """
+    import mlflow
+
+    path = Path(mlflow.__file__).parent / "server" / "auth" / "config.py"
+    spec = importlib.util.spec_from_file_location("mlflow_auth_config_under_test", path)
+    assert spec and spec.loader, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.read_auth_config
+
+
+def test_mlflow_basic_auth_from_the_secret(
+    rendered: dict[str, Rendered], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.cli import server
+
+    read_auth_config = mlflow_auth_config_reader()
+    r = rendered["ci/mlflow-auth-values.yaml"]
+    c = mlflow_container(r)
+    assert "--app-name=basic-auth" in c["args"]
+    (app_name,) = [p for p in server.params if "--app-name" in p.opts]
+    assert "basic-auth" in app_name.type.choices
+    env = env_of(c)
+    expected_keys = {
+        "MLFLOW_AUTH_ADMIN_USERNAME": "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_AUTH_ADMIN_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "MLFLOW_FLASK_SERVER_SECRET_KEY",
+    }
+    for var, key in expected_keys.items():
+        ref = env[var]["valueFrom"]["secretKeyRef"]
+        assert ref["key"] == key and ref["optional"] is False, var
+    # The settings file comes from a mounted ConfigMap and carries no credential.
+    path = env["MLFLOW_AUTH_CONFIG_PATH"]["value"]
+    folder, filename = path.rsplit("/", 1)
+    (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == folder]
+    (volume,) = [v for v in pod_spec(r.one("Deployment", "-mlflow"))["volumes"] if v["name"] == mount["name"]]
+    ini = r.one("ConfigMap", volume["configMap"]["name"].removeprefix("cali-housing"))["data"][filename]
+    assert "admin_password" not in ini and "://" not in ini.replace("sqlite:////var/lib/housing/", "")
+    # MLflow itself reads it, and the Secret's values win.
+    (tmp_path / filename).write_text(ini)
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(tmp_path / filename))
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_USERNAME", "housing")
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "from-the-secret")
+    config = read_auth_config()
+    assert (config.admin_username, config.admin_password) == ("housing", "from-the-secret")
+    assert config.default_permission == "NO_PERMISSIONS"
+    # The user store lives on the pod's writable emptyDir.
+    assert config.database_uri.startswith("sqlite:////var/lib/housing/")
+    # Every client logs in as that admin user: mandatory keys, the same ones.
+    for name, spec in workloads(r):
+        for client in spec["containers"]:
+            if client["name"] in {"inference", "monitor", "trainer"}:
+                cenv = env_of(client)
+                for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+                    ref = cenv[var]["valueFrom"]["secretKeyRef"]
+                    assert ref["key"] == var and ref["optional"] is False, (name, var)
+    # Without auth the client credentials stay optional (a hosted registry may not need them).
+    default_env = env_of(inference_container(rendered["default"]))
+    assert default_env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert "--app-name=basic-auth" not in mlflow_container(rendered["default"])["args"]
+
+
+def test_auth_needs_its_keys_in_the_secret_message(tool: Callable[[str], str]) -> None:
+    proc = helm_template(
+        tool("helm"), ["--set", "image.tag=0123abc", "--set", "mlflow.server.auth.enabled=true"]
+    )
+    assert proc.returncode != 0
+    required = proc.stderr.split("(required)")[0]
+    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        assert key in required, proc.stderr

@@ -90,6 +90,9 @@ The required Secret reference: rendering fails with instructions when it is miss
 {{- if .Values.mlflow.server.enabled }}
 {{- $required = append $required (printf "%s (while mlflow.server.enabled)" $k.mlflowBackendStoreUri) }}
 {{- $example = printf "%s --from-literal=%s='postgresql+psycopg://user:pass@host:5432/mlflow'" $example $k.mlflowBackendStoreUri }}
+{{- if .Values.mlflow.server.auth.enabled }}
+{{- $required = append $required (printf "%s, %s, %s (while mlflow.server.auth.enabled)" $k.mlflowTrackingUsername $k.mlflowTrackingPassword $k.mlflowFlaskSecretKey) }}
+{{- end }}
 {{- end -}}
 {{- required (printf "set secrets.existingSecret: create a Secret with keys %s (required), and optionally %s, %s, %s, %s, %s, %s, %s; e.g. kubectl create secret generic cali-housing-secrets -n %s %s, then --set secrets.existingSecret=cali-housing-secrets" (join ", " $required) $k.telegramBotToken $k.telegramChatId $k.alertWebhookUrl $k.mlflowTrackingUsername $k.mlflowTrackingPassword $k.awsAccessKeyId $k.awsSecretAccessKey .Release.Namespace $example) .Values.secrets.existingSecret }}
 {{- end }}
@@ -146,6 +149,13 @@ An optional value from the Secret. Usage: include "cali-housing.optionalSecretEn
 {{- end }}
 
 {{/*
+Non-empty when the clients talk to the in-chart MLflow server with basic auth on.
+*/}}
+{{- define "cali-housing.inChartMlflowAuth" -}}
+{{- if and .Values.mlflow.server.enabled .Values.mlflow.server.auth.enabled (not .Values.config.mlflowTrackingUri) }}true{{ end }}
+{{- end }}
+
+{{/*
 Environment shared by every service (the same names as in services/common settings and the README).
 */}}
 {{- define "cali-housing.commonEnv" -}}
@@ -156,8 +166,14 @@ Environment shared by every service (the same names as in services/common settin
       key: {{ .Values.secrets.keys.databaseUrl }}
 - name: MLFLOW_TRACKING_URI
   value: {{ include "cali-housing.mlflowTrackingUri" . | quote }}
+{{- if include "cali-housing.inChartMlflowAuth" . }}
+{{/* The in-chart server's basic auth: its admin user is these two keys, so they are mandatory. */}}
+{{ include "cali-housing.requiredSecretEnv" (list . "MLFLOW_TRACKING_USERNAME" "mlflowTrackingUsername") }}
+{{ include "cali-housing.requiredSecretEnv" (list . "MLFLOW_TRACKING_PASSWORD" "mlflowTrackingPassword") }}
+{{- else }}
 {{ include "cali-housing.optionalSecretEnv" (list . "MLFLOW_TRACKING_USERNAME" "mlflowTrackingUsername") }}
 {{ include "cali-housing.optionalSecretEnv" (list . "MLFLOW_TRACKING_PASSWORD" "mlflowTrackingPassword") }}
+{{- end }}
 {{ include "cali-housing.optionalSecretEnv" (list . "AWS_ACCESS_KEY_ID" "awsAccessKeyId") }}
 {{ include "cali-housing.optionalSecretEnv" (list . "AWS_SECRET_ACCESS_KEY" "awsSecretAccessKey") }}
 {{- with .Values.config.mlflowS3EndpointUrl }}
