@@ -359,8 +359,10 @@ def test_network_policies_cover_stamped_trainer_jobs(rendered: dict[str, Rendere
     deny = r.one("NetworkPolicy", "-default-deny")
     assert deny["spec"]["podSelector"]["matchLabels"].items() <= job_labels.items()
     mlflow = r.one("NetworkPolicy", "-mlflow")
-    peer = mlflow["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
-    assert peer.items() <= job_labels.items(), "trainer Jobs must reach the in-chart MLflow server"
+    peers = [p["podSelector"]["matchLabels"] for p in mlflow["spec"]["ingress"][0]["from"]]
+    assert any(peer.items() <= job_labels.items() for peer in peers), (
+        "trainer Jobs must reach the in-chart MLflow server"
+    )
     for doc in r.docs:
         if doc["kind"] in WORKLOAD_KINDS:
             template_labels = (

@@ -4,6 +4,8 @@ fits the grace period, egress by destination, no secret on a command line, the r
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 import yaml
 
 from .helpers import REQUIRED_SETS, Rendered, helm_notes, helm_template
-from .test_chart import env_of, pod_spec, workloads
+from .test_chart import env_of, pod_spec, trainer_job, workloads
 
 SPOOL_PATH = "/var/lib/housing/spool"
 GIB = 1024**3
@@ -367,3 +369,174 @@ def test_auth_needs_its_keys_in_the_secret_message(tool: Callable[[str], str]) -
     required = proc.stderr.split("(required)")[0]
     for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
         assert key in required, proc.stderr
+
+
+# --- 2. Egress by destination, not port ----------------------------------------------------------
+
+DNS = {(53, "UDP"), (53, "TCP")}
+DATABASE = {(5432, "TCP"), (6543, "TCP")}
+HTTPS = {(443, "TCP")}
+METADATA = ipaddress.ip_address("169.254.169.254")
+PRIVATE = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
+
+
+def pod_labels(r: Rendered) -> dict[str, dict[str, str]]:
+    """The pod template labels of every component the release runs."""
+    labels: dict[str, dict[str, str]] = {}
+    for doc in r.docs:
+        kind = doc["kind"]
+        if kind == "Pod":
+            template = doc["metadata"]["labels"]
+        elif kind == "CronJob":
+            template = doc["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+        elif kind in {"Deployment", "Job"}:
+            template = doc["spec"]["template"]["metadata"]["labels"]
+        else:
+            continue
+        labels[template["app.kubernetes.io/component"]] = template
+    labels["trainer"] = trainer_job(r)["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, selector
+    return selector.get("matchLabels", {}).items() <= labels.items()
+
+
+def egress_rules(r: Rendered, labels: dict[str, str]) -> list[dict[str, Any]]:
+    """Every egress rule that applies to a pod with these labels (NetworkPolicies add up)."""
+    return [
+        rule
+        for np in r.kind("NetworkPolicy")
+        if "Egress" in np["spec"]["policyTypes"] and selects(np["spec"]["podSelector"], labels)
+        for rule in np["spec"].get("egress", [])
+    ]
+
+
+def allowed(rules: list[dict[str, Any]]) -> set[tuple[str, int, str]]:
+    """The (peer, port, protocol) triples the rules allow; peer "*" is any address."""
+    pairs = set()
+    for rule in rules:
+        assert rule.get("ports"), f"a rule without ports opens every port: {rule}"
+        peers = [json.dumps(p, sort_keys=True) for p in rule.get("to", [])] or ["*"]
+        for peer in peers:
+            for port in rule["ports"]:
+                pairs.add((peer, port["port"], port.get("protocol", "TCP")))
+    return pairs
+
+
+def ports(pairs: set[tuple[str, int, str]]) -> set[tuple[int, str]]:
+    return {(port, proto) for _, port, proto in pairs}
+
+
+def policed(rendered: dict[str, Rendered]) -> list[Rendered]:
+    return [r for r in rendered.values() if r.kind("NetworkPolicy")]
+
+
+def test_every_pod_is_denied_by_default(rendered: dict[str, Rendered]) -> None:
+    assert len(policed(rendered)) >= 4
+    for r in policed(rendered):
+        deny = r.one("NetworkPolicy", "-default-deny")
+        assert set(deny["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+        assert not deny["spec"].get("egress") and not deny["spec"].get("ingress")
+        for component, labels in pod_labels(r).items():
+            assert selects(deny["spec"]["podSelector"], labels), (r.name, component)
+
+
+def test_only_dns_may_go_anywhere_and_external_excludes_private_and_metadata(
+    rendered: dict[str, Rendered],
+) -> None:
+    for r in policed(rendered):
+        for component, labels in pod_labels(r).items():
+            for peer, port, proto in allowed(egress_rules(r, labels)):
+                if peer == "*":
+                    assert (port, proto) in DNS, (r.name, component, port)
+                    continue
+                block = json.loads(peer).get("ipBlock")
+                if not block:
+                    continue
+                cidr = ipaddress.ip_network(block["cidr"])
+                excepted = [ipaddress.ip_network(e) for e in block.get("except", [])]
+                assert not any(METADATA in e for e in excepted) or METADATA in cidr
+                if METADATA in cidr:
+                    assert any(METADATA in e for e in excepted), (r.name, component, peer, "IMDS")
+                if cidr.prefixlen == 0:
+                    for net in PRIVATE:
+                        assert any(net.subnet_of(e) for e in excepted), (r.name, component, peer, net)
+
+
+def expected_ports(r: Rendered) -> dict[str, set[tuple[int, str]]]:
+    """What each component uses in this scenario: registry in-chart (by pod) or hosted (HTTPS)."""
+    uri = env_of(inference_container(r))["MLFLOW_TRACKING_URI"]["value"]
+    in_chart = uri.startswith("http://cali-housing-mlflow:")
+    registry = {(5000, "TCP")} if in_chart else HTTPS
+    expected = {
+        "inference": DNS | DATABASE | registry,
+        "trainer": DNS | DATABASE | registry,
+        "monitor": DNS | DATABASE | registry | HTTPS | {(6443, "TCP"), (443, "TCP")},
+        "migrate": DNS | DATABASE,
+        "test": DNS | {(8000, "TCP")},
+    }
+    cronjobs = r.kind("CronJob")
+    if cronjobs and "PUSHGATEWAY_URL" in env_of(pod_spec(cronjobs[0])["containers"][0]):
+        expected["monitor"] |= {(9091, "TCP")}
+    mlflow = [d for d in r.kind("Deployment") if d["metadata"]["name"].endswith("-mlflow")]
+    if mlflow:
+        s3 = any(a.startswith("--artifacts-destination=s3://") for a in mlflow_container(r)["args"])
+        expected["mlflow"] = DNS | DATABASE | (HTTPS if s3 else set())
+    return expected
+
+
+def test_each_component_reaches_only_what_it_uses(rendered: dict[str, Rendered]) -> None:
+    for r in policed(rendered):
+        labels = pod_labels(r)
+        expected = expected_ports(r)
+        assert set(labels) == set(expected), (r.name, set(labels) ^ set(expected))
+        for component, want in expected.items():
+            got = ports(allowed(egress_rules(r, labels[component])))
+            assert got == want, (r.name, component, got ^ want)
+        inference = ports(allowed(egress_rules(r, labels["inference"])))
+        assert not {p for p, _ in inference} & {6443, 9091}, (
+            "inference never calls the API or the Pushgateway"
+        )
+
+
+def test_in_cluster_peers_select_the_right_pods(rendered: dict[str, Rendered]) -> None:
+    prod = rendered["prod"]
+    labels = pod_labels(prod)
+    for component in ("inference", "monitor", "trainer"):
+        to_mlflow = [
+            json.loads(peer)
+            for peer, port, _ in allowed(egress_rules(prod, labels[component]))
+            if port == 5000
+        ]
+        assert to_mlflow and all(selects(p["podSelector"], labels["mlflow"]) for p in to_mlflow), component
+    (to_inference,) = [
+        json.loads(peer) for peer, port, _ in allowed(egress_rules(prod, labels["test"])) if port == 8000
+    ]
+    assert selects(to_inference["podSelector"], labels["inference"])
+    pushgateway = [
+        json.loads(peer) for peer, port, _ in allowed(egress_rules(prod, labels["monitor"])) if port == 9091
+    ]
+    assert pushgateway == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    # The MLflow server takes calls from its clients only.
+    ingress = prod.one("NetworkPolicy", "-mlflow")["spec"]["ingress"]
+    peers = [p for rule in ingress for p in rule["from"]]
+    for component in ("inference", "monitor", "trainer"):
+        assert any(selects(p["podSelector"], labels[component]) for p in peers), component
+    for component in ("migrate", "test"):
+        assert not any(selects(p["podSelector"], labels[component]) for p in peers), component
+
+
+def test_an_egress_destination_without_peers_is_refused(tool: Callable[[str], str]) -> None:
+    helm = tool("helm")
+    empty = [*REQUIRED_SETS, "--set-json", "networkPolicy.egress.database.to=[]"]
+    proc = helm_template(helm, empty)
+    assert proc.returncode != 0
+    assert "/networkPolicy/egress/database/to" in proc.stderr, proc.stderr
+    # The template refuses it too, should the schema be skipped.
+    proc = helm_template(helm, [*empty, "--skip-schema-validation"])
+    assert proc.returncode != 0
+    assert "networkPolicy.egress.database.to is empty" in proc.stderr, proc.stderr

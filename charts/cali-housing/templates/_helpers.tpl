@@ -365,3 +365,52 @@ Render-time checks of the inference settings; fails with the fix named.
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+The pods of one component of this release, trainer Jobs included (they carry housing.io/release,
+not app.kubernetes.io/instance). Usage: include "cali-housing.componentPodSelector" (list . "trainer")
+*/}}
+{{- define "cali-housing.componentPodSelector" -}}
+{{ include "cali-housing.releasePodSelector" (index . 0) }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{/*
+The egress NetworkPolicy of one component: the named destinations of networkPolicy.egress (each
+`to` peers on its `ports`; DNS alone may have no `to`), plus extra rules given as YAML.
+Usage: include "cali-housing.egressPolicy" (list . "monitor" (list "dns" "database") "")
+*/}}
+{{- define "cali-housing.egressPolicy" -}}
+{{- $ctx := index . 0 }}
+{{- $component := index . 1 }}
+{{- $extra := index . 3 }}
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ include "cali-housing.componentName" (list $ctx (printf "%s-egress" $component)) }}
+  namespace: {{ $ctx.Release.Namespace }}
+  labels:
+    {{- include "cali-housing.componentLabels" (list $ctx $component) | nindent 4 }}
+spec:
+  podSelector:
+    matchLabels:
+      {{- include "cali-housing.componentPodSelector" (list $ctx $component) | nindent 6 }}
+  policyTypes: [Egress]
+  egress:
+    {{- range index . 2 }}
+    {{- $d := index $ctx.Values.networkPolicy.egress . }}
+    {{- if and (not $d.to) (ne . "dns") }}
+    {{- fail (printf "networkPolicy.egress.%s.to is empty: that would allow its ports to any address; list the peers (ipBlock, namespaceSelector, podSelector)" .) }}
+    {{- end }}
+    # {{ . }}
+    - ports:
+        {{- toYaml $d.ports | nindent 8 }}
+      {{- with $d.to }}
+      to:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+    {{- end }}
+    {{- with $extra }}
+    {{- . | nindent 4 }}
+    {{- end }}
+{{- end }}
