@@ -540,3 +540,25 @@ def test_an_egress_destination_without_peers_is_refused(tool: Callable[[str], st
     proc = helm_template(helm, [*empty, "--skip-schema-validation"])
     assert proc.returncode != 0
     assert "networkPolicy.egress.database.to is empty" in proc.stderr, proc.stderr
+
+
+# --- 5. The monitor's pushed series carry {namespace, release} ------------------------------------
+
+
+def test_monitor_knows_its_grouping_key(rendered: dict[str, Rendered]) -> None:
+    for name in ("default", "staging", "prod"):
+        (c,) = pod_spec(rendered[name].one("CronJob", "-monitor"))["containers"]
+        env = env_of(c)
+        assert env["HOUSING_RELEASE"]["value"] == "cali-housing", name
+        assert env["HOUSING_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace", name
+
+
+def test_monitor_alerts_only_where_the_monitor_pushes(rendered: dict[str, Rendered]) -> None:
+    # Without a Pushgateway no monitor series ever exists: an absent() alert would fire forever.
+    hosted = rendered["ci/hosted-registry-s3-values.yaml"]
+    assert not env_of(pod_spec(hosted.one("CronJob", "-monitor"))["containers"][0]).get("PUSHGATEWAY_URL")
+    (rule,) = hosted.kind("PrometheusRule")
+    assert "housing-monitor" not in json.dumps(rule["spec"])
+    assert "HousingPredictionSpoolFilling" in json.dumps(rule["spec"])
+    (prod_rule,) = rendered["prod"].kind("PrometheusRule")
+    assert "HousingMonitorMetricsAbsent" in json.dumps(prod_rule["spec"])
