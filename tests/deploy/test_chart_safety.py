@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .helpers import REQUIRED_SETS, Rendered, helm_notes, helm_template
+from .helpers import REPO, REQUIRED_SETS, Rendered, helm_notes, helm_template
 from .test_chart import env_of, pod_spec, trainer_job, workloads
 
 SPOOL_PATH = "/var/lib/housing/spool"
@@ -562,3 +562,59 @@ def test_monitor_alerts_only_where_the_monitor_pushes(rendered: dict[str, Render
     assert "HousingPredictionSpoolFilling" in json.dumps(rule["spec"])
     (prod_rule,) = rendered["prod"].kind("PrometheusRule")
     assert "HousingMonitorMetricsAbsent" in json.dumps(prod_rule["spec"])
+
+
+# --- 6a. The release fits the node Terraform provisions -------------------------------------------
+
+# vCPU and memory (GiB) of EC2 instance types, from AWS's instance type pages
+# (aws.amazon.com/ec2/instance-types/t3/ and /m6i/).
+INSTANCE_TYPES = {
+    "t3.medium": (2, 4),
+    "t3.large": (2, 8),
+    "t3.xlarge": (4, 16),
+    "t3.2xlarge": (8, 32),
+    "m6i.large": (2, 8),
+    "m6i.xlarge": (4, 16),
+}
+# What k3s (server, containerd, CoreDNS, local-path, metrics-server) and Argo CD keep for themselves
+# on the node: an estimate, not a measurement.
+SYSTEM_RESERVED = (0.5, 1.5 * GIB)
+
+
+def prod_instance_type() -> str:
+    text = (REPO / "terraform" / "envs" / "prod" / "variables.tf").read_text()
+    block = re.search(r'variable "instance_type" \{(.*?)\n\}', text, re.S)
+    assert block, "terraform/envs/prod/variables.tf declares no instance_type"
+    default = re.search(r'default\s*=\s*"([^"]+)"', block.group(1))
+    assert default, "instance_type has no default"
+    return default.group(1)
+
+
+def requests(spec: dict[str, Any]) -> tuple[float, float]:
+    cpu = sum(quantity(c["resources"]["requests"]["cpu"]) for c in spec["containers"])
+    memory = sum(quantity(c["resources"]["requests"]["memory"]) for c in spec["containers"])
+    return cpu, memory
+
+
+def test_prod_fits_the_provisioned_node(rendered: dict[str, Rendered]) -> None:
+    instance = prod_instance_type()
+    assert instance in INSTANCE_TYPES, f"add {instance} to INSTANCE_TYPES"
+    vcpu, gib = INSTANCE_TYPES[instance]
+    allocatable = (vcpu - SYSTEM_RESERVED[0], gib * GIB - SYSTEM_RESERVED[1])
+    prod = rendered["prod"]
+    hpa = prod.one("HorizontalPodAutoscaler", "-inference")
+    inference = requests(pod_spec(prod.one("Deployment", "-inference")))
+    parts = {
+        "inference at the HPA maximum": tuple(hpa["spec"]["maxReplicas"] * x for x in inference),
+        "monitor": requests(pod_spec(prod.one("CronJob", "-monitor"))),
+        "trainer Job": requests(pod_spec(trainer_job(prod))),
+        "MLflow server": requests(pod_spec(prod.one("Deployment", "-mlflow"))),
+    }
+    cpu = sum(p[0] for p in parts.values())
+    memory = sum(p[1] for p in parts.values())
+    detail = ", ".join(f"{k} {v[0]:.2f} CPU / {v[1] / GIB:.2f} GiB" for k, v in parts.items())
+    assert cpu <= allocatable[0], f"{cpu:.2f} CPU > {allocatable[0]} allocatable on {instance}: {detail}"
+    assert memory <= allocatable[1], (
+        f"{memory / GIB:.2f} GiB > {allocatable[1] / GIB} on {instance}: {detail}"
+    )
+    assert (cpu, memory / GIB) == pytest.approx((1.45, 4.0)), "keep values-prod.yaml's figures true"
