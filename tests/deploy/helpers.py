@@ -46,13 +46,17 @@ def find_tool(name: str) -> str:
 
 
 def run(
-    args: Sequence[str], *, stdin: str | None = None, timeout: float = 120
+    args: Sequence[str],
+    *,
+    stdin: str | None = None,
+    timeout: float = 120,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command from the repository root with the tool environment; never raises on exit codes."""
     return subprocess.run(
         list(args),
         cwd=REPO,
-        env=tool_env(),
+        env={**tool_env(), **(extra_env or {})},
         input=stdin,
         capture_output=True,
         text=True,
@@ -106,3 +110,18 @@ def helm_template(
             *extra,
         ]
     )
+
+
+def helm_notes(helm: str, extra: Sequence[str], namespace: str = "cali-housing") -> str:
+    """NOTES.txt as `helm install` prints it (`helm template` does not render NOTES).
+
+    A client-side dry run with a kubeconfig that does not exist: nothing is contacted. Fails the
+    test when the chart does not render.
+    """
+    proc = run(
+        [helm, "install", "cali-housing", str(CHART), "-n", namespace, "--dry-run=client", *extra],
+        extra_env={"KUBECONFIG": str(REPO / ".no-kubeconfig")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "\nNOTES:\n" in proc.stdout, proc.stdout[-2000:]
+    return proc.stdout.split("\nNOTES:\n", 1)[1]

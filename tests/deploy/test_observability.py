@@ -25,6 +25,7 @@ INFERENCE_METRICS = {
     "prediction_log_rows_written_total",
     "prediction_log_write_errors_total",
     "prediction_log_spool_bytes",
+    "prediction_log_spool_capacity_bytes",
     "prediction_log_rows_dropped_total",
 }
 MONITOR_METRICS = {
@@ -35,7 +36,10 @@ MONITOR_METRICS = {
     "housing_reference_mae",
     "housing_monitor_last_run_timestamp_seconds",
     "housing_monitor_run_duration_seconds",
+    "housing_trainer_failed",
 }
+# What Prometheus itself records about every scrape target.
+SCRAPE_METRICS = {"up"}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -76,6 +80,10 @@ def test_rules_cover_the_issue_and_use_known_metrics(rendered: dict[str, Rendere
         "HousingHighPredictLatency",
         "HousingPredictionLogDropping",
         "HousingNoModelLoaded",
+        "HousingPredictionSpoolFilling",
+        "HousingInferenceNotScraped",
+        "HousingMonitorMetricsAbsent",
+        "HousingTrainerFailed",
     }
     assert required <= names, required - names
     for rule in rules:
@@ -88,9 +96,14 @@ def test_rules_cover_the_issue_and_use_known_metrics(rendered: dict[str, Rendere
             "histogram_quantile",
             "by",
         }
-        unknown = used - INFERENCE_METRICS - MONITOR_METRICS
+        unknown = used - INFERENCE_METRICS - MONITOR_METRICS - SCRAPE_METRICS
         assert not unknown, f"{rule['alert']}: unknown metrics {unknown}"
         assert rule["labels"]["severity"] in {"warning", "critical"}
+        # Pushed monitor series carry the grouping key: one release's alerts never see another's.
+        for name in used & MONITOR_METRICS:
+            for selector in re.findall(rf"\b{name}\{{([^}}]*)\}}", rule["expr"]):
+                for label in ('job="housing-monitor"', 'namespace="cali-housing"', 'release="cali-housing"'):
+                    assert label in selector, (rule["alert"], name, selector)
 
 
 def test_grafana_dashboard(rendered: dict[str, Rendered]) -> None:

@@ -83,7 +83,18 @@ The required Secret reference: rendering fails with instructions when it is miss
 */}}
 {{- define "cali-housing.secretName" -}}
 {{- $k := .Values.secrets.keys -}}
-{{- required (printf "set secrets.existingSecret: create a Secret with keys %s (required), and optionally %s, %s, %s, %s, %s, %s, %s, %s%s; e.g. kubectl create secret generic cali-housing-secrets -n %s --from-literal=%s='postgresql://user:pass@host:5432/db'%s, then --set secrets.existingSecret=cali-housing-secrets" $k.databaseUrl $k.feedbackToken $k.telegramBotToken $k.telegramChatId $k.alertWebhookUrl $k.mlflowTrackingUsername $k.mlflowTrackingPassword $k.awsAccessKeyId $k.awsSecretAccessKey (ternary (printf "; %s (required while mlflow.server.enabled)" $k.mlflowBackendStoreUri) "" .Values.mlflow.server.enabled) .Release.Namespace $k.databaseUrl (ternary (printf " --from-literal=%s='postgresql+psycopg://user:pass@host:5432/mlflow'" $k.mlflowBackendStoreUri) "" .Values.mlflow.server.enabled)) .Values.secrets.existingSecret }}
+{{- $required := list $k.databaseUrl -}}
+{{- if not .Values.inference.feedback.allowAnonymous }}{{ $required = append $required $k.feedbackToken }}{{ end -}}
+{{- $example := printf "--from-literal=%s='postgresql://user:pass@host:5432/db'" $k.databaseUrl -}}
+{{- if not .Values.inference.feedback.allowAnonymous }}{{ $example = printf "%s --from-literal=%s=\"$(openssl rand -hex 32)\"" $example $k.feedbackToken }}{{ end -}}
+{{- if .Values.mlflow.server.enabled }}
+{{- $required = append $required (printf "%s (while mlflow.server.enabled)" $k.mlflowBackendStoreUri) }}
+{{- $example = printf "%s --from-literal=%s='postgresql+psycopg://user:pass@host:5432/mlflow'" $example $k.mlflowBackendStoreUri }}
+{{- if .Values.mlflow.server.auth.enabled }}
+{{- $required = append $required (printf "%s, %s, %s (while mlflow.server.auth.enabled)" $k.mlflowTrackingUsername $k.mlflowTrackingPassword $k.mlflowFlaskSecretKey) }}
+{{- end }}
+{{- end -}}
+{{- required (printf "set secrets.existingSecret: create a Secret with keys %s (required), and optionally %s, %s, %s, %s, %s, %s, %s; e.g. kubectl create secret generic cali-housing-secrets -n %s %s, then --set secrets.existingSecret=cali-housing-secrets" (join ", " $required) $k.telegramBotToken $k.telegramChatId $k.alertWebhookUrl $k.mlflowTrackingUsername $k.mlflowTrackingPassword $k.awsAccessKeyId $k.awsSecretAccessKey .Release.Namespace $example) .Values.secrets.existingSecret }}
 {{- end }}
 
 {{/*
@@ -110,7 +121,22 @@ MLflow tracking URI: the explicit value, else the in-chart server.
 {{- end }}
 
 {{/*
-An optional value from the Secret. Usage: include "cali-housing.optionalSecretEnv" (list . "FEEDBACK_TOKEN" "feedbackToken")
+A mandatory value from the Secret: the kubelet refuses to start the container
+(CreateContainerConfigError) while the Secret lacks the key.
+Usage: include "cali-housing.requiredSecretEnv" (list . "FEEDBACK_TOKEN" "feedbackToken")
+*/}}
+{{- define "cali-housing.requiredSecretEnv" -}}
+{{- $ctx := index . 0 -}}
+- name: {{ index . 1 }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "cali-housing.secretName" $ctx }}
+      key: {{ index $ctx.Values.secrets.keys (index . 2) }}
+      optional: false
+{{- end }}
+
+{{/*
+An optional value from the Secret. Usage: include "cali-housing.optionalSecretEnv" (list . "TELEGRAM_BOT_TOKEN" "telegramBotToken")
 */}}
 {{- define "cali-housing.optionalSecretEnv" -}}
 {{- $ctx := index . 0 -}}
@@ -120,6 +146,13 @@ An optional value from the Secret. Usage: include "cali-housing.optionalSecretEn
       name: {{ include "cali-housing.secretName" $ctx }}
       key: {{ index $ctx.Values.secrets.keys (index . 2) }}
       optional: true
+{{- end }}
+
+{{/*
+Non-empty when the clients talk to the in-chart MLflow server with basic auth on.
+*/}}
+{{- define "cali-housing.inChartMlflowAuth" -}}
+{{- if and .Values.mlflow.server.enabled .Values.mlflow.server.auth.enabled (not .Values.config.mlflowTrackingUri) }}true{{ end }}
 {{- end }}
 
 {{/*
@@ -133,8 +166,14 @@ Environment shared by every service (the same names as in services/common settin
       key: {{ .Values.secrets.keys.databaseUrl }}
 - name: MLFLOW_TRACKING_URI
   value: {{ include "cali-housing.mlflowTrackingUri" . | quote }}
+{{- if include "cali-housing.inChartMlflowAuth" . }}
+{{/* The in-chart server's basic auth: its admin user is these two keys, so they are mandatory. */}}
+{{ include "cali-housing.requiredSecretEnv" (list . "MLFLOW_TRACKING_USERNAME" "mlflowTrackingUsername") }}
+{{ include "cali-housing.requiredSecretEnv" (list . "MLFLOW_TRACKING_PASSWORD" "mlflowTrackingPassword") }}
+{{- else }}
 {{ include "cali-housing.optionalSecretEnv" (list . "MLFLOW_TRACKING_USERNAME" "mlflowTrackingUsername") }}
 {{ include "cali-housing.optionalSecretEnv" (list . "MLFLOW_TRACKING_PASSWORD" "mlflowTrackingPassword") }}
+{{- end }}
 {{ include "cali-housing.optionalSecretEnv" (list . "AWS_ACCESS_KEY_ID" "awsAccessKeyId") }}
 {{ include "cali-housing.optionalSecretEnv" (list . "AWS_SECRET_ACCESS_KEY" "awsSecretAccessKey") }}
 {{- with .Values.config.mlflowS3EndpointUrl }}
@@ -276,4 +315,102 @@ Usage: include "cali-housing.checkovSkips" (list "CKV_K8S_43" "CKV_K8S_15")
 {{- range $i, $id := . }}
 checkov.io/skip{{ add1 $i }}: {{ printf "%s=%s" $id (get $reasons $id) | quote }}
 {{- end }}
+{{- end }}
+
+{{/*
+A Kubernetes quantity (a number, or a string such as "8Gi", "500M", "1073741824") in bytes, as a
+float. Helm reads YAML numbers as floats, so numbers are taken as they are.
+Usage: include "cali-housing.bytes" (list "inference.spool.persistence.size" .Values.inference.spool.persistence.size)
+*/}}
+{{- define "cali-housing.bytes" -}}
+{{- $key := index . 0 }}
+{{- $q := index . 1 }}
+{{- if kindIs "string" $q }}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" $q }}
+{{- $suffix := trimPrefix $num $q }}
+{{- $mult := dict "" 1.0 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 }}
+{{- if or (not $num) (not (hasKey $mult $suffix)) }}
+{{- fail (printf "%s: %q is not a size (use e.g. 8Gi)" $key $q) }}
+{{- end }}
+{{- mulf (float64 $num) (get $mult $suffix) }}
+{{- else }}
+{{- float64 $q }}
+{{- end }}
+{{- end }}
+
+{{/*
+Most inference pods that can run at once: the HPA's maximum (else replicaCount) plus the rolling
+update's surge pod (maxSurge 1).
+*/}}
+{{- define "cali-housing.inferenceMaxPods" -}}
+{{- $i := .Values.inference }}
+{{- add1 (ternary $i.autoscaling.maxReplicas $i.replicaCount $i.autoscaling.enabled) }}
+{{- end }}
+
+{{/*
+Render-time checks of the inference settings; fails with the fix named.
+*/}}
+{{- define "cali-housing.validateInference" -}}
+{{- $i := .Values.inference }}
+{{- $budget := add $i.preStopSleepSeconds $i.httpShutdownSeconds $i.logDrainSeconds 5 }}
+{{- if gt (int $budget) (int $i.terminationGracePeriodSeconds) }}
+{{- fail (printf "inference.terminationGracePeriodSeconds (%d) is shorter than the shutdown: inference.preStopSleepSeconds (%d) + inference.httpShutdownSeconds (%d) + inference.logDrainSeconds (%d) + a 5 s margin = %d s; raise inference.terminationGracePeriodSeconds to at least %d or lower those" (int $i.terminationGracePeriodSeconds) (int $i.preStopSleepSeconds) (int $i.httpShutdownSeconds) (int $i.logDrainSeconds) (int $budget) (int $budget)) }}
+{{- end }}
+{{- if $i.spool.persistence.enabled }}
+{{- $pods := include "cali-housing.inferenceMaxPods" . | int }}
+{{- $size := include "cali-housing.bytes" (list "inference.spool.persistence.size" $i.spool.persistence.size) | float64 }}
+{{- $need := mulf $pods (float64 $i.spool.maxBytes) }}
+{{- if lt $size $need }}
+{{- fail (printf "inference.spool.persistence.size (%v) cannot hold the spools of every inference server: %d pods (%s + 1 rollout surge pod) x inference.spool.maxBytes (%d) = %d bytes; set inference.spool.persistence.size to at least %dGi, or lower inference.spool.maxBytes or the replica count" $i.spool.persistence.size $pods (ternary (printf "inference.autoscaling.maxReplicas %d" (int $i.autoscaling.maxReplicas)) (printf "inference.replicaCount %d" (int $i.replicaCount)) $i.autoscaling.enabled) (int64 $i.spool.maxBytes) (int64 $need) (int64 (ceil (divf $need 1073741824.0)))) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The pods of one component of this release, trainer Jobs included (they carry housing.io/release,
+not app.kubernetes.io/instance). Usage: include "cali-housing.componentPodSelector" (list . "trainer")
+*/}}
+{{- define "cali-housing.componentPodSelector" -}}
+{{ include "cali-housing.releasePodSelector" (index . 0) }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{/*
+The egress NetworkPolicy of one component: the named destinations of networkPolicy.egress (each
+`to` peers on its `ports`; DNS alone may have no `to`), plus extra rules given as YAML.
+Usage: include "cali-housing.egressPolicy" (list . "monitor" (list "dns" "database") "")
+*/}}
+{{- define "cali-housing.egressPolicy" -}}
+{{- $ctx := index . 0 }}
+{{- $component := index . 1 }}
+{{- $extra := index . 3 }}
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ include "cali-housing.componentName" (list $ctx (printf "%s-egress" $component)) }}
+  namespace: {{ $ctx.Release.Namespace }}
+  labels:
+    {{- include "cali-housing.componentLabels" (list $ctx $component) | nindent 4 }}
+spec:
+  podSelector:
+    matchLabels:
+      {{- include "cali-housing.componentPodSelector" (list $ctx $component) | nindent 6 }}
+  policyTypes: [Egress]
+  egress:
+    {{- range index . 2 }}
+    {{- $d := index $ctx.Values.networkPolicy.egress . }}
+    {{- if and (not $d.to) (ne . "dns") }}
+    {{- fail (printf "networkPolicy.egress.%s.to is empty: that would allow its ports to any address; list the peers (ipBlock, namespaceSelector, podSelector)" .) }}
+    {{- end }}
+    # {{ . }}
+    - ports:
+        {{- toYaml $d.ports | nindent 8 }}
+      {{- with $d.to }}
+      to:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+    {{- end }}
+    {{- with $extra }}
+    {{- . | nindent 4 }}
+    {{- end }}
 {{- end }}
