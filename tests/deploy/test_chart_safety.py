@@ -595,20 +595,32 @@ def requests(spec: dict[str, Any]) -> tuple[float, float]:
     return cpu, memory
 
 
-def test_prod_fits_the_provisioned_node(rendered: dict[str, Rendered]) -> None:
+def release_requests(release: Rendered) -> dict[str, tuple[float, float]]:
+    """CPU and memory requests of a release at its HPA maximum with a trainer Job running."""
+    hpa = release.one("HorizontalPodAutoscaler", "-inference")
+    inference = requests(pod_spec(release.one("Deployment", "-inference")))
+    parts = {
+        "inference at the HPA maximum": (
+            hpa["spec"]["maxReplicas"] * inference[0],
+            hpa["spec"]["maxReplicas"] * inference[1],
+        ),
+        "monitor": requests(pod_spec(release.one("CronJob", "-monitor"))),
+        "trainer Job": requests(pod_spec(trainer_job(release))),
+    }
+    mlflow = [d for d in release.kind("Deployment") if d["metadata"]["name"].endswith("-mlflow")]
+    if mlflow:
+        parts["MLflow server"] = requests(pod_spec(mlflow[0]))
+    return {f"{release.name} {k}": v for k, v in parts.items()}
+
+
+def test_staging_and_prod_fit_the_node_they_share(rendered: dict[str, Rendered]) -> None:
+    """Both Argo CD Applications sync onto the one k3s node Terraform provisions."""
     instance = prod_instance_type()
     assert instance in INSTANCE_TYPES, f"add {instance} to INSTANCE_TYPES"
     vcpu, gib = INSTANCE_TYPES[instance]
     allocatable = (vcpu - SYSTEM_RESERVED[0], gib * GIB - SYSTEM_RESERVED[1])
-    prod = rendered["prod"]
-    hpa = prod.one("HorizontalPodAutoscaler", "-inference")
-    inference = requests(pod_spec(prod.one("Deployment", "-inference")))
-    parts = {
-        "inference at the HPA maximum": tuple(hpa["spec"]["maxReplicas"] * x for x in inference),
-        "monitor": requests(pod_spec(prod.one("CronJob", "-monitor"))),
-        "trainer Job": requests(pod_spec(trainer_job(prod))),
-        "MLflow server": requests(pod_spec(prod.one("Deployment", "-mlflow"))),
-    }
+    prod = release_requests(rendered["prod"])
+    parts = {**prod, **release_requests(rendered["staging"])}
     cpu = sum(p[0] for p in parts.values())
     memory = sum(p[1] for p in parts.values())
     detail = ", ".join(f"{k} {v[0]:.2f} CPU / {v[1] / GIB:.2f} GiB" for k, v in parts.items())
@@ -616,4 +628,5 @@ def test_prod_fits_the_provisioned_node(rendered: dict[str, Rendered]) -> None:
     assert memory <= allocatable[1], (
         f"{memory / GIB:.2f} GiB > {allocatable[1] / GIB} on {instance}: {detail}"
     )
-    assert (cpu, memory / GIB) == pytest.approx((1.45, 4.0)), "keep values-prod.yaml's figures true"
+    prod_cpu, prod_memory = (sum(p[i] for p in prod.values()) for i in (0, 1))
+    assert (prod_cpu, prod_memory / GIB) == pytest.approx((1.45, 4.0)), "keep values-prod.yaml's figures true"

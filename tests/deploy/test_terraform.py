@@ -17,7 +17,7 @@ from .helpers import REPO, run
 
 TF = REPO / "terraform"
 ROOTS = ["bootstrap", "envs/prod"]
-# Diagnostics that only mean "newer than the aws 3.39.0 schema available offline" (shared/TOOLS.md);
+# Diagnostics that only mean "newer than the aws 3.39.0 schema available offline";
 # our code targets aws ~> 5.0. Anything else fails.
 NEWER_THAN_339 = {
     ("Invalid resource type", "aws_s3_bucket_versioning"),

@@ -26,9 +26,9 @@ variable "http_ingress_cidrs" {
 }
 
 variable "instance_type" {
-  description = "EC2 instance type of the node."
+  description = "EC2 instance type of the node (staging and prod share it: 4 vCPU fit both at their maxima)."
   type        = string
-  default     = "t3.large"
+  default     = "t3.xlarge"
 }
 
 variable "repo_url" {

@@ -53,7 +53,7 @@ variable "http_ingress_cidrs" {
 variable "instance_type" {
   description = "EC2 instance type (k3s, Argo CD and the services need about 4 GiB)."
   type        = string
-  default     = "t3.large"
+  default     = "t3.xlarge"
 
   validation {
     condition     = can(regex("^[a-z][a-z0-9]*\\.[a-z0-9]+$", var.instance_type))
