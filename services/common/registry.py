@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,10 +175,15 @@ class VersionFigures:
 
 
 def version_figures(client: MlflowClient, version: ModelVersion) -> VersionFigures:
-    """The run metrics and version tags of a model version."""
+    """The run's finite metrics and the version's tags.
+
+    A run logged before undefined figures became tags may hold a NaN metric: it counts as absent, so a
+    reader never compares with it or stores it.
+    """
     metrics: dict[str, float] = {}
     if version.run_id:
-        metrics = dict(client.get_run(version.run_id).data.metrics)
+        logged = client.get_run(version.run_id).data.metrics
+        metrics = {name: value for name, value in logged.items() if math.isfinite(value)}
     return VersionFigures(int(version.version), version.run_id or "", metrics, dict(version.tags or {}))
 
 

@@ -26,7 +26,6 @@ def register_bad_model(client: MlflowClient, experiment_id: str, database_url: s
     """Fit and register the mean-price model (aliased ``challenger``); returns its version."""
     model = Pipeline([("regressor", DummyRegressor(strategy="mean"))]).fit(dataset.x_train, dataset.y_train)
     holdout = evaluate(model, dataset.x_holdout, dataset.y_holdout)
-    assert holdout is not None
     metrics = holdout.as_holdout_metrics()
     record = TrainingRecord(
         model=model,
@@ -37,6 +36,7 @@ def register_bad_model(client: MlflowClient, experiment_id: str, database_url: s
         labelled_since=datetime.now(UTC),
         labelled_until=None,
         metrics=metrics,
+        undefined=holdout.holdout_undefined(),
         profile=build_profile(dataset.x_train),
     )
     version, _ = register_candidate(client, experiment_id, record)

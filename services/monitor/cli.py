@@ -6,7 +6,6 @@ registry, the trainer launcher, alert channels). Heavy imports happen inside the
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -26,6 +25,7 @@ def monitor(
     import sys
 
     from services.common.connections import database_url, open_registry, tracking_uri
+    from services.common.finite import dumps_summary
     from services.common.progress import Stages
     from services.common.registry import RegistryError
     from services.monitor.alerts import Channel, TelegramChannel, WebhookChannel
@@ -71,10 +71,10 @@ def monitor(
     except MonitorFailed as error:
         print(f"error: {error}", file=sys.stderr)
         if as_json:
-            print(json.dumps({"status": "error", "error": str(error)}, indent=2))
+            print(dumps_summary({"status": "error", "error": str(error)}))
         raise typer.Exit(1) from error
     if as_json:
-        print(json.dumps(summary.as_dict(), indent=2))
+        print(dumps_summary(summary.as_dict()))
     else:
         print(_describe(summary), file=sys.stderr)
 

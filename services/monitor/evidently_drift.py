@@ -7,6 +7,7 @@ a p-value drifts below its threshold, a distance at or above it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,18 +20,31 @@ from services.common.features import FEATURE_NAMES
 
 @dataclass(frozen=True)
 class ColumnTest:
+    """One column's drift test; a score Evidently could not compute (NaN, infinite) is None, never drifted."""
+
     method: str
-    score: float
+    score: float | None
     threshold: float
     drifted: bool
+    undefined: str | None = None  # why ``score`` is None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        figures: dict[str, Any] = {
             "method": self.method,
             "score": self.score,
             "threshold": self.threshold,
             "drifted": self.drifted,
         }
+        if self.undefined:
+            figures["undefined"] = self.undefined
+        return figures
+
+
+def column_test(method: str, score: float, threshold: float) -> ColumnTest:
+    """The test of one column; e.g. a distance normed by a reference spread of zero is not a score."""
+    if not math.isfinite(score):
+        return ColumnTest(method, None, threshold, False, f"Evidently's {method} came out {score!r}")
+    return ColumnTest(method, score, threshold, column_drifted(method, score, threshold))
 
 
 @dataclass(frozen=True)
@@ -64,7 +78,8 @@ def run_drift_preset(
         reference_data=pd.DataFrame(reference, columns=columns),
         current_data=pd.DataFrame(current, columns=columns),
     )
-    share, count = float("nan"), 0
+    share: float | None = None
+    count = 0
     tests: dict[str, ColumnTest] = {}
     for metric in snapshot.dict()["metrics"]:
         config, value = metric.get("config", {}), metric.get("value")
@@ -73,7 +88,9 @@ def run_drift_preset(
             share, count = float(value["share"]), int(value["count"])
         elif kind.endswith("ValueDrift"):
             method, threshold, score = str(config["method"]), float(config["threshold"]), float(value)
-            tests[str(config["column"])] = ColumnTest(
-                method, score, threshold, column_drifted(method, score, threshold)
-            )
+            tests[str(config["column"])] = column_test(method, score, threshold)
+    if share is None or not math.isfinite(share):
+        # The share of eight columns is always defined: without it the pinned preset's API has changed,
+        # and the run must fail loudly rather than store or compare a made-up share.
+        raise ValueError(f"Evidently's DataDriftPreset reported no drifted-columns share (got {share!r})")
     return EvidentlyResult(share, count, tests, snapshot)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,7 +17,10 @@ class LiveError:
 
 
 def live_error(conn: psycopg.Connection, version: int, start: datetime | None, end: datetime) -> LiveError:
-    """MAE (100k USD) of ``version``'s champion predictions made in [start, end) that have feedback."""
+    """MAE (100k USD) of ``version``'s champion predictions made in [start, end) that have feedback.
+
+    The MAE is None when it is undefined: no such rows, or a logged price that is not finite.
+    """
     row = conn.execute(
         "SELECT count(*), avg(abs(p.prediction - f.actual)) FROM predictions p"
         " JOIN feedback f ON f.prediction_id = p.id"
@@ -25,7 +29,9 @@ def live_error(conn: psycopg.Connection, version: int, start: datetime | None, e
         (version, start, start, end),
     ).fetchone()
     rows = int(row[0]) if row else 0
-    return LiveError(version, rows, float(row[1]) if row and row[1] is not None else None)
+    mae = float(row[1]) if row and row[1] is not None else None
+    # avg() of no rows is NULL; a NaN logged price would make it NaN: both mean "no live MAE" (None).
+    return LiveError(version, rows, mae if mae is not None and math.isfinite(mae) else None)
 
 
 def degraded(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from services.common.finite import is_finite
+
 log = logging.getLogger(__name__)
 
 JOB = "housing-monitor"
@@ -32,8 +34,11 @@ def push_metrics(
     psi_gauge = Gauge(
         "housing_drift_psi", "PSI of a feature in the last window", ["feature"], registry=registry
     )
+    # An undefined figure is left out rather than pushed as NaN: a NaN gauge compares false with every
+    # alert rule's threshold, so the alert would silently never fire; a missing one shows as absent.
     for feature, value in psi.items():
-        psi_gauge.labels(feature=feature).set(value)
+        if is_finite(value):
+            psi_gauge.labels(feature=feature).set(value)
     gauges: dict[str, tuple[str, float | None]] = {
         "housing_drift_share": ("Share of columns Evidently found drifted", drift_share),
         "housing_drift_detected": ("1 when the last run called drift", float(drift_detected)),
@@ -47,7 +52,7 @@ def push_metrics(
         "housing_monitor_run_duration_seconds": ("How long the last monitor run took", duration_seconds),
     }
     for name, (help_text, figure) in gauges.items():
-        if figure is not None:
+        if figure is not None and is_finite(figure):
             Gauge(name, help_text, registry=registry).set(figure)
     try:
         push_to_gateway(url, job=JOB, registry=registry, grouping_key=dict(grouping_key), timeout=timeout)

@@ -26,6 +26,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from services.common.finite import NON_FINITE, finite_document
+
 STATUSES = ("ok", "drift", "degraded", "insufficient_data", "error")
 ACTIONS = (
     "none",
@@ -54,8 +56,25 @@ def insert_report(
     action: str = "none",
     details: dict[str, Any] | None = None,
 ) -> int:
-    """Insert a report row and return its id (the caller owns the transaction)."""
+    """Insert a report row and return its id (the caller owns the transaction).
+
+    Figures are finite or null: a NaN or infinity (in the float columns too, where Postgres would keep
+    it and every threshold query would skip it) goes through the storage guard, noted in ``details``.
+    """
     assert status in STATUSES and action in ACTIONS
+    figures = finite_document(
+        {
+            "psi": psi or {},
+            "tests": tests or {},
+            "drift_share": drift_share,
+            "live_mae": live_mae,
+            "reference_mae": reference_mae,
+            "details": details or {},
+        },
+        where="drift_reports",
+    )
+    nulled = figures.pop(NON_FINITE, None)
+    stored_details = {**figures["details"], **({NON_FINITE: nulled} if nulled else {})}
     row = conn.execute(
         "INSERT INTO drift_reports (window_start, window_end, model_version, rows, labelled_rows, psi, tests,"
         " drift_share, live_mae, reference_mae, status, action, details)"
@@ -66,14 +85,14 @@ def insert_report(
             model_version,
             rows,
             labelled_rows,
-            Jsonb(psi or {}),
-            Jsonb(tests or {}),
-            drift_share,
-            live_mae,
-            reference_mae,
+            Jsonb(figures["psi"]),
+            Jsonb(figures["tests"]),
+            figures["drift_share"],
+            figures["live_mae"],
+            figures["reference_mae"],
             status,
             action,
-            Jsonb(details or {}),
+            Jsonb(stored_details),
         ),
     ).fetchone()
     assert row is not None
@@ -93,9 +112,25 @@ def update_report(
     """Set the outcome of a report row; ``details`` are merged into the stored ones."""
     assert status is None or status in STATUSES
     assert action is None or action in ACTIONS
+    cleaned = finite_document(details or {}, where="drift_reports.details")
+    nulled = Jsonb(cleaned.pop(NON_FINITE, {}))
+    # The guard's notes join those the row has (a plain `||` would replace them).
     conn.execute(
         "UPDATE drift_reports SET status = coalesce(%s, status), action = coalesce(%s, action),"
         " alerted = coalesce(%s, alerted), report_path = coalesce(%s, report_path),"
-        " details = details || %s WHERE id = %s",
-        (status, action, alerted, report_path, Jsonb(details or {}), report_id),
+        " details = details || %s || CASE WHEN %s = '{}'::jsonb THEN '{}'::jsonb"
+        " ELSE jsonb_build_object(%s::text, coalesce(details->%s::text, '{}'::jsonb) || %s) END"
+        " WHERE id = %s",
+        (
+            status,
+            action,
+            alerted,
+            report_path,
+            Jsonb(cleaned),
+            nulled,
+            NON_FINITE,
+            NON_FINITE,
+            nulled,
+            report_id,
+        ),
     )

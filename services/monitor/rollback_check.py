@@ -8,6 +8,7 @@ otherwise be compared with its predecessor's error on the old world.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -72,10 +73,14 @@ def decide_rollback(
     champion: LiveError, previous: LiveError, *, tolerance: float, min_rows: int
 ) -> tuple[bool, str]:
     """A pure decision: roll back when both have ``min_rows`` labelled rows and the champion is worse."""
-    if champion.rows < min_rows or champion.mae is None:
+    if champion.rows < min_rows:
         return False, f"v{champion.version} has {champion.rows} labelled predictions (needs {min_rows})"
-    if previous.rows < min_rows or previous.mae is None:
+    if champion.mae is None:
+        return False, f"the live MAE of v{champion.version} is undefined (a logged price is not finite)"
+    if previous.rows < min_rows:
         return False, f"v{previous.version} had {previous.rows} labelled predictions (needs {min_rows})"
+    if previous.mae is None:
+        return False, f"the MAE of v{previous.version} on those rows is undefined (its prices are not finite)"
     limit = previous.mae * (1 + tolerance)
     if champion.mae > limit:
         return True, (
@@ -105,7 +110,9 @@ def _labelled_since(
 
 
 def _mae(predicted: npt.NDArray[np.float64], actual: npt.NDArray[np.float64]) -> float | None:
-    return float(np.mean(np.abs(predicted - actual))) if len(actual) else None
+    """The MAE, or None when it is undefined: no rows, or a price that is not finite."""
+    mae = float(np.mean(np.abs(predicted - actual))) if len(actual) else None
+    return mae if mae is not None and math.isfinite(mae) else None
 
 
 def check_rollback(

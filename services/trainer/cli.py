@@ -6,7 +6,6 @@ This module is the trainer's edge: it reads settings once and wires the real par
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -27,6 +26,7 @@ def train(
     """Train a candidate on the data set plus labelled production rows, register it, and gate it."""
     from services.common.connections import database_url, open_registry, tracking_uri
     from services.common.dataset import load_dataset
+    from services.common.finite import dumps_summary
     from services.common.progress import Stages
     from services.trainer.train import run_training
 
@@ -40,16 +40,21 @@ def train(
         client, experiment_id, url, dataset, settings, promote=not no_promote, stages=stages
     )
     if as_json:
-        print(json.dumps(summary.as_dict(), indent=2))
+        print(dumps_summary(summary.as_dict()))
         return
     metrics = summary.metrics
     console.print(
-        f"version {summary.version}: holdout R² {metrics['holdout_r2']:.3f}, "
-        f"MAE {metrics['holdout_mae']:.3f} "
+        f"version {summary.version}: holdout R² {_figure(metrics.get('holdout_r2'))}, "
+        f"MAE {_figure(metrics.get('holdout_mae'))} "
         f"(100k USD) on {len(dataset.y_holdout)} rows"
     )
     if summary.gate is not None:
         _print_gate(summary.gate.decision.passed, summary.gate.decision.reasons, summary.version)
+
+
+def _figure(value: float | None) -> str:
+    """A figure for people: three decimals, or "undefined" (its reason is in the run's tags)."""
+    return "undefined" if value is None else f"{value:.3f}"
 
 
 def _print_gate(passed: bool, reasons: list[str], version: int) -> None:
@@ -68,6 +73,7 @@ def promote(
     """Put a registered version through the gate and make it champion if it passes."""
     from services.common.connections import database_url, open_registry, tracking_uri
     from services.common.dataset import load_dataset
+    from services.common.finite import dumps_summary
     from services.trainer.lifecycle import force_promote, gate_version
 
     if force and not (reason and reason.strip()):
@@ -84,7 +90,7 @@ def promote(
         return
     result = gate_version(client, url, load_dataset(), settings, version, actor="housing promote")
     if as_json:
-        print(json.dumps(result.as_dict(), indent=2))
+        print(dumps_summary(result.as_dict()))
     _print_gate(result.decision.passed, result.decision.reasons, version)
     if not result.decision.passed:
         raise typer.Exit(1)
@@ -144,8 +150,8 @@ def models(
         table.add_row(
             str(mv.version),
             ", ".join(by_version.get(int(mv.version), [])),
-            f"{figures.metrics.get('holdout_r2', float('nan')):.3f}",
-            f"{figures.metrics.get('holdout_mae', float('nan')):.3f}",
+            _figure(figures.metrics.get("holdout_r2")),
+            _figure(figures.metrics.get("holdout_mae")),
             figures.tags.get(TAG_DECISION, ""),
             f"{_ms_to_text(mv.creation_timestamp)}",
         )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -17,36 +17,75 @@ class Regressor(Protocol):
     def predict(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...
 
 
+# A figure's run-metric name when it was measured on the reference holdout.
+HOLDOUT_METRICS = {"mae": METRIC_HOLDOUT_MAE, "r2": METRIC_HOLDOUT_R2, "rmse": METRIC_HOLDOUT_RMSE}
+
+
 @dataclass(frozen=True)
 class Metrics:
-    """Error figures on one data set (prices in 100k USD)."""
+    """Error figures on one data set (prices in 100k USD).
 
-    mae: float
-    r2: float
-    rmse: float
+    A figure that is undefined on these rows is None, and ``undefined`` says why (figure name → reason):
+    MAE and RMSE need a row with a finite prediction, R² two distinct true prices.
+    """
+
+    mae: float | None
+    r2: float | None
+    rmse: float | None
     rows: int
+    undefined: dict[str, str] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def as_holdout_metrics(self) -> dict[str, float]:
-        """The run metrics of a model's reference-holdout figures, under the names the services agree on."""
-        return {METRIC_HOLDOUT_MAE: self.mae, METRIC_HOLDOUT_R2: self.r2, METRIC_HOLDOUT_RMSE: self.rmse}
+        """The defined reference-holdout figures as run metrics, under the names the services agree on."""
+        values = {"mae": self.mae, "r2": self.r2, "rmse": self.rmse}
+        return {
+            metric: value
+            for figure, metric in HOLDOUT_METRICS.items()
+            if (value := values[figure]) is not None
+        }
+
+    def holdout_undefined(self) -> dict[str, str]:
+        """Why each undefined reference-holdout figure is missing, under its run-metric name."""
+        return {
+            metric: self.undefined[figure]
+            for figure, metric in HOLDOUT_METRICS.items()
+            if figure in self.undefined
+        }
 
 
-def evaluate(model: Regressor, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> Metrics | None:
-    """MAE, R² and RMSE of ``model`` on (x, y); None for an empty set or predictions that are not finite."""
+def _absent(rows: int, reason: str) -> Metrics:
+    return Metrics(None, None, None, rows, {"mae": reason, "r2": reason, "rmse": reason})
+
+
+def evaluate(model: Regressor, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> Metrics:
+    """MAE, R² and RMSE of ``model`` on (x, y); a figure undefined on these rows is None with its reason."""
     if len(y) == 0:
-        return None
+        return _absent(0, "no rows")
+    if not np.isfinite(y).all():
+        return _absent(len(y), f"{int((~np.isfinite(y)).sum())} of {len(y)} true prices are not finite")
     predicted = np.asarray(model.predict(x), dtype=np.float64)
     if not np.isfinite(predicted).all():
-        return None
-    r2 = float(r2_score(y, predicted)) if len(y) > 1 else float("nan")
+        return _absent(
+            len(y), f"{int((~np.isfinite(predicted)).sum())} of {len(y)} predictions are not finite"
+        )
+    # R² compares the error with the spread of the true prices: with fewer than two distinct prices
+    # there is no spread, and scikit-learn answers NaN (one row) or a made-up 0 or 1 (force_finite).
+    distinct = len(np.unique(y))
+    r2 = float(r2_score(y, predicted)) if distinct >= 2 else None
+    undefined = (
+        {}
+        if r2 is not None
+        else {"r2": f"fewer than two distinct true prices ({len(y)} rows, {distinct} distinct)"}
+    )
     return Metrics(
         mae=float(mean_absolute_error(y, predicted)),
         r2=r2,
         rmse=float(root_mean_squared_error(y, predicted)),
         rows=len(y),
+        undefined=undefined,
     )
 
 

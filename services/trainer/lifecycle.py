@@ -51,7 +51,7 @@ class GateResult:
             if f is None:
                 return None
             return {
-                "holdout": f.holdout.as_dict() if f.holdout else None,
+                "holdout": f.holdout.as_dict(),
                 "recent": f.recent.as_dict() if f.recent else None,
                 "problems": f.problems,
             }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -21,6 +21,7 @@ from mlflow.types import ColSpec, Schema
 from sklearn.pipeline import Pipeline
 
 from services.common.features import EXAMPLE, FEATURE_NAMES, TARGET
+from services.common.finite import NON_FINITE, finite_document
 from services.common.profile import ReferenceProfile
 from services.common.registry import CHALLENGER, MODEL_ARTIFACT, MODEL_NAME, PROFILE_ARTIFACT
 from services.trainer.model import PARAMS
@@ -31,6 +32,9 @@ SERIALIZATION = "cloudpickle"
 
 TAG_LABELLED_SINCE = "train.labelled_since"
 TAG_LABELLED_UNTIL = "train.labelled_until"
+# An undefined figure is not logged as a metric (MLflow would store NaN, and every chart and threshold
+# would read it); the run gets the tag ``<metric>.undefined`` with the reason instead.
+UNDEFINED_TAG_SUFFIX = ".undefined"
 
 
 def _requirements() -> list[str]:
@@ -60,6 +64,16 @@ class TrainingRecord:
     labelled_until: datetime | None
     metrics: dict[str, float]
     profile: ReferenceProfile
+    undefined: dict[str, str] = field(default_factory=dict)  # metric name → why it is not in ``metrics``
+
+
+def run_figures(record: TrainingRecord) -> tuple[dict[str, float], dict[str, str]]:
+    """(metrics to log, tags for the undefined ones): a non-finite metric becomes a tag too."""
+    checked = finite_document(record.metrics, where="the MLflow run metrics")
+    nulled: dict[str, str] = checked.pop(NON_FINITE, {})
+    metrics = {name: value for name, value in checked.items() if value is not None}
+    reasons = {**record.undefined, **nulled}
+    return metrics, {f"{name}{UNDEFINED_TAG_SUFFIX}": why for name, why in reasons.items()}
 
 
 def register_candidate(client: MlflowClient, experiment_id: str, record: TrainingRecord) -> tuple[int, str]:
@@ -69,7 +83,8 @@ def register_candidate(client: MlflowClient, experiment_id: str, record: Trainin
     with mlflow.start_run(experiment_id=experiment_id, run_name="train") as run:
         mlflow.log_params({f"model.{key}": value for key, value in PARAMS.items()})
         mlflow.log_params({"base_rows": record.base_rows, "labelled_rows": record.labelled_rows})
-        mlflow.log_metrics(record.metrics)
+        metrics, undefined_tags = run_figures(record)
+        mlflow.log_metrics(metrics)
         mlflow.log_input(
             mlflow.data.pandas_dataset.from_pandas(
                 train_frame, name="california-housing+labelled", targets=TARGET
@@ -80,6 +95,7 @@ def register_candidate(client: MlflowClient, experiment_id: str, record: Trainin
             {
                 TAG_LABELLED_SINCE: record.labelled_since.isoformat(),
                 TAG_LABELLED_UNTIL: record.labelled_until.isoformat() if record.labelled_until else "",
+                **undefined_tags,
             }
         )
         with tempfile.TemporaryDirectory() as folder:

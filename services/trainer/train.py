@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,12 +40,14 @@ class TrainSummary:
     labelled_train_rows: int
     labelled_gate_rows: int
     gate: GateResult | None
+    undefined: dict[str, str] = field(default_factory=dict)  # metric name → why it is not in ``metrics``
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "version": self.version,
             "run_id": self.run_id,
             "metrics": self.metrics,
+            "undefined": self.undefined,
             "base_rows": self.base_rows,
             "labelled_train_rows": self.labelled_train_rows,
             "labelled_gate_rows": self.labelled_gate_rows,
@@ -89,13 +91,17 @@ def run_training(
 
     with stages.stage("evaluating on the reference holdout"):
         holdout = evaluate(model, dataset.x_holdout, dataset.y_holdout)
-        if holdout is None:
-            raise ValueError("the fitted model predicts non-finite prices on the reference holdout")
-        metrics = holdout.as_holdout_metrics()
+        if holdout.mae is None:
+            raise ValueError(
+                f"the fitted model has no MAE on the reference holdout: {holdout.undefined['mae']}"
+            )
+        metrics, undefined = holdout.as_holdout_metrics(), holdout.holdout_undefined()
         recent = evaluate(model, newest.x, newest.y)
-        if recent is not None:
+        if recent.mae is not None:
             metrics[METRIC_RECENT_MAE] = recent.mae
-        stages.say(f"R² {holdout.r2:.3f}, MAE {holdout.mae:.3f}", end=" ")
+        else:
+            undefined[METRIC_RECENT_MAE] = recent.undefined["mae"]
+        stages.say(f"R² {_shown(holdout.r2)}, MAE {_shown(holdout.mae)}", end=" ")
 
     with stages.stage("registering in MLflow"):
         record = TrainingRecord(
@@ -107,11 +113,14 @@ def run_training(
             labelled_since=since,
             labelled_until=older.at[-1] if len(older) else None,
             metrics=metrics,
+            undefined=undefined,
             profile=build_profile(newest.x if len(newest) >= PROFILE_MIN_RECENT_ROWS else x),
         )
         version, run_id = register_candidate(client, experiment_id, record)
         with connect(database_url) as conn:
-            record_event(conn, "registered", version, actor=actor, figures=metrics)
+            record_event(
+                conn, "registered", version, actor=actor, figures={**metrics, "undefined": undefined}
+            )
         stages.say(f"version {version}", end=" ")
 
     gate = None
@@ -119,4 +128,10 @@ def run_training(
         with stages.stage("validation gate"):
             gate = gate_version(client, database_url, dataset, settings, version, actor=actor, now=now)
             stages.say("passed: promoted to champion" if gate.decision.passed else "rejected", end=" ")
-    return TrainSummary(version, run_id, metrics, len(dataset.y_train), len(older), len(newest), gate)
+    return TrainSummary(
+        version, run_id, metrics, len(dataset.y_train), len(older), len(newest), gate, undefined
+    )
+
+
+def _shown(figure: float | None) -> str:
+    return "undefined" if figure is None else f"{figure:.3f}"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from services.trainer.evaluate import Metrics
+import numpy as np
+import pytest
+
+from services.trainer.evaluate import Metrics, evaluate
 from services.trainer.gate import Figures, Thresholds, decide
 
 LIMITS = Thresholds(
@@ -32,8 +35,12 @@ def test_sanity_problems_reject() -> None:
     assert not decision.passed and decision.reasons == ["3 of 202 probe prices are negative"]
 
 
-def test_no_finite_figures_reject() -> None:
-    assert not decide(Figures(None), None, LIMITS).passed
+def test_undefined_holdout_figures_reject_with_the_reason() -> None:
+    why = "7 of 4000 predictions are not finite"
+    holdout = Metrics(None, None, None, 4000, {"mae": why, "r2": why, "rmse": why})
+    decision = decide(Figures(holdout), None, LIMITS)
+    assert not decision.passed
+    assert decision.reasons == [f"the candidate's holdout MAE and R² are undefined ({why})"]
 
 
 def test_without_recent_rows_the_holdout_decides_within_tolerance() -> None:
@@ -64,3 +71,108 @@ def test_too_few_recent_rows_do_not_decide() -> None:
     decision = decide(candidate, champion, LIMITS)
     assert decision.passed
     assert any("only 50 recent labelled rows" in reason for reason in decision.reasons)
+
+
+def undefined_r2(mae: float, rows: int) -> Metrics:
+    why = f"fewer than two distinct true prices ({rows} rows, 1 distinct)"
+    return Metrics(mae=mae, r2=None, rmse=mae, rows=rows, undefined={"r2": why})
+
+
+def no_rows() -> Metrics:
+    return Metrics(None, None, None, 0, {name: "no rows" for name in ("mae", "r2", "rmse")})
+
+
+# (candidate recent, champion recent, the words the fallback reason must hold): an undefined recent figure
+# never decides; the holdout does, and the reasons say which figure was undefined and why.
+UNDEFINED_RECENT = [
+    pytest.param(no_rows(), no_rows(), ["only 0 recent labelled rows (< 200)"], id="no rows"),
+    pytest.param(
+        undefined_r2(0.2, 1),
+        undefined_r2(0.9, 1),
+        ["only 1 recent labelled rows", "the candidate's recent R² is undefined (fewer than two distinct"],
+        id="one row",
+    ),
+    pytest.param(
+        undefined_r2(0.2, 2),
+        undefined_r2(0.9, 2),
+        ["only 2 recent labelled rows", "the champion's recent R² is undefined (fewer than two distinct"],
+        id="two equal prices",
+    ),
+    pytest.param(
+        undefined_r2(0.2, 500),
+        metrics(0.9, rows=500),
+        ["not enough recent labelled rows (500)", "the candidate's recent R² is undefined"],
+        id="many rows of one price",
+    ),
+    pytest.param(
+        metrics(0.2, rows=500),
+        Metrics(
+            None, None, None, 500, {n: "3 of 500 predictions are not finite" for n in ("mae", "r2", "rmse")}
+        ),
+        ["the champion's recent MAE, R² and RMSE are undefined (3 of 500 predictions are not finite)"],
+        id="champion not finite",
+    ),
+    pytest.param(
+        metrics(0.2, rows=500), None, ["the champion's recent figures were not measured"], id="unmeasured"
+    ),
+]
+
+
+@pytest.mark.parametrize(("recent", "champion_recent", "words"), UNDEFINED_RECENT)
+def test_undefined_recent_figures_leave_the_decision_to_the_holdout(
+    recent: Metrics, champion_recent: Metrics | None, words: list[str]
+) -> None:
+    champion = Figures(metrics(0.30), recent=champion_recent)
+    within = decide(Figures(metrics(0.305), recent=recent), champion, LIMITS)  # holdout +1.7 %
+    beyond = decide(Figures(metrics(0.32), recent=recent), champion, LIMITS)  # +6.7 %: within 25 %, not 2 %
+    assert within.passed and not beyond.passed
+    fallback = [reason for reason in within.reasons if reason.endswith(": the reference holdout decides")]
+    assert len(fallback) == 1, within.reasons
+    assert all(word in fallback[0] for word in words), fallback
+    assert not any("on 500 recent labelled rows" in reason for reason in within.reasons)
+
+
+def test_an_undefined_champion_holdout_mae_does_not_block_a_sound_candidate() -> None:
+    why = "4000 of 4000 predictions are not finite"
+    champion = Figures(Metrics(None, None, None, 4000, {"mae": why, "r2": why, "rmse": why}))
+    decision = decide(Figures(metrics(0.30)), champion, LIMITS)
+    assert decision.passed
+    assert any(f"the champion's holdout MAE is undefined ({why})" in reason for reason in decision.reasons)
+
+
+class Constant:
+    """A model that prices every row at one value (NaN too)."""
+
+    def __init__(self, price: float) -> None:
+        self.price = price
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.full(len(x), self.price)
+
+
+@pytest.mark.parametrize(
+    ("y", "price", "defined", "why"),
+    [
+        pytest.param([], 1.0, set(), "no rows", id="no rows"),
+        pytest.param(
+            [2.0], 1.0, {"mae", "rmse"}, "fewer than two distinct true prices (1 rows, 1 distinct)", id="one"
+        ),
+        pytest.param(
+            [2.0, 2.0],
+            1.0,
+            {"mae", "rmse"},
+            "fewer than two distinct true prices (2 rows, 1 distinct)",
+            id="equal",
+        ),
+        pytest.param([1.0, 3.0], 2.0, {"mae", "r2", "rmse"}, "", id="different"),
+        pytest.param([1.0, 3.0], float("nan"), set(), "2 of 2 predictions are not finite", id="nan model"),
+    ],
+)
+def test_evaluate_says_which_figure_is_undefined_and_why(
+    y: list[float], price: float, defined: set[str], why: str
+) -> None:
+    figures = evaluate(Constant(price), np.zeros((len(y), 8)), np.array(y, dtype=np.float64))
+    values = {"mae": figures.mae, "r2": figures.r2, "rmse": figures.rmse}
+    assert {name for name, value in values.items() if value is not None} == defined
+    assert all(np.isfinite(value) for value in values.values() if value is not None)
+    assert figures.undefined == {name: why for name in values if name not in defined}

@@ -1,0 +1,56 @@
+"""What the monitor stores is finite or null, against a real Postgres."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from benchmarks.monitor_data import insert_predictions
+from services.common.dataset import Dataset
+from services.common.finite import NON_FINITE, STRICT_ENV, NonFiniteFigure
+from services.monitor.live_error import live_error
+from services.monitor.report import insert_report, update_report
+
+FIGURES = {"psi": {"MedInc": math.nan, "HouseAge": 0.1}, "drift_share": math.inf, "live_mae": 0.3}
+
+
+def test_a_report_with_a_nan_is_refused_in_strict_mode(database_url: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        with pytest.raises(NonFiniteFigure, match=r"drift_reports: psi.MedInc=nan, drift_share=inf"):
+            insert_report(conn, status="ok", **FIGURES)  # type: ignore[arg-type]
+        conn.rollback()
+        assert conn.execute("SELECT count(*) FROM drift_reports").fetchone() == (0,)
+
+
+def test_otherwise_the_report_stores_null_and_says_so(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(STRICT_ENV)
+    with psycopg.connect(database_url) as conn:
+        report = insert_report(conn, status="ok", details={"rows": 3}, **FIGURES)  # type: ignore[arg-type]
+        update_report(conn, report, details={"rollback_check": {"previous_live_mae": math.nan}})
+        psi, share, mae, details = conn.execute(
+            "SELECT psi, drift_share, live_mae, details FROM drift_reports WHERE id = %s", (report,)
+        ).fetchone()
+    assert psi == {"MedInc": None, "HouseAge": 0.1}
+    assert share is None and mae == 0.3
+    assert details["rows"] == 3 and details["rollback_check"] == {"previous_live_mae": None}
+    assert set(details[NON_FINITE]) == {"psi.MedInc", "drift_share", "rollback_check.previous_live_mae"}
+
+
+def test_live_mae_of_nothing_or_of_a_nan_price_is_none(database_url: str, dataset: Dataset) -> None:
+    now = datetime.now(UTC)
+    start = now - timedelta(hours=1)
+    with psycopg.connect(database_url) as conn:
+        assert live_error(conn, 1, start, now).mae is None
+        x = dataset.x_holdout[:3]
+        insert_predictions(conn, x, start=start, spacing=timedelta(seconds=1), actual=[1.0, 2.0, 3.0])
+        assert live_error(conn, 1, start, now).mae == pytest.approx(2.0)
+        insert_predictions(
+            conn, x, start=start, spacing=timedelta(seconds=1), predictions=[math.nan] * 3, actual=[1.0] * 3
+        )
+        nan = live_error(conn, 1, start, now)
+    assert nan.rows == 6 and nan.mae is None
