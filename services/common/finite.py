@@ -5,9 +5,9 @@ an infinity that still reaches Postgres JSON or float columns, MLflow metrics or
 Postgres refuses NaN in JSON, and a NaN in a float column or a metric compares false with every
 threshold, so a check on it silently never fires.
 
-With ``HOUSING_STRICT_FIGURES=1`` (the tests set it) the guard raises, naming where the figure was;
-otherwise it stores null, lists the path under ``non_finite`` with the reason, and logs an error, so a
-trainer or monitor run still records its decision.
+The guard stores null, lists the path under ``non_finite`` with the reason, and logs an error naming
+where the figure was, so a trainer or monitor run still records its decision; tests assert that no
+stored document carries ``non_finite``, so a producer that regresses fails them.
 """
 
 from __future__ import annotations
@@ -16,18 +16,12 @@ import json
 import logging
 import math
 import numbers
-import os
 from collections.abc import Mapping
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-STRICT_ENV = "HOUSING_STRICT_FIGURES"
 NON_FINITE = "non_finite"  # the key that lists what the guard nulled, and why
-
-
-class NonFiniteFigure(ValueError):
-    """A NaN or infinity reached storage (raised only in strict mode)."""
 
 
 def is_finite(value: object) -> bool:
@@ -60,14 +54,8 @@ def _nulled(value: Any) -> Any:
     return None if not is_finite(value) else value
 
 
-def strict() -> bool:
-    # Read here, not from settings: the guard sits below every service's settings, and tests (and their
-    # child processes) must turn it on for all of them at once.
-    return os.environ.get(STRICT_ENV, "").strip().lower() in {"1", "true", "yes"}
-
-
 def finite_document(document: Mapping[str, Any], *, where: str) -> dict[str, Any]:
-    """``document`` with every NaN/infinity as null and listed under ``non_finite`` (raises in strict mode).
+    """``document`` with every NaN/infinity as null and listed under ``non_finite``, logged as an error.
 
     ``where`` names the storage edge in the error and the log line (e.g. ``model_events.figures``).
     """
@@ -78,8 +66,6 @@ def finite_document(document: Mapping[str, Any], *, where: str) -> dict[str, Any
     message = (
         f"non-finite figures reached {where}: {listed}; a producer must record them as null with a reason"
     )
-    if strict():
-        raise NonFiniteFigure(message)
     log.error(message)
     cleaned: dict[str, Any] = _nulled(document)
     cleaned[NON_FINITE] = {

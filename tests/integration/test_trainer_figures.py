@@ -17,6 +17,7 @@ import pytest
 
 from services.common.database import connect
 from services.common.dataset import Dataset
+from services.common.finite import NON_FINITE
 from tests.conftest import Registry
 from tests.integration.test_trainer import insert_labelled
 from tests.integration.test_trainer_cli import env, housing  # noqa: F401 (env is a fixture)
@@ -93,6 +94,7 @@ def test_train_records_undefined_figures_as_null_with_the_reason(
     event, text, reasons = rows[1]
     assert event in {"promoted", "rejected"}
     figures = strict_json(text)
+    assert NON_FINITE not in figures and NON_FINITE not in summary  # every producer said "undefined" itself
     assert figures["passed"] == (event == "promoted")
     if undefined:
         # the holdout decides, and says why the recent rows could not

@@ -10,8 +10,6 @@ import pytest
 
 from services.common.finite import (
     NON_FINITE,
-    STRICT_ENV,
-    NonFiniteFigure,
     dumps_summary,
     finite_document,
     non_finite_paths,
@@ -31,18 +29,13 @@ def test_non_finite_paths_name_every_one() -> None:
     assert non_finite_paths({"a": [1, 2.5, None, "inf", True], "b": np.float64(0.5)}) == {}
 
 
-def test_strict_mode_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(STRICT_ENV, "1")
-    with pytest.raises(NonFiniteFigure, match=r"model_events.figures: recent.r2=nan, psi\[1\]=inf"):
-        finite_document(DOCUMENT, where="model_events.figures")
-    with pytest.raises(NonFiniteFigure):
-        dumps_summary(DOCUMENT)
-    assert finite_document({"mae": 0.2}, where="x") == {"mae": 0.2}
+def test_a_finite_document_is_stored_as_it_is() -> None:
+    assert finite_document({"mae": 0.2, "r2": None}, where="x") == {"mae": 0.2, "r2": None}
 
 
-def test_otherwise_null_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(STRICT_ENV, raising=False)
+def test_a_non_finite_figure_is_null_with_the_reason_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     stored = finite_document(DOCUMENT, where="model_events.figures")
+    assert "model_events.figures: recent.r2=nan, psi[1]=inf" in caplog.text
     assert stored["recent"] == {"mae": 0.2, "r2": None, "rows": 1}
     assert stored["psi"] == [0.1, None, None]
     assert stored["reason"] == "nan" and stored["version"] == 3
