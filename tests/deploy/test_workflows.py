@@ -161,3 +161,17 @@ def test_retrain_is_manual_and_runs_the_trainer() -> None:
     assert set(wf[True]) == {"workflow_dispatch"}  # PyYAML reads the `on:` key as True
     runs = " ".join(s.get("run", "") for s in wf["jobs"]["train"]["steps"])
     assert "housing train" in runs
+
+
+def test_the_e2e_secret_holds_every_key_the_chart_requires(rendered: dict[str, Any]) -> None:
+    """The kind cluster's Secret must carry each non-optional key the pods reference, or they never start."""
+    script = (REPO / ".github" / "workflows" / "e2e.yml").read_text()
+    given = set(re.findall(r"--from-literal=([A-Z_]+)=", script))
+    required: set[str] = set()
+    for doc in rendered["default"].docs:
+        text = yaml.safe_dump(doc)
+        for ref in re.findall(r"secretKeyRef:\n(?:\s+\w+: .+\n)+", text):
+            if "optional: true" not in ref:
+                required.update(re.findall(r"key: ([A-Z_]+)", ref))
+    assert required >= {"DATABASE_URL", "FEEDBACK_TOKEN"}
+    assert required - given == set(), "create these keys in e2e.yml's Secret"
