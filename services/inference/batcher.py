@@ -17,7 +17,8 @@ import queue
 import threading
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,24 +58,34 @@ class _Job:
     future: asyncio.Future[Scored]
 
 
-class RecentIds:
-    """The ids of the last ``size`` predictions served here (feedback may beat the writer to Postgres)."""
+class RecentIds(Mapping[uuid.UUID, datetime]):
+    """The ids of the last ``size`` predictions served here and when each was made.
+
+    Feedback may beat the writer to Postgres; the time files the truth under its prediction's day.
+    """
 
     def __init__(self, size: int = 100_000) -> None:
-        self._order: deque[uuid.UUID] = deque()
-        self._ids: set[uuid.UUID] = set()
+        self._made: OrderedDict[uuid.UUID, datetime] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
-    def add(self, ids: list[uuid.UUID]) -> None:
+    def add(self, ids: list[uuid.UUID], created_at: datetime) -> None:
         with self._lock:
-            self._order.extend(ids)
-            self._ids.update(ids)
-            while len(self._order) > self._size:
-                self._ids.discard(self._order.popleft())
+            for one in ids:
+                self._made[one] = created_at
+            while len(self._made) > self._size:
+                self._made.popitem(last=False)
 
-    def __contains__(self, item: object) -> bool:
-        return item in self._ids
+    def __getitem__(self, key: uuid.UUID) -> datetime:
+        with self._lock:
+            return self._made[key]
+
+    def __iter__(self) -> Iterator[uuid.UUID]:
+        with self._lock:
+            return iter(list(self._made))
+
+    def __len__(self) -> int:
+        return len(self._made)
 
 
 class ShadowScorer:
@@ -240,7 +251,7 @@ class Batcher:
             results.append(Scored([v * TARGET_UNIT_USD for v in values[start:end]], ids[start:end], version))
             start = end
         self._writer.put(rows)
-        self._recent.add(ids)
+        self._recent.add(ids, created)
         if self._shadow is not None:
             self._shadow.submit(matrix, ids, version)
         observe = self._metrics.prediction_value.observe
