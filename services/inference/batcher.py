@@ -28,6 +28,7 @@ import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
 from services.common.features import TARGET_UNIT_USD
+from services.inference.ids import new_ids
 from services.inference.metrics import Metrics
 from services.inference.model_holder import ModelHolder, ServedModel
 from services.inference.rows import CHALLENGER_ROLE, CHAMPION_ROLE, PredictionRow
@@ -136,8 +137,10 @@ class ShadowScorer:
         latency_ms = (time.perf_counter() - started) * 1000.0
         created = datetime.now(UTC)
         rows: list[PredictionRow] = [
-            (uuid.uuid4(), created, challenger.version, CHALLENGER_ROLE, of, *features, price, latency_ms)
-            for of, features, price in zip(champion_ids, matrix.tolist(), predictions, strict=True)
+            (id_, created, challenger.version, CHALLENGER_ROLE, of, *features, price, latency_ms)
+            for id_, of, features, price in zip(
+                new_ids(len(champion_ids)), champion_ids, matrix.tolist(), predictions, strict=True
+            )
         ]
         self._writer.put(rows)
 
@@ -236,7 +239,7 @@ class Batcher:
         created = datetime.now(UTC)
         values = predictions.tolist()
         features = matrix.tolist()
-        ids = [uuid.uuid4() for _ in values]
+        ids = new_ids(len(values))  # right after ``created``: see services.inference.ids
         rows: list[PredictionRow] = []
         results: list[Scored] = []
         start = 0

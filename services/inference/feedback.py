@@ -10,6 +10,7 @@ import psycopg
 
 from services.common.features import TARGET_UNIT_USD
 from services.inference.errors import Conflict, NotFound
+from services.inference.ids import created_at_bounds
 
 # A request must not wait on a stuck database longer than a client would.
 STATEMENT_TIMEOUT = "SET LOCAL statement_timeout = '5s'"
@@ -18,10 +19,23 @@ ALREADY_RECORDED = "already recorded"
 
 
 def predicted_at(conn: psycopg.Connection, prediction_id: uuid.UUID) -> datetime | None:
-    """When the prediction ``prediction_id`` was made, from ``predictions``; None when it is unknown."""
-    row = conn.execute(
-        "SELECT created_at FROM predictions WHERE id = %s LIMIT 1", (prediction_id,)
-    ).fetchone()
+    """When the prediction ``prediction_id`` was made, from ``predictions``; None when it is unknown.
+
+    A UUIDv7 bounds its row's ``created_at`` (:func:`~services.inference.ids.created_at_bounds`), so
+    the lookup reads one day's partition (two near midnight). Ids without a time (the uuid4 of rows
+    logged before UUIDv7) are looked up in every partition's primary key.
+    """
+    bounds = created_at_bounds(prediction_id)
+    if bounds is None:
+        row = conn.execute(
+            "SELECT created_at FROM predictions WHERE id = %s LIMIT 1", (prediction_id,)
+        ).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT created_at FROM predictions"
+            " WHERE id = %s AND created_at >= %s AND created_at < %s LIMIT 1",
+            (prediction_id, *bounds),
+        ).fetchone()
     return row[0] if row else None
 
 

@@ -21,6 +21,8 @@ from services.common.dataset import Dataset
 from services.common.features import EXAMPLE, FEATURE_COLUMNS
 from services.common.partitions import create_day, day_start, partition_name
 from services.common.profile import build_profile
+from services.inference.feedback import predicted_at, record_feedback
+from services.inference.ids import id_time
 from services.inference.metrics import Metrics
 from services.inference.rows import PredictionRow
 from services.inference.spool import Spool
@@ -221,3 +223,46 @@ def test_creating_a_day_beside_a_live_writer_loses_nothing_and_stalls_it_briefly
         left = conn.execute("SELECT count(*) FROM predictions_default").fetchone()
     assert in_day == (len(written),) and left == (0,)
     assert slowest[0] < 1.0
+
+
+def uuid7_at(at: datetime) -> uuid.UUID:
+    """A UUIDv7 made at ``at`` (RFC 9562 layout: 48-bit ms, version 7, 12 random bits, variant, 62 random)."""
+    random = uuid.uuid4().int
+    value = (int(at.timestamp() * 1000) << 80) | (7 << 76) | (random & ((1 << 76) - 1))
+    return uuid.UUID(int=(value & ~(0b11 << 62)) | (0b10 << 62))
+
+
+def test_the_feedback_lookup_reads_only_the_partition_of_the_ids_day(
+    five_days: tuple[psycopg.Connection, list[date]], database_url: str
+) -> None:
+    conn, days = five_days
+    day = days[2]
+    made = day_start(day) + timedelta(hours=12)
+    prediction_id = uuid7_at(made + timedelta(microseconds=300))
+    assert prediction_id.version == 7 and id_time(prediction_id) == made
+    conn.execute(
+        "INSERT INTO predictions (id, created_at, model_version, role, med_inc, house_age, ave_rooms,"
+        " ave_bedrms, population, ave_occup, latitude, longitude, prediction, latency_ms)"
+        " VALUES (%s, %s, 1, 'champion', 3, 20, 5, 1, 1000, 3, 34, -118, 2.0, 1.0)",
+        (prediction_id, made),
+    )
+    recorder = PlanRecorder(conn)
+    assert predicted_at(recorder, prediction_id) == made  # type: ignore[arg-type]
+    assert recorder.read == [{partition_name("predictions", day)}]
+    # the truth is filed under the prediction's day, and a repeat changes nothing
+    with connect(database_url) as other:
+        assert record_feedback(other, prediction_id, 210_000.0, {}) == "recorded"
+        assert record_feedback(other, prediction_id, 210_000.0, {}) == "already recorded"
+    placed = conn.execute(
+        "SELECT tableoid::regclass::text FROM feedback WHERE prediction_id = %s", (prediction_id,)
+    )
+    assert placed.fetchall() == [(partition_name("feedback", day),)]
+    # an id from before UUIDv7 is still found, in every partition's primary key
+    old = uuid.uuid4()
+    conn.execute(
+        "INSERT INTO predictions (id, created_at, model_version, role, med_inc, house_age, ave_rooms,"
+        " ave_bedrms, population, ave_occup, latitude, longitude, prediction, latency_ms)"
+        " VALUES (%s, %s, 1, 'champion', 3, 20, 5, 1, 1000, 3, 34, -118, 2.0, 1.0)",
+        (old, made),
+    )
+    assert predicted_at(conn, old) == made
