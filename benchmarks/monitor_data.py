@@ -46,10 +46,11 @@ def insert_predictions(
     if actual is not None:
         with (
             conn.cursor() as cursor,
-            cursor.copy("COPY feedback (prediction_id, actual) FROM STDIN") as writer,
+            cursor.copy("COPY feedback (prediction_id, predicted_at, actual) FROM STDIN") as writer,
         ):
-            for prediction_id, value in zip(ids, np.asarray(actual, dtype=np.float64).tolist(), strict=True):
-                writer.write_row((prediction_id, value))
+            values = np.asarray(actual, dtype=np.float64).tolist()
+            for index, (prediction_id, value) in enumerate(zip(ids, values, strict=True)):
+                writer.write_row((prediction_id, start + spacing * index, value))
     return ids
 
 

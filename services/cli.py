@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import warnings
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -57,6 +58,36 @@ def db_migrate() -> None:
         )
     applied = migrate(url)
     print(f"applied {', '.join(applied)}" if applied else "the schema is up to date", file=sys.stderr)
+
+
+@db.command("maintain")
+def db_maintain(
+    json_output: Annotated[bool, typer.Option("--json", help="Print what was done as JSON.")] = False,
+) -> None:
+    """Make day partitions ahead and behind, drop the days past retention, trim the monitor's state."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from services.common.connections import database_url
+    from services.common.database import connect
+    from services.common.maintenance import Retention, maintain
+    from services.common.settings import MaintenanceSettings
+
+    settings = MaintenanceSettings()
+    retention = Retention(
+        prediction_days=settings.prediction_retention_days,
+        days_ahead=settings.partition_days_ahead,
+        drift_report_days=settings.drift_report_retention_days,
+        histogram_days=settings.monitor_histogram_retention_days,
+        alert_state_days=settings.alert_state_retention_days,
+        lock_timeout=timedelta(seconds=settings.maintenance_lock_timeout_seconds),
+    )
+    with connect(database_url(settings), autocommit=True) as conn:
+        report = maintain(conn, retention, now=datetime.now(UTC))
+    if json_output:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print("\n".join(report.lines()))
 
 
 @db.command("stop")

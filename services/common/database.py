@@ -76,8 +76,10 @@ def migration_files() -> list[tuple[str, str]]:
     return [(item.name.removesuffix(".sql"), item.read_text(encoding="utf-8")) for item in files]
 
 
-def migrate(url: str) -> list[str]:
+def migrate(url: str, *, until: str | None = None) -> list[str]:
     """Apply the migrations not yet recorded in ``schema_migrations``; return the versions applied.
+
+    ``until`` stops after that version (tests build a database in an older layout with it).
 
     Idempotent and safe from several processes at once: the whole run holds a transaction-scoped
     advisory lock, and each migration commits together with its record.
@@ -92,9 +94,13 @@ def migrate(url: str) -> list[str]:
         done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
         for version, sql in migration_files():
             if version in done:
+                if version == until:
+                    break
                 continue
             log.info("applying migration %s", version)
             conn.execute(sql.encode())
             conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
             applied.append(version)
+            if version == until:
+                break
     return applied

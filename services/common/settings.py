@@ -47,3 +47,34 @@ class CommonSettings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
+
+
+class MaintenanceSettings(CommonSettings):
+    """What ``housing db maintain`` keeps: the prediction log's days and the monitor's state."""
+
+    prediction_retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="Days of predictions (and their feedback) kept; older day partitions are dropped whole.",
+    )
+    partition_days_ahead: int = Field(
+        default=3,
+        ge=2,
+        description="Day partitions made ahead of today (rows of a missing day wait in DEFAULT).",
+    )
+    drift_report_retention_days: int = Field(
+        default=180, ge=1, description="Days of drift_reports rows kept (model_events are always kept)."
+    )
+    monitor_histogram_retention_days: int = Field(
+        default=7,
+        ge=1,
+        description="Days of kept monitor histogram buckets (each monitor run also trims to 2 x its window).",
+    )
+    alert_state_retention_days: int = Field(
+        default=30, ge=1, description="Days an inactive alert kind's state (its last alert) is kept."
+    )
+    maintenance_lock_timeout_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="Longest wait for a partition lock; the writers queued behind it wait at most this long.",
+    )

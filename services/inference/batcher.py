@@ -17,7 +17,8 @@ import queue
 import threading
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
 from services.common.features import TARGET_UNIT_USD
+from services.inference.ids import new_ids
 from services.inference.metrics import Metrics
 from services.inference.model_holder import ModelHolder, ServedModel
 from services.inference.rows import CHALLENGER_ROLE, CHAMPION_ROLE, PredictionRow
@@ -57,24 +59,34 @@ class _Job:
     future: asyncio.Future[Scored]
 
 
-class RecentIds:
-    """The ids of the last ``size`` predictions served here (feedback may beat the writer to Postgres)."""
+class RecentIds(Mapping[uuid.UUID, datetime]):
+    """The ids of the last ``size`` predictions served here and when each was made.
+
+    Feedback may beat the writer to Postgres; the time files the truth under its prediction's day.
+    """
 
     def __init__(self, size: int = 100_000) -> None:
-        self._order: deque[uuid.UUID] = deque()
-        self._ids: set[uuid.UUID] = set()
+        self._made: OrderedDict[uuid.UUID, datetime] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
-    def add(self, ids: list[uuid.UUID]) -> None:
+    def add(self, ids: list[uuid.UUID], created_at: datetime) -> None:
         with self._lock:
-            self._order.extend(ids)
-            self._ids.update(ids)
-            while len(self._order) > self._size:
-                self._ids.discard(self._order.popleft())
+            for one in ids:
+                self._made[one] = created_at
+            while len(self._made) > self._size:
+                self._made.popitem(last=False)
 
-    def __contains__(self, item: object) -> bool:
-        return item in self._ids
+    def __getitem__(self, key: uuid.UUID) -> datetime:
+        with self._lock:
+            return self._made[key]
+
+    def __iter__(self) -> Iterator[uuid.UUID]:
+        with self._lock:
+            return iter(list(self._made))
+
+    def __len__(self) -> int:
+        return len(self._made)
 
 
 class ShadowScorer:
@@ -125,8 +137,10 @@ class ShadowScorer:
         latency_ms = (time.perf_counter() - started) * 1000.0
         created = datetime.now(UTC)
         rows: list[PredictionRow] = [
-            (uuid.uuid4(), created, challenger.version, CHALLENGER_ROLE, of, *features, price, latency_ms)
-            for of, features, price in zip(champion_ids, matrix.tolist(), predictions, strict=True)
+            (id_, created, challenger.version, CHALLENGER_ROLE, of, *features, price, latency_ms)
+            for id_, of, features, price in zip(
+                new_ids(len(champion_ids)), champion_ids, matrix.tolist(), predictions, strict=True
+            )
         ]
         self._writer.put(rows)
 
@@ -225,7 +239,7 @@ class Batcher:
         created = datetime.now(UTC)
         values = predictions.tolist()
         features = matrix.tolist()
-        ids = [uuid.uuid4() for _ in values]
+        ids = new_ids(len(values))  # right after ``created``: see services.inference.ids
         rows: list[PredictionRow] = []
         results: list[Scored] = []
         start = 0
@@ -240,7 +254,7 @@ class Batcher:
             results.append(Scored([v * TARGET_UNIT_USD for v in values[start:end]], ids[start:end], version))
             start = end
         self._writer.put(rows)
-        self._recent.add(ids)
+        self._recent.add(ids, created)
         if self._shadow is not None:
             self._shadow.submit(matrix, ids, version)
         observe = self._metrics.prediction_value.observe

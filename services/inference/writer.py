@@ -4,7 +4,8 @@ Requests hand rows to :meth:`PredictionWriter.put` (non-blocking, bounded). One 
 COPYs them in batches: as soon as ``batch_rows`` wait, or ``flush_seconds`` after the first one
 arrived. When Postgres fails, batches go to the on-disk :class:`~services.inference.spool.Spool`
 and, once a write succeeds again, the spool is replayed oldest first before newer rows, so rows
-arrive in the order they were served. Replays insert with ``ON CONFLICT DO NOTHING``: a batch whose
+arrive in the order they were served. Replays insert with ``ON CONFLICT (id, created_at) DO NOTHING`` (the
+primary key of the partitioned table holds its partition key; a replayed row keeps both): a batch whose
 commit was written but not acknowledged is not written twice. While Postgres takes writes, the writer
 also replays (every ``adopt_seconds``) the spools that stopped servers left in the shared spool root,
 so rows a deleted pod spooled are not stranded with its folder. A row is lost only when the queue or
@@ -34,7 +35,7 @@ _STAGE = "CREATE TEMP TABLE predictions_incoming (LIKE predictions) ON COMMIT DR
 _COPY_STAGED = f"COPY predictions_incoming ({_COLUMN_LIST}) FROM STDIN"
 _MERGE = (
     f"INSERT INTO predictions ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM predictions_incoming"
-    " ON CONFLICT (id) DO NOTHING"
+    " ON CONFLICT (id, created_at) DO NOTHING"
 )
 # A write that takes longer is abandoned (and spooled): the writer must not hang on a stuck server.
 _STATEMENT_TIMEOUT = "SET LOCAL statement_timeout = '15s'"

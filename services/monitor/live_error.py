@@ -19,14 +19,16 @@ class LiveError:
 def live_error(conn: psycopg.Connection, version: int, start: datetime | None, end: datetime) -> LiveError:
     """MAE (100k USD) of ``version``'s champion predictions made in [start, end) that have feedback.
 
-    The MAE is None when it is undefined: no such rows, or a logged price that is not finite.
+    The MAE is None when it is undefined: no such rows, or a logged price that is not finite. The time
+    range is stated on both tables so each reads only the day partitions of the window.
     """
     row = conn.execute(
         "SELECT count(*), avg(abs(p.prediction - f.actual)) FROM predictions p"
-        " JOIN feedback f ON f.prediction_id = p.id"
+        " JOIN feedback f ON f.prediction_id = p.id AND f.predicted_at = p.created_at"
         " WHERE p.role = 'champion' AND p.model_version = %s"
-        " AND (%s::timestamptz IS NULL OR p.created_at >= %s) AND p.created_at < %s",
-        (version, start, start, end),
+        " AND (%s::timestamptz IS NULL OR p.created_at >= %s) AND p.created_at < %s"
+        " AND (%s::timestamptz IS NULL OR f.predicted_at >= %s) AND f.predicted_at < %s",
+        (version, start, start, end, start, start, end),
     ).fetchone()
     rows = int(row[0]) if row else 0
     mae = float(row[1]) if row and row[1] is not None else None

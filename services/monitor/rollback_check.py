@@ -99,11 +99,12 @@ def _labelled_since(
     """(features, logged prices, true prices) of ``version``'s newest labelled predictions in [start, end)."""
     query = sql.SQL(
         "SELECT {columns}, p.prediction, f.actual"
-        " FROM predictions p JOIN feedback f ON f.prediction_id = p.id"
+        " FROM predictions p JOIN feedback f ON f.prediction_id = p.id AND f.predicted_at = p.created_at"
         " WHERE p.role = 'champion' AND p.model_version = %s AND p.created_at >= %s AND p.created_at < %s"
+        " AND f.predicted_at >= %s AND f.predicted_at < %s"
         " ORDER BY p.created_at DESC LIMIT %s"
     ).format(columns=sql.SQL(", ").join(sql.Identifier("p", column) for column in FEATURE_COLUMNS))
-    rows = conn.execute(query, (version, start, end, MAX_ROWS)).fetchall()
+    rows = conn.execute(query, (version, start, end, start, end, MAX_ROWS)).fetchall()
     matrix = np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_COLUMNS) + 2)
     width = len(FEATURE_COLUMNS)
     return matrix[:, :width], matrix[:, width], matrix[:, width + 1]

@@ -2,8 +2,9 @@
 
 Two plans, and the cheaper is used: ``TABLESAMPLE SYSTEM`` reads a fraction of the table's pages
 (cost ~ sample x table / window), while ``ORDER BY random() LIMIT`` reads the window through the
-``created_at`` index (cost ~ window). When the window is most of the table, page sampling reads a
-few hundred pages instead of millions of rows.
+``created_at`` index (cost ~ window). Both read only the day partitions of the window, so "table"
+is those partitions' rows. When the window is most of them, page sampling reads a few hundred
+pages instead of millions of rows.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import psycopg
 from psycopg import sql
 
 from services.common.features import FEATURE_COLUMNS
+from services.common.partitions import rows_estimate
 
 # Draw this many times the rows needed from the sampled pages, then keep a random subset of them.
 OVERSAMPLE = 3.0
@@ -29,10 +31,8 @@ def sample_window(
     conn: psycopg.Connection, start: datetime, end: datetime, *, rows: int, window_rows: int
 ) -> tuple[npt.NDArray[np.float64], str]:
     """Up to ``rows`` random champion predictions from [start, end) (schema order), and the plan used."""
-    stats = conn.execute(
-        "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'predictions'::regclass"
-    ).fetchone()
-    table_rows = int(stats[0]) if stats else 0
+    # What a page sample reads: the day partitions of the window (a partitioned table has no stats).
+    table_rows = rows_estimate(conn, "predictions", start, end)
     percent = 100.0 * min(1.0, OVERSAMPLE * rows / max(window_rows, 1))
     where = sql.SQL("role = 'champion' AND created_at >= %s AND created_at < %s")
     # A fraction f of the pages yields about f x window rows of the window, and costs f x table rows.

@@ -42,14 +42,19 @@ def empty() -> LabelledRows:
 
 
 def fetch_labelled(conn: psycopg.Connection, since: datetime, after: datetime | None = None) -> LabelledRows:
-    """Champion predictions made since ``since`` (and strictly after ``after``) that have feedback."""
+    """Champion predictions made since ``since`` (and strictly after ``after``) that have feedback.
+
+    The time range is stated on both tables (feedback is partitioned by its prediction's time), so
+    each reads only the day partitions since ``since``.
+    """
     query = sql.SQL(
         "SELECT {columns}, f.actual, p.created_at FROM predictions p"
-        " JOIN feedback f ON f.prediction_id = p.id"
+        " JOIN feedback f ON f.prediction_id = p.id AND f.predicted_at = p.created_at"
         " WHERE p.role = 'champion' AND p.created_at >= %s AND (%s::timestamptz IS NULL OR p.created_at > %s)"
+        " AND f.predicted_at >= %s AND (%s::timestamptz IS NULL OR f.predicted_at > %s)"
         " ORDER BY p.created_at, p.id"
     ).format(columns=sql.SQL(", ").join(sql.Identifier("p", column) for column in FEATURE_COLUMNS))
-    rows = conn.execute(query, (since, after, after)).fetchall()
+    rows = conn.execute(query, (since, after, after, since, after, after)).fetchall()
     if not rows:
         return empty()
     width = len(FEATURE_COLUMNS)

@@ -32,18 +32,21 @@ def test_single_and_pooled_connections_carry_keepalives_and_timeouts(database_ur
 
 
 def test_a_feedback_write_stuck_behind_another_transaction_gives_up(database_url: str) -> None:
-    prediction = uuid.uuid4()
+    prediction, made = uuid.uuid4(), datetime.now(UTC)
     with connect(database_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO predictions (id, created_at, model_version, role, prediction, latency_ms,"
             " med_inc, house_age, ave_rooms, ave_bedrms, population, ave_occup, latitude, longitude)"
             " VALUES (%s, %s, 1, %s, 2.0, 1.0, 3, 20, 5, 1, 1000, 3, 34, -118)",
-            (prediction, datetime.now(UTC), "champion"),
+            (prediction, made, "champion"),
         )
     with connect(database_url) as holder, connect(database_url) as request:
-        holder.execute("INSERT INTO feedback (prediction_id, actual) VALUES (%s, 2.5)", (prediction,))
+        holder.execute(
+            "INSERT INTO feedback (prediction_id, predicted_at, actual) VALUES (%s, %s, 2.5)",
+            (prediction, made),
+        )
         started = time.monotonic()
         with pytest.raises(psycopg.errors.QueryCanceled):
-            record_feedback(request, prediction, 250_000.0, recent=set())
+            record_feedback(request, prediction, 250_000.0, recent={})
         assert 4 < time.monotonic() - started < 15
         holder.rollback()

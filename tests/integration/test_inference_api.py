@@ -41,6 +41,10 @@ def test_predictions_land_and_feedback_joins(
         assert predictions[1]["predicted_price_usd"] < predictions[0]["predicted_price_usd"]
 
         wait_for(lambda: count(database_url) == 4, timeout=10, message="4 rows in predictions")
+        # opaque strings to clients; UUIDv7 made by the server, in the order served
+        ids = [body["prediction_id"], *(p["prediction_id"] for p in predictions)]
+        assert all(uuid.UUID(one).version == 7 for one in ids)
+        assert sorted(ids[1:]) == ids[1:]
 
         headers = {"Authorization": "Bearer s3cret-token"}
         truth = {"prediction_id": body["prediction_id"], "actual_price_usd": 452_600.0}

@@ -169,9 +169,9 @@ def insert_labelled(url: str, x: np.ndarray, y: np.ndarray, start: datetime) -> 
                 pid = f"00000000-0000-4000-8000-{i:012d}"
                 ids.append(pid)
                 copy.write_row([pid, start + timedelta(seconds=i), 1, "champion", *row.tolist(), 0.0, 1.0])
-        with cur.copy("COPY feedback (prediction_id, actual) FROM STDIN") as copy:
-            for pid, actual in zip(ids, y, strict=True):
-                copy.write_row([pid, float(actual)])
+        with cur.copy("COPY feedback (prediction_id, predicted_at, actual) FROM STDIN") as copy:
+            for i, (pid, actual) in enumerate(zip(ids, y, strict=True)):
+                copy.write_row([pid, start + timedelta(seconds=i), float(actual)])
 
 
 def test_retraining_on_shifted_prices_moves_predictions_that_way(

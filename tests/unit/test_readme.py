@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic_settings import BaseSettings
 
-from services.common.settings import CommonSettings
+from services.common.settings import CommonSettings, MaintenanceSettings
 from services.inference.settings import InferenceSettings
 from services.monitor.settings import MonitorSettings
 from services.trainer.settings import TrainerSettings
@@ -37,7 +37,9 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert commands == [first_block()[1]]
 
 
-@pytest.mark.parametrize("settings", [CommonSettings, TrainerSettings, InferenceSettings, MonitorSettings])
+@pytest.mark.parametrize(
+    "settings", [CommonSettings, MaintenanceSettings, TrainerSettings, InferenceSettings, MonitorSettings]
+)
 def test_every_setting_is_in_the_configuration_table(settings: type[BaseSettings]) -> None:
     missing = [name.upper() for name in settings.model_fields if f"| `{name.upper()}` |" not in README]
     assert missing == []
