@@ -23,6 +23,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 from threadpoolctl import threadpool_limits
 
+from services.common import compiled
 from services.common.database import first_line
 from services.common.features import EXAMPLE, to_matrix
 from services.common.registry import (
@@ -52,11 +53,13 @@ class ServedModel:
     loaded_at: datetime
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    runtime: str = compiled.RUNTIME_PIPELINE
 
     def describe(self) -> dict[str, Any]:
         return {
             "version": self.version,
             "run_id": self.run_id,
+            "runtime": self.runtime,
             "loaded_at": self.loaded_at.isoformat(),
             "metrics": self.metrics,
             "tags": self.tags,
@@ -84,14 +87,41 @@ def load_from_registry(client: MlflowClient, version: ModelVersion) -> ServedMod
         raise RegistryError(f"cannot load model version {version.version}: {first_line(error)}") from error
     if warm.shape != (1,) or not np.isfinite(warm).all():
         raise RegistryError(f"model version {version.version} does not predict one finite price per row")
+    served, runtime = _compiled_or(model, figures.run_id, version, client)
     return ServedModel(
         version=figures.version,
         run_id=figures.run_id,
-        model=model,
+        model=served,
         loaded_at=datetime.now(UTC),
         metrics=figures.metrics,
         tags=figures.tags,
+        runtime=runtime,
     )
+
+
+def _compiled_or(
+    pipeline: Regressor, run_id: str, version: ModelVersion, client: MlflowClient
+) -> tuple[Regressor, str]:
+    """The version's compiled trees when it has them and they agree with the pipeline; else the pipeline."""
+    if compiled.TAG_COMPILED not in (version.tags or {}):
+        return pipeline, compiled.RUNTIME_PIPELINE
+    probe = to_matrix([EXAMPLE])
+    try:
+        tree_model = compiled.load_from_run(client, run_id)
+        difference = compiled.max_abs_difference(tree_model.predict(probe), pipeline.predict(probe))
+    except Exception as error:  # the gate checked it; a broken artifact must still not stop serving
+        log.error(
+            "version %s: cannot load its compiled trees (%s); serving the pipeline", version.version, error
+        )
+        return pipeline, compiled.RUNTIME_PIPELINE
+    if difference > compiled.PARITY_TOLERANCE:
+        log.error(
+            "version %s: compiled trees differ from the pipeline by %.3g; serving the pipeline",
+            version.version,
+            difference,
+        )
+        return pipeline, compiled.RUNTIME_PIPELINE
+    return tree_model, compiled.RUNTIME_COMPILED
 
 
 Loader = Callable[[MlflowClient, ModelVersion], ServedModel]

@@ -108,6 +108,9 @@ class FeedbackRecorded(BaseModel):
 class ModelInfo(BaseModel):
     version: int
     run_id: str
+    runtime: str = Field(
+        description="`treelite` when the version's compiled trees serve, `scikit-learn` for its pipeline."
+    )
     loaded_at: str
     metrics: dict[str, float]
     tags: dict[str, str]

@@ -1,7 +1,8 @@
 """The validation gate: a pure function of figures and thresholds that says whether a candidate may serve.
 
 Rules, in order:
-1. sanity: the probe prices are finite and non-negative, and the signature is the feature schema;
+1. sanity: the probe prices are finite and non-negative, the signature is the feature schema, and the
+   compiled trees (when stored) predict what the pipeline does on the holdout (they are what serves);
 2. floor: R² and MAE on the reference holdout reach absolute bars;
 3. no champion yet: a candidate above the floor becomes the first champion;
 4. enough recent labelled rows: they decide (the candidate's MAE there must beat the champion's), and

@@ -15,6 +15,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from services.common import compiled
 from services.common.database import connect, first_line
 from services.common.dataset import Dataset
 from services.common.events import record_event
@@ -45,6 +46,7 @@ class GateResult:
     decision: Decision
     candidate: Figures
     champion: Figures | None
+    compiled_max_abs_diff: float | None = None  # the candidate's compiled trees against its pipeline
 
     def as_dict(self) -> dict[str, Any]:
         def figures(f: Figures | None) -> dict[str, Any] | None:
@@ -63,6 +65,7 @@ class GateResult:
             "reasons": self.decision.reasons,
             "candidate": figures(self.candidate),
             "champion": figures(self.champion),
+            "compiled_max_abs_diff": self.compiled_max_abs_diff,
         }
 
 
@@ -111,6 +114,28 @@ def _signature_problems(version: int) -> list[str]:
     return []
 
 
+def compiled_parity(
+    client: MlflowClient, version: ModelVersion, pipeline: Regressor, x: npt.NDArray[np.float64]
+) -> tuple[float | None, list[str]]:
+    """(largest difference, problems) of the version's compiled trees against its pipeline on ``x``.
+
+    A version without a compiled form has nothing to check: the server serves its pipeline.
+    """
+    if compiled.TAG_COMPILED not in (version.tags or {}):
+        return None, []
+    try:
+        tree_model = compiled.load_from_run(client, version.run_id or "")
+        difference = compiled.max_abs_difference(tree_model.predict(x), pipeline.predict(x))
+    except Exception as error:  # a missing or corrupt artifact, or treelite refusing it
+        return None, [f"the compiled form of version {version.version} cannot be used: {first_line(error)}"]
+    if difference > compiled.PARITY_TOLERANCE:
+        return difference, [
+            f"the compiled trees predict up to {difference:.3g} away from the pipeline on {len(x)} holdout"
+            f" rows (more than {compiled.PARITY_TOLERANCE:g}): the server would serve other prices"
+        ]
+    return difference, []
+
+
 def gate_version(
     client: MlflowClient,
     database_url: str,
@@ -145,10 +170,11 @@ def gate_version(
 
     candidate_model = load_version(version)
     probe = probe_matrix(dataset.x_holdout[:200])
+    difference, compiled_problems = compiled_parity(client, candidate_mv, candidate_model, dataset.x_holdout)
     candidate = Figures(
         holdout=evaluate(candidate_model, x_holdout, y_holdout),
         recent=evaluate(candidate_model, recent.x, recent.y),
-        problems=_signature_problems(version) + probe_problems(candidate_model, probe),
+        problems=_signature_problems(version) + probe_problems(candidate_model, probe) + compiled_problems,
     )
     champion = None
     if champion_mv is not None:
@@ -159,7 +185,7 @@ def gate_version(
         )
     decision = decide(candidate, champion, thresholds(settings))
     result = GateResult(
-        version, int(champion_mv.version) if champion_mv else None, decision, candidate, champion
+        version, int(champion_mv.version) if champion_mv else None, decision, candidate, champion, difference
     )
     _apply(client, database_url, result, actor=actor)
     return result

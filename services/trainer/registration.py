@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 from sklearn.pipeline import Pipeline
 
+from services.common import compiled
 from services.common.features import EXAMPLE, FEATURE_NAMES, TARGET
 from services.common.finite import NON_FINITE, finite_document
 from services.common.profile import ReferenceProfile
@@ -117,5 +118,21 @@ def register_candidate(client: MlflowClient, experiment_id: str, record: Trainin
                 pip_requirements=_requirements(),
             )
         version = int(info.registered_model_version or 0)
+        runtime = _log_compiled(record.model)
+    if runtime is not None:
+        client.set_model_version_tag(MODEL_NAME, str(version), compiled.TAG_COMPILED, runtime)
     client.set_registered_model_alias(MODEL_NAME, CHALLENGER, str(version))
     return version, run.info.run_id
+
+
+def _log_compiled(model: Pipeline) -> str | None:
+    """Log the compiled trees next to the pipeline (in the active run); the runtime label, or None."""
+    try:
+        tree_model = compiled.compile_pipeline(model)
+    except compiled.CannotCompile as error:
+        mlflow.set_tag(compiled.TAG_COMPILED + ".skipped", str(error))
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        path = compiled.save(tree_model, Path(folder) / Path(compiled.COMPILED_ARTIFACT).name)
+        mlflow.log_artifact(str(path), artifact_path=str(Path(compiled.COMPILED_ARTIFACT).parent))
+    return compiled.runtime_label()

@@ -37,6 +37,8 @@ def test_promotion_is_served_without_restart_and_without_failures(
 ) -> None:
     with serving(make_app(settings_for(tmp_path), database_url, champion_registry.uri)) as server:
         wait_for(lambda: server.services.holder.champion is not None, message="the champion")
+        # v1 was trained: its compiled trees serve. v2 is registered without them: its pipeline serves.
+        assert httpx.get(f"{server.url}/model").json()["runtime"] == "treelite"
         with ClientLoop(server.url) as loop:
             wait_for(lambda: len(loop.versions) > 50, message="traffic on v1")
             promote(champion_registry.client, _second_version(champion_registry))
@@ -46,7 +48,8 @@ def test_promotion_is_served_without_restart_and_without_failures(
         assert loop.failures == []
         first_v2 = loop.versions.index(2)
         assert set(loop.versions[:first_v2]) == {1} and set(loop.versions[first_v2:]) == {2}
-        assert httpx.get(f"{server.url}/model").json()["version"] == 2
+        model = httpx.get(f"{server.url}/model").json()
+        assert model["version"] == 2 and model["runtime"] == "scikit-learn"
         metrics = httpx.get(f"{server.url}/metrics").text
         assert "model_swaps_total 1.0" in metrics
         assert 'model_info{run_id="' in metrics and 'version="2"' in metrics and 'version="1"' not in metrics

@@ -16,6 +16,7 @@ from sklearn.compose import TransformedTargetRegressor
 from sklearn.dummy import DummyRegressor
 from sklearn.pipeline import Pipeline
 
+from services.common import compiled
 from services.common.database import connect
 from services.common.dataset import Dataset
 from services.common.features import FEATURE_COLUMNS, FEATURE_NAMES
@@ -32,6 +33,7 @@ from services.common.registry import (
 )
 from services.common.rollback import roll_back
 from services.trainer.lifecycle import force_promote, gate_version
+from services.trainer.model import fit_model
 from services.trainer.registration import TrainingRecord, register_candidate
 from services.trainer.settings import TrainerSettings
 from services.trainer.train import run_training
@@ -197,3 +199,30 @@ def test_retraining_on_shifted_prices_moves_predictions_that_way(
     assert ReferenceProfile.load(Path(profile_path)).rows == 900
     # The holdout rows the candidate learned from are not used to judge it.
     assert gate.candidate.holdout is not None and gate.candidate.holdout.rows == len(dataset.y_holdout) - 2100
+
+
+def test_a_version_is_registered_with_its_compiled_trees_and_the_gate_checks_them(
+    champion_registry: Registry, dataset: Dataset, database_url: str, tmp_path: Path
+) -> None:
+    client = champion_registry.client
+    first = client.get_model_version("cali-housing", "1")
+    assert first.tags[compiled.TAG_COMPILED].startswith("treelite ")
+    settings = TrainerSettings()
+    summary = run_training(
+        client, champion_registry.experiment_id, database_url, dataset, settings, promote=False
+    )
+    # Swap the candidate's compiled trees for another model's: what would serve is not what was judged.
+    other = fit_model(dataset.x_train[:2000], dataset.y_train[:2000])
+    path = compiled.save(compiled.compile_pipeline(other), tmp_path / "model.tl")
+    client.log_artifact(summary.run_id, str(path), artifact_path="compiled")
+    result = gate_version(client, database_url, dataset, settings, summary.version, actor="test")
+    assert not result.decision.passed
+    assert any("compiled trees predict up to" in r for r in result.decision.reasons), result.decision.reasons
+    assert result.compiled_max_abs_diff is not None and result.compiled_max_abs_diff > 1e-3
+    # A faithful compiled form passes the same check.
+    good = run_training(
+        client, champion_registry.experiment_id, database_url, dataset, settings, promote=False
+    )
+    passed = gate_version(client, database_url, dataset, settings, good.version, actor="test")
+    assert passed.compiled_max_abs_diff is not None and passed.compiled_max_abs_diff <= 1e-6
+    assert not any("compiled" in r for r in passed.decision.reasons)
