@@ -1,9 +1,9 @@
 """The model: a scikit-learn pipeline fitted on the feature matrix in schema order.
 
 Measured on the standard split (``housing train`` prints it): R² 0.849, MAE 0.293 (100k USD), against the
-seed's LinearRegression at R² 0.576. Sized for serving as much as for accuracy: a one-row ``predict``
-costs in proportion to the number of trees, and 400 trees (R² 0.855) cost ~3 times the 150 kept here for
-+0.006 R². Fitted on numpy, not a DataFrame, so serving with numpy rows raises no feature-name
+seed's LinearRegression at R² 0.576. Sized for serving as much as for accuracy: a batch's ``predict``
+costs in proportion to the trees, even compiled (16 rows: 230 µs for these 150 trees, 883 µs for 400 trees
+at learning rate 0.1, which reach R² 0.855). Fitted on numpy, not a DataFrame, so serving with numpy rows raises no feature-name
 warning per call.
 """
 
