@@ -1,6 +1,6 @@
 """The maintenance CronJob (`housing db maintain`): on a schedule that keeps partitions ahead, one run
-at a time with a deadline, the monitor's hardened pod without its API token, egress to DNS and the
-database only, its settings from values under the names the code reads."""
+at a time with a deadline, the monitor's hardened pod without its API token, egress to DNS, the
+database and the MLflow registry only, its settings from values under the names the code reads."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ SETTINGS = {
     "driftReportRetentionDays": "DRIFT_REPORT_RETENTION_DAYS",
     "monitorHistogramRetentionDays": "MONITOR_HISTOGRAM_RETENTION_DAYS",
     "alertStateRetentionDays": "ALERT_STATE_RETENTION_DAYS",
+    "reportRetentionDays": "REPORT_RETENTION_DAYS",
     "lockTimeoutSeconds": "MAINTENANCE_LOCK_TIMEOUT_SECONDS",
 }
 
@@ -114,11 +115,13 @@ def test_the_monitors_hardened_pod_without_its_api_token(rendered: dict[str, Ren
         assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
 
 
-def test_egress_only_to_dns_and_the_database(rendered: dict[str, Rendered]) -> None:
-    for name in ("default", "staging", "prod"):
+def test_egress_only_to_dns_the_database_and_the_registry(rendered: dict[str, Rendered]) -> None:
+    for name in ("default", "staging", "prod", "ci/hosted-registry-s3-values.yaml"):
         r = rendered[name]
         got = ports(allowed(egress_rules(r, pod_labels(r)["maintain"])))
-        assert got == DNS | DATABASE, (name, got)
+        # The in-chart MLflow server (5000, which proxies the artifacts), else a hosted one over HTTPS.
+        registry = {(443, "TCP")} if name.startswith("ci/hosted") else {(5000, "TCP")}
+        assert got == DNS | DATABASE | registry, (name, got)
         policy = r.one("NetworkPolicy", "-maintain-egress")
         assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "maintain"
 

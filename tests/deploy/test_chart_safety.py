@@ -474,7 +474,7 @@ def expected_ports(r: Rendered) -> dict[str, set[tuple[int, str]]]:
         "trainer": DNS | DATABASE | registry,
         "monitor": DNS | DATABASE | registry | HTTPS | {(6443, "TCP"), (443, "TCP")},
         "migrate": DNS | DATABASE,
-        "maintain": DNS | DATABASE,
+        "maintain": DNS | DATABASE | registry,
         "test": DNS | {(8000, "TCP")},
     }
     monitors = [d for d in r.kind("CronJob") if d["metadata"]["name"].endswith("-monitor")]
@@ -504,7 +504,7 @@ def test_each_component_reaches_only_what_it_uses(rendered: dict[str, Rendered])
 def test_in_cluster_peers_select_the_right_pods(rendered: dict[str, Rendered]) -> None:
     prod = rendered["prod"]
     labels = pod_labels(prod)
-    for component in ("inference", "monitor", "trainer"):
+    for component in ("inference", "monitor", "trainer", "maintain"):
         to_mlflow = [
             json.loads(peer)
             for peer, port, _ in allowed(egress_rules(prod, labels[component]))
@@ -524,7 +524,7 @@ def test_in_cluster_peers_select_the_right_pods(rendered: dict[str, Rendered]) -
     # The MLflow server takes calls from its clients only.
     ingress = prod.one("NetworkPolicy", "-mlflow")["spec"]["ingress"]
     peers = [p for rule in ingress for p in rule["from"]]
-    for component in ("inference", "monitor", "trainer"):
+    for component in ("inference", "monitor", "trainer", "maintain"):
         assert any(selects(p["podSelector"], labels[component]) for p in peers), component
     for component in ("migrate", "test"):
         assert not any(selects(p["podSelector"], labels[component]) for p in peers), component
