@@ -117,6 +117,9 @@ def maintain(conn: psycopg.Connection, retention: Retention, *, now: datetime) -
             ),
             cutoff,
         )
+    report.deleted["prediction_late_rows"] = _delete(
+        conn, sql.SQL("DELETE FROM prediction_late_rows WHERE last_at < %s"), cutoff
+    )
     report.deleted["drift_reports"] = _delete(
         conn,
         sql.SQL("DELETE FROM drift_reports WHERE created_at < %s"),
