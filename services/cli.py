@@ -10,10 +10,16 @@ import logging
 import os
 import sys
 import warnings
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from services.common.maintenance import MaintenanceReport
+    from services.common.settings import MaintenanceSettings
 
 from services.inference import cli as inference_cli
 from services.local import cli as local_cli
@@ -82,12 +88,39 @@ def db_maintain(
         alert_state_days=settings.alert_state_retention_days,
         lock_timeout=timedelta(seconds=settings.maintenance_lock_timeout_seconds),
     )
+    now = datetime.now(UTC)
     with connect(database_url(settings), autocommit=True) as conn:
-        report = maintain(conn, retention, now=datetime.now(UTC))
+        report = maintain(conn, retention, now=now)
+    _prune_reports(settings, report, now - timedelta(days=settings.report_retention_days))
     if json_output:
         print(json.dumps(report.as_dict(), indent=2))
     else:
         print("\n".join(report.lines()))
+    if report.errors:
+        raise typer.Exit(1)
+
+
+def _prune_reports(settings: MaintenanceSettings, report: MaintenanceReport, before: datetime) -> None:
+    """Prune the monitor's MLflow runs and report files older than ``before`` into ``report``."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from services.common.connections import tracking_uri
+    from services.common.registry import EXPERIMENT_NAME
+    from services.common.report_retention import ReportPruning, prune_report_files, prune_reports
+
+    report.reports_kept_from = before.isoformat()
+    try:
+        client = MlflowClient(tracking_uri=tracking_uri(settings)[0])
+        experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+        experiment_id = str(experiment.experiment_id) if experiment is not None else None
+        pruning = prune_reports(client, experiment_id, settings.reports_folder, before)
+    except MlflowException as error:
+        report.errors.append(f"the MLflow registry: {str(error).splitlines()[0]}")
+        pruning = ReportPruning(files=prune_report_files(settings.reports_folder, before))
+    report.mlflow_runs_deleted = pruning.runs
+    report.mlflow_runs_kept = pruning.kept
+    report.report_files_deleted = pruning.files
 
 
 @db.command("stop")

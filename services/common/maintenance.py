@@ -10,6 +10,9 @@ One run, idempotent (a second run does nothing), safe beside live traffic:
 - deletes ``drift_reports``, ``monitor_histograms`` (with their coverage) and inactive alert state
   older than their own retention; keeps ``model_events`` (the audit trail).
 
+The monitor's MLflow runs and HTML files are pruned by :mod:`services.common.report_retention`; the
+command line runs both and this report carries what each did.
+
 Partition changes take their locks under ``lock_timeout`` (see :mod:`services.common.partitions`); the
 row deletions take row locks only. The histogram trim first narrows the coverage row, which waits
 for a monitor run in progress (it holds that row), so a run never counts a bucket trimmed under it.
@@ -58,6 +61,11 @@ class MaintenanceReport:
     skipped: list[str] = field(default_factory=list)
     deleted: dict[str, int] = field(default_factory=dict)
     kept_from: str = ""
+    reports_kept_from: str = ""
+    mlflow_runs_deleted: list[str] = field(default_factory=list)
+    mlflow_runs_kept: dict[str, str] = field(default_factory=dict)
+    report_files_deleted: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -77,6 +85,13 @@ class MaintenanceReport:
         )
         out.extend(f"deleted {rows} rows from {table}" for table, rows in self.deleted.items() if rows)
         out.extend(f"skipped {name}: its lock was busy; the next run tries again" for name in self.skipped)
+        if self.reports_kept_from:
+            out.append(f"monitor reports kept from {self.reports_kept_from}")
+            out.append(f"deleted {len(self.mlflow_runs_deleted)} MLflow monitor runs with their artifacts")
+            out.append(f"deleted {len(self.report_files_deleted)} report files")
+        kept = self.mlflow_runs_kept.items()
+        out.extend(f"kept MLflow run {run}: {why}; the next run tries again" for run, why in kept)
+        out.extend(f"error: {error}" for error in self.errors)
         return out
 
 
@@ -102,6 +117,9 @@ def maintain(conn: psycopg.Connection, retention: Retention, *, now: datetime) -
             ),
             cutoff,
         )
+    report.deleted["prediction_late_rows"] = _delete(
+        conn, sql.SQL("DELETE FROM prediction_late_rows WHERE last_at < %s"), cutoff
+    )
     report.deleted["drift_reports"] = _delete(
         conn,
         sql.SQL("DELETE FROM drift_reports WHERE created_at < %s"),

@@ -73,8 +73,20 @@ class MaintenanceSettings(CommonSettings):
     alert_state_retention_days: int = Field(
         default=30, ge=1, description="Days an inactive alert kind's state (its last alert) is kept."
     )
+    report_retention_days: int = Field(
+        default=14,
+        ge=1,
+        description="Days of monitor reports kept: MLflow monitor runs (with artifacts), REPORTS_DIR's HTML.",
+    )
+    reports_dir: Path | None = Field(
+        default=None, description="Folder for the Evidently HTML reports. Default: HOUSING_HOME/reports."
+    )
     maintenance_lock_timeout_seconds: float = Field(
         default=2.0,
         gt=0,
         description="Longest wait for a partition lock; the writers queued behind it wait at most this long.",
     )
+
+    @property
+    def reports_folder(self) -> Path:
+        return self.reports_dir or self.housing_home / "reports"

@@ -4,9 +4,16 @@ Counts are made by Postgres (``width_bucket`` against the reference bin edges), 
 into Python. Whole time buckets (``BUCKET``, 10 minutes) are counted once and kept in
 ``monitor_histograms`` (keyed by a digest of the bin edges); a run counts only the buckets not yet
 kept, plus the two partial ends of its window, and sums the kept buckets. Buckets younger than
-``SETTLE`` are not kept yet: the inference writer logs predictions in batches (and replays its spool
-after an outage), so the newest bucket may still be filling. Rows that arrive later than that for an
-already kept bucket are not counted (a known limit: the spool's replay after a long outage).
+``SETTLE`` are not kept yet: the inference writer logs predictions in batches, so the newest bucket
+may still be filling.
+
+Late rows (a spool replayed after an outage, a queue that waited) are recounted: the writer records
+the time range of every batch holding rows older than its ``LATE_AFTER`` (1 minute, within
+``SETTLE``) in ``prediction_late_rows``, in the batch's transaction. A run reads the records written
+since the previous run (by transaction id: records of transactions older than the previous run's
+snapshot xmin were all seen by it) and recounts the kept buckets they touch, whole: a bucket's counts
+are replaced, so a record read twice costs a recount, never a double count. A warm run with no late
+rows reads one indexed lookup more; with late rows, it reads their buckets again.
 
 Ten minutes: a day is 144 buckets x 8 features x <= 11 bins = 12.7k kept rows, while a run's direct
 scan is at most the last ~12 minutes of traffic plus what arrived since the last run.
@@ -180,24 +187,40 @@ def window_counts(
 
     scanned_kept = 0
     coverage = conn.execute(
-        "SELECT filled_from, filled_until FROM monitor_histogram_coverage WHERE profile_key = %s FOR UPDATE",
+        "SELECT filled_from, filled_until, late_seen_xmin FROM monitor_histogram_coverage"
+        " WHERE profile_key = %s FOR UPDATE",
         (key,),
     ).fetchone()
+    recounted = recounted_rows = 0
     if coverage is None or coverage[1] < first or coverage[0] > last:
+        seen_xmin, _ = _late_buckets(conn, None, first, first)
         scanned_kept += _keep_range(conn, profile, key, first, last)
         filled_from, filled_until = first, last
     else:
-        filled_from, filled_until = coverage
+        filled_from, filled_until, seen = coverage
+        # Before the new buckets are counted: a late record committed after this snapshot has an
+        # xid at or past its xmin, so the next run reads it.
+        seen_xmin, late = _late_buckets(conn, seen, filled_from, filled_until)
+        for low, high in _runs(late):
+            conn.execute(
+                "DELETE FROM monitor_histograms"
+                " WHERE profile_key = %s AND bucket_start >= %s AND bucket_start < %s",
+                (key, low, high),
+            )
+            recounted_rows += _keep_range(conn, profile, key, low, high)
+        recounted = len(late)
+        scanned_kept += recounted_rows
         if first < filled_from:
             scanned_kept += _keep_range(conn, profile, key, first, filled_from)
         if filled_until < last:
             scanned_kept += _keep_range(conn, profile, key, filled_until, last)
         filled_from, filled_until = min(first, filled_from), max(last, filled_until)
     conn.execute(
-        "INSERT INTO monitor_histogram_coverage (profile_key, filled_from, filled_until) VALUES (%s, %s, %s)"
+        "INSERT INTO monitor_histogram_coverage (profile_key, filled_from, filled_until, late_seen_xmin)"
+        " VALUES (%s, %s, %s, %s::xid8)"
         " ON CONFLICT (profile_key) DO UPDATE SET filled_from = EXCLUDED.filled_from,"
-        " filled_until = EXCLUDED.filled_until, updated_at = now()",
-        (key, filled_from, filled_until),
+        " filled_until = EXCLUDED.filled_until, late_seen_xmin = EXCLUDED.late_seen_xmin, updated_at = now()",
+        (key, filled_from, filled_until, seen_xmin),
     )
     kept = conn.execute(
         "SELECT feature, bin, sum(rows) FROM monitor_histograms"
@@ -222,11 +245,52 @@ def window_counts(
         "DELETE FROM monitor_histogram_coverage WHERE filled_from >= filled_until OR updated_at < %s",
         (now - retention,),
     )
+    conn.execute("DELETE FROM prediction_late_rows WHERE last_at < %s", (now - retention,))
     buckets = int((last - first) / BUCKET)
     return WindowCounts(
         counts,
         kept_rows + direct,
         scanned_kept + direct,
         buckets,
-        {"kept_rows": kept_rows, "newly_kept_rows": scanned_kept, "direct_rows": direct},
+        {
+            "kept_rows": kept_rows,
+            "newly_kept_rows": scanned_kept,
+            "direct_rows": direct,
+            "recounted_buckets": recounted,
+            "recounted_rows": recounted_rows,
+        },
     )
+
+
+def _late_buckets(
+    conn: psycopg.Connection, seen_xmin: object, start: datetime, end: datetime
+) -> tuple[object, list[datetime]]:
+    """(this snapshot's xmin, the buckets in [start, end) holding rows logged late since ``seen_xmin``).
+
+    One statement, one snapshot: every record it cannot see comes from a transaction at or past the
+    xmin it returns. ``seen_xmin`` None reads every record (a coverage made before late rows were
+    recorded).
+    """
+    row = conn.execute(
+        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text, array("
+        " SELECT DISTINCT b FROM prediction_late_rows r CROSS JOIN LATERAL generate_series("
+        "   date_bin(%(bucket)s, greatest(r.first_at, %(start)s), %(epoch)s),"
+        "   least(r.last_at, %(end)s), %(bucket)s) AS b"
+        " WHERE (%(seen)s::xid8 IS NULL OR r.xid >= %(seen)s::xid8)"
+        "   AND r.last_at >= %(start)s AND r.first_at < %(end)s AND b >= %(start)s AND b < %(end)s"
+        " ORDER BY b)",
+        {"bucket": BUCKET, "epoch": _EPOCH, "start": start, "end": end, "seen": seen_xmin},
+    ).fetchone()
+    assert row is not None
+    return row[0], list(row[1])
+
+
+def _runs(buckets: list[datetime]) -> list[tuple[datetime, datetime]]:
+    """Sorted bucket starts as [low, high) ranges of neighbouring buckets (one scan each)."""
+    ranges: list[tuple[datetime, datetime]] = []
+    for bucket in buckets:
+        if ranges and ranges[-1][1] == bucket:
+            ranges[-1] = (ranges[-1][0], bucket + BUCKET)
+        else:
+            ranges.append((bucket, bucket + BUCKET))
+    return ranges

@@ -176,7 +176,7 @@ def test_writable_folders_are_emptydirs(rendered: dict[str, Rendered]) -> None:
 def test_service_accounts_tokens_only_for_the_monitor(rendered: dict[str, Rendered]) -> None:
     r = rendered["prod"]
     for name, spec in workloads(r):
-        expected = name.startswith("CronJob/")
+        expected = name == "CronJob/cali-housing-monitor"
         assert spec.get("automountServiceAccountToken") is expected, name
     for sa in r.kind("ServiceAccount"):
         assert sa["automountServiceAccountToken"] is False

@@ -313,6 +313,7 @@ def test_the_check_covers_every_pod_of_the_full_scenario(rendered: dict[str, Ren
         "Deployment/cali-housing-inference",
         "Deployment/cali-housing-mlflow",
         "CronJob/cali-housing-monitor",
+        "CronJob/cali-housing-maintain",
         "Job/cali-housing-migrate",
         "Pod/cali-housing-test-readyz",
         "trainer-job.yaml",

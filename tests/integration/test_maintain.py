@@ -164,10 +164,11 @@ def test_maintain_beside_a_live_writer_loses_no_row(database_url: str, tmp_path:
     assert logged - before == sent > 0
 
 
-def test_the_command_prints_what_it_did(database_url: str) -> None:
+def test_the_command_prints_what_it_did(database_url: str, tmp_path: Path) -> None:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
+        "HOUSING_HOME": str(tmp_path),  # its MLflow store and reports folder (monitor reports pruned)
         "PREDICTION_RETENTION_DAYS": "7",
         "PARTITION_DAYS_AHEAD": "4",
     }
