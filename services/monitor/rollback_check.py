@@ -37,12 +37,12 @@ class Promotion:
 
 
 @dataclass(frozen=True)
-class RollbackCheck:
+class RollbackFigures:
+    """What the check measured; whether to roll back is the verdict's (``decide_rollback``)."""
+
     promotion: Promotion
     champion: LiveError
     previous: LiveError
-    roll_back: bool
-    reason: str
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -53,8 +53,6 @@ class RollbackCheck:
             "champion_rows": self.champion.rows,
             "previous_live_mae": self.previous.mae,
             "previous_rows": self.previous.rows,
-            "roll_back": self.roll_back,
-            "reason": self.reason,
         }
 
 
@@ -122,10 +120,9 @@ def check_rollback(
     *,
     now: datetime,
     predictor: Callable[[int], Predictor],
-    tolerance: float,
     min_rows: int,
-) -> RollbackCheck | None:
-    """The rollback check for a champion promoted over another version; None when there is nothing to check.
+) -> RollbackFigures | None:
+    """The rollback figures of a champion promoted over another version; None when there is nothing to check.
 
     A champion restored by a rollback is not checked (it was the good one), nor one whose predecessor
     is no longer the ``previous`` alias (a rollback would restore something else).
@@ -140,5 +137,4 @@ def check_rollback(
     before = LiveError(promotion.previous, 0, None)
     if len(actual) >= min_rows:  # load the predecessor only when the check can decide
         before = LiveError(promotion.previous, len(actual), _mae(predictor(promotion.previous)(x), actual))
-    roll_back, reason = decide_rollback(current, before, tolerance=tolerance, min_rows=min_rows)
-    return RollbackCheck(promotion, current, before, roll_back, reason)
+    return RollbackFigures(promotion, current, before)

@@ -145,12 +145,14 @@ def test_drift_launches_once_and_alerts_once_per_episode(
         assert first.report_path and Path(first.report_path).stat().st_size > 100_000
         with psycopg.connect(database_url) as conn:
             row = conn.execute(
-                "SELECT status, action, alerted, report_path, rows, psi->>'MedInc', details->>'mlflow_run_id'"
+                "SELECT status, action, alerted, report_path, rows, psi->>'MedInc', details->>'mlflow_run_id',"
+                " details->'reasons', (SELECT count(*) FROM drift_reports)"
                 " FROM drift_reports WHERE id = %s",
                 (first.report_id,),
             ).fetchone()
         assert row is not None
         assert row[:5] == ("drift", "trainer_launched", True, first.report_path, first.rows)
+        assert row[7][0].startswith("PSI reached 0.2: MedInc") and row[8] == 2  # one row per run
         assert float(row[5]) == pytest.approx(first.psi["MedInc"])
         artifacts = champion_registry.client.list_artifacts(row[6], "monitor")
         assert [a.path for a in artifacts] == [f"monitor/drift-report-{first.report_id}.html"]
