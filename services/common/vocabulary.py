@@ -1,4 +1,4 @@
-"""The words the services share: registry roles, model events, monitor statuses, triggers and actions.
+"""The words the services share: roles, model events and decisions, monitor statuses, triggers, actions.
 
 Each is a ``StrEnum``: a member is its string (``Role.CHAMPION == "champion"``), so it goes into SQL
 parameters, JSON, MLflow aliases and tags unchanged, and a typo is a mypy error instead of a silent
@@ -23,6 +23,15 @@ class ModelEvent(StrEnum):
 
     REGISTERED = "registered"
     PROMOTED = "promoted"
+    REJECTED = "rejected"
+    FORCED = "forced"
+    ROLLED_BACK = "rolled_back"
+
+
+class GateDecision(StrEnum):
+    """The decision tag (``gate.decision``) on a model version: why it serves, or why it does not."""
+
+    PASSED = "passed"
     REJECTED = "rejected"
     FORCED = "forced"
     ROLLED_BACK = "rolled_back"
@@ -58,6 +67,17 @@ class Action(StrEnum):
     LAUNCH_FAILED = "launch_failed"
     ROLLED_BACK = "rolled_back"
     ROLLBACK_FAILED = "rollback_failed"
+
+
+class AlertKind(StrEnum):
+    """What an alert is about (``monitor_alert_state.kind`` and the alert's ``kind``)."""
+
+    DRIFT = "drift"  # an episode: alerted once while it lasts
+    LIVE_ERROR = "live_error"  # an episode
+    LAUNCH_FAILED = "launch_failed"  # an episode
+    TRAINER_FAILED = "trainer_failed"  # an episode per failed trainer
+    ROLLED_BACK = "rolled_back"  # an event: alerted every time
+    ROLLBACK_FAILED = "rollback_failed"  # an event
 
 
 class Plan(StrEnum):

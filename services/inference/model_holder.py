@@ -26,13 +26,12 @@ from threadpoolctl import threadpool_limits
 from services.common.database import first_line
 from services.common.features import EXAMPLE, to_matrix
 from services.common.registry import (
-    CHALLENGER,
-    CHAMPION,
     MODEL_NAME,
     RegistryError,
     alias_version,
     version_figures,
 )
+from services.common.vocabulary import Role
 from services.inference.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -181,7 +180,7 @@ class ModelHolder:
             self.polled.set()
 
     def _refresh_champion(self) -> None:
-        target = alias_version(self._client, CHAMPION)
+        target = alias_version(self._client, Role.CHAMPION)
         current = self.champion
         if target is None:
             if current is None:
@@ -204,7 +203,7 @@ class ModelHolder:
     def _refresh_challenger(self) -> None:
         if not self._shadow:
             return
-        target = alias_version(self._client, CHALLENGER)
+        target = alias_version(self._client, Role.CHALLENGER)
         if target is None:
             self.challenger = None
             return

@@ -42,6 +42,7 @@ from rich.table import Table
 
 from services.common.connections import stop_embedded_postgres
 from services.common.features import FEATURE_NAMES, TARGET_UNIT_USD
+from services.common.vocabulary import Action, ModelEvent, Role, RunStatus
 from services.local.alert_receiver import AlertReceiver
 from services.local.processes import ChildFailed, Children, housing_command, wait_for
 from services.local.report import DemoRecord, ErrorPoint, MonitorRun, build_report
@@ -188,24 +189,28 @@ class Demo:
         self._rule("3. steady traffic")
         self._traffic("steady", scenario_spec("steady"), knobs.steady_rows)
         first = self._monitor("steady")
-        self._expect(first.status == "ok", f"steady traffic: monitor said {first.status}, expected ok")
+        self._expect(
+            first.status == RunStatus.OK, f"steady traffic: monitor said {first.status}, expected ok"
+        )
 
         self._rule("4. the market shifts: high-income districts, prices +25%")
         shift = scenario_spec("covariate-shift", knobs.shift_price_factor)
         shift_started = datetime.now(UTC)
         self._traffic("shifted", shift, knobs.shift_rows, mark="market shift")
         drift = self._monitor("shifted")
-        self._expect(drift.status == "drift", f"shifted traffic: monitor said {drift.status}, expected drift")
+        self._expect(
+            drift.status == RunStatus.DRIFT, f"shifted traffic: monitor said {drift.status}, expected drift"
+        )
         self._expect(
             drift.alerted and self.receiver.count() >= 1, "no drift alert reached the webhook receiver"
         )
         self._expect(
-            drift.action == "trainer_launched",
+            drift.action == Action.TRAINER_LAUNCHED,
             f"shifted traffic: action {drift.action}, not trainer_launched",
         )
 
         self._rule("5. retrain, gate, hot swap under traffic")
-        v2 = self._retrain_and_swap(v1, shift) if drift.action == "trainer_launched" else None
+        v2 = self._retrain_and_swap(v1, shift) if drift.action == Action.TRAINER_LAUNCHED else None
         if v2 is not None:
             self._traffic("after the swap", shift, knobs.after_swap_rows)
             self._live_error_falls(v1, v2, shift_started)
@@ -318,14 +323,14 @@ class Demo:
         run = _monitor_run(report, label, self.timeline.now())
         self.runs.append(run)
         self._print_run(run, finished.seconds)
-        kind: Kind = "drift" if run.status == "drift" else "monitor"
-        mark = f"{run.status} → trainer" if run.action == "trainer_launched" else None
+        kind: Kind = "drift" if run.status == RunStatus.DRIFT else "monitor"
+        mark = f"{run.status} → trainer" if run.action == Action.TRAINER_LAUNCHED else None
         self._event(kind, f"monitor #{len(self.runs)}: {run.status}", f"action {run.action}", mark=mark)
         if run.alerted:
             self._event(
                 "alert", f"alert received ({self.receiver.count()} in all)", "POST to the local webhook"
             )
-        if run.action == "trainer_launched":
+        if run.action == Action.TRAINER_LAUNCHED:
             self._event("retrain", "trainer launched by the monitor", "housing train as a child process")
         return run
 
@@ -346,7 +351,7 @@ class Demo:
             self._event(
                 "model", f"v{version} registered", "trained on the base set plus labelled rows", at=registered
             )
-            if event != "promoted":
+            if event != ModelEvent.PROMOTED:
                 self.misses.append(f"the gate rejected v{version}: {'; '.join(reasons)}")
                 self._event("model", f"gate rejected v{version}", "; ".join(reasons), at=at)
                 return None
@@ -407,9 +412,9 @@ class Demo:
         self._traffic("steady, bad model", scenario_spec("steady"), self.knobs.bad_rows)
         run = self._monitor("bad model")
         self._expect(
-            run.action == "rolled_back", f"bad model: monitor action {run.action}, expected rolled_back"
+            run.action == Action.ROLLED_BACK, f"bad model: monitor action {run.action}, expected rolled_back"
         )
-        if run.action == "rolled_back":
+        if run.action == Action.ROLLED_BACK:
             self._event(
                 "rollback",
                 f"monitor rolled back v{bad} → v{good}",
@@ -443,7 +448,9 @@ class Demo:
 
         def logged() -> int | None:
             with connect(self.database_url) as conn:
-                row = conn.execute("SELECT count(*) FROM predictions WHERE role = 'champion'").fetchone()
+                row = conn.execute(
+                    "SELECT count(*) FROM predictions WHERE role = %s", (Role.CHAMPION,)
+                ).fetchone()
             count = int(row[0]) if row else 0
             return count if count >= self.sent_total else None
 
@@ -455,8 +462,8 @@ class Demo:
         with connect(self.database_url) as conn:
             row = conn.execute(
                 "SELECT event, model_version, reasons, extract(epoch FROM created_at) FROM model_events"
-                " WHERE event IN ('promoted', 'rejected') AND model_version > %s ORDER BY id LIMIT 1",
-                (version,),
+                " WHERE event IN (%s, %s) AND model_version > %s ORDER BY id LIMIT 1",
+                (ModelEvent.PROMOTED, ModelEvent.REJECTED, version),
             ).fetchone()
         if row is None:
             return None
@@ -468,8 +475,8 @@ class Demo:
         with connect(self.database_url) as conn:
             row = conn.execute(
                 "SELECT extract(epoch FROM created_at) FROM model_events"
-                " WHERE event = 'registered' AND model_version = %s ORDER BY id LIMIT 1",
-                (version,),
+                " WHERE event = %s AND model_version = %s ORDER BY id LIMIT 1",
+                (ModelEvent.REGISTERED, version),
             ).fetchone()
         return self.timeline.since_start(float(row[0])) if row else None
 
@@ -480,9 +487,9 @@ class Demo:
             row = conn.execute(
                 "SELECT avg(abs(p.prediction - f.actual)), count(*) FROM predictions p"
                 " JOIN feedback f ON f.prediction_id = p.id"
-                " WHERE p.role = 'champion' AND p.model_version = %s"
+                " WHERE p.role = %s AND p.model_version = %s"
                 " AND (%s::timestamptz IS NULL OR p.created_at >= %s)",
-                (version, since, since),
+                (Role.CHAMPION, version, since, since),
             ).fetchone()
         return float(row[0]) if row and row[1] else None
 
@@ -493,7 +500,8 @@ class Demo:
             rows = conn.execute(
                 "SELECT extract(epoch FROM p.created_at), p.model_version, abs(p.prediction - f.actual)"
                 " FROM predictions p JOIN feedback f ON f.prediction_id = p.id"
-                " WHERE p.role = 'champion' ORDER BY p.created_at"
+                " WHERE p.role = %s ORDER BY p.created_at",
+                (Role.CHAMPION,),
             ).fetchall()
         return [ErrorPoint(self.timeline.since_start(float(at)), int(v), float(e)) for at, v, e in rows]
 
@@ -578,7 +586,12 @@ class Demo:
         self.console.print(f"{text} [dim]... {time.monotonic() - started:.1f} s[/dim]")
 
     def _print_run(self, run: MonitorRun, seconds: float) -> None:
-        colour = {"ok": "green", "drift": "red", "degraded": "yellow"}.get(run.status, "white")
+        colours: dict[str, str] = {
+            RunStatus.OK: "green",
+            RunStatus.DRIFT: "red",
+            RunStatus.DEGRADED: "yellow",
+        }
+        colour = colours.get(run.status, "white")
         live = f"live MAE {_usd(run.live_mae)} (reference {_usd(run.reference_mae)})" if run.live_mae else ""
         self.console.print(
             f"monitor #{len(self.runs)}: [{colour}]{run.status}[/{colour}]"
@@ -643,7 +656,9 @@ class Demo:
 
     def _write_report(self, total: float, errors: list[ErrorPoint]) -> Path:
         evidently = None
-        drift_run = next((run for run in self.runs if run.status == "drift" and run.report_path), None)
+        drift_run = next(
+            (run for run in self.runs if run.status == RunStatus.DRIFT and run.report_path), None
+        )
         self.output.parent.mkdir(parents=True, exist_ok=True)
         if drift_run is not None and drift_run.report_path and Path(drift_run.report_path).exists():
             copy = self.output.with_name(self.output.stem + "-evidently.html")
@@ -674,7 +689,7 @@ def _monitor_run(report: Mapping[str, Any], label: str, at: float) -> MonitorRun
         at=at,
         label=label,
         status=str(report.get("status", "?")),
-        action=str(report.get("action", "none")),
+        action=str(report.get("action", Action.NONE)),
         psi={str(k): float(v) for k, v in psi.items() if v is not None},
         drift_share=_float(report.get("drift_share")),
         live_mae=_float(report.get("live_mae")),

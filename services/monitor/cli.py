@@ -28,6 +28,7 @@ def monitor(
     from services.common.finite import dumps_summary
     from services.common.progress import Stages
     from services.common.registry import RegistryError
+    from services.common.vocabulary import RunStatus
     from services.monitor.alerts import Channel, TelegramChannel, WebhookChannel
     from services.monitor.launchers import Launcher
     from services.monitor.run import RUN_STAGES, MonitorFailed, MonitorParts, error_row, run_monitor
@@ -71,7 +72,7 @@ def monitor(
     except MonitorFailed as error:
         print(f"error: {error}", file=sys.stderr)
         if as_json:
-            print(dumps_summary({"status": "error", "error": str(error)}))
+            print(dumps_summary({"status": RunStatus.ERROR, "error": str(error)}))
         raise typer.Exit(1) from error
     if as_json:
         print(dumps_summary(summary.as_dict()))
@@ -80,10 +81,11 @@ def monitor(
 
 
 def _describe(summary: object) -> str:
+    from services.common.vocabulary import RunStatus
     from services.monitor.run import RunSummary
 
     assert isinstance(summary, RunSummary)
-    if summary.status == "locked":
+    if summary.status == RunStatus.LOCKED:
         return "another monitor run holds the lock: this one did nothing"
     text = f"report {summary.report_id}: {summary.status}, action {summary.action}"
     if summary.psi:

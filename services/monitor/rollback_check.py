@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 from services.common.features import FEATURE_COLUMNS
+from services.common.vocabulary import ModelEvent
 from services.monitor.live_error import LiveError
 
 # Rows a check scores at most (the newest): enough for a stable MAE, bounded in memory and time.
@@ -32,7 +33,7 @@ Predictor = Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]
 class Promotion:
     version: int
     previous: int | None
-    event: str
+    event: ModelEvent
     at: datetime
 
 
@@ -60,11 +61,11 @@ def last_promotion(conn: psycopg.Connection, version: int) -> Promotion | None:
     """The event that made ``version`` champion most recently (promoted, forced or rolled_back)."""
     row = conn.execute(
         "SELECT model_version, previous_version, event, created_at FROM model_events"
-        " WHERE event IN ('promoted', 'forced', 'rolled_back') AND model_version = %s"
+        " WHERE event IN (%s, %s, %s) AND model_version = %s"
         " ORDER BY created_at DESC, id DESC LIMIT 1",
-        (version,),
+        (ModelEvent.PROMOTED, ModelEvent.FORCED, ModelEvent.ROLLED_BACK, version),
     ).fetchone()
-    return Promotion(int(row[0]), row[1], str(row[2]), row[3]) if row else None
+    return Promotion(int(row[0]), row[1], ModelEvent(row[2]), row[3]) if row else None
 
 
 def decide_rollback(
@@ -128,7 +129,7 @@ def check_rollback(
     is no longer the ``previous`` alias (a rollback would restore something else).
     """
     promotion = last_promotion(conn, champion)
-    if promotion is None or promotion.event == "rolled_back" or promotion.previous is None:
+    if promotion is None or promotion.event == ModelEvent.ROLLED_BACK or promotion.previous is None:
         return None
     if previous_alias != promotion.previous:
         return None

@@ -37,7 +37,7 @@ from services.common.registry import (
     version_figures,
 )
 from services.common.rollback import roll_back
-from services.common.vocabulary import Action, Plan, Role, RunStatus, Trigger
+from services.common.vocabulary import Action, AlertKind, Plan, Role, RunStatus, Trigger
 from services.monitor.alerts import Alert, Channel, deliver, mark_alerted, observe
 from services.monitor.evidently_drift import EvidentlyResult, run_drift_preset
 from services.monitor.histograms import window_counts
@@ -486,7 +486,7 @@ def _act(
     summary.details["launch"] = {"detail": result.detail, **result.info}
 
 
-def _alert_text(summary: RunSummary, settings: MonitorSettings, kinds: list[str]) -> str:
+def _alert_text(summary: RunSummary, settings: MonitorSettings, kinds: list[AlertKind]) -> str:
     lines = [
         f"Cali Housing monitor: {', '.join(kinds)}"
         f" (report {summary.report_id}, champion v{summary.model_version})"
@@ -515,25 +515,27 @@ def _alert(
     settings = parts.settings
     cooldown = timedelta(minutes=settings.alert_cooldown_minutes)
     judged = summary.status != RunStatus.INSUFFICIENT_DATA
-    due: list[str] = []
+    due: list[AlertKind] = []
     trainer = summary.trainer
     # Each failed trainer is its own episode (its name is the subject); a success ends it.
     if summary.trainer_checked:
         failed = trainer if trainer is not None and trainer.failed else None
         subject = failed.trainer if failed is not None else None
-        state = observe(conn, "trainer_failed", failed is not None, now, subject=subject)
+        state = observe(conn, AlertKind.TRAINER_FAILED, failed is not None, now, subject=subject)
         if state.due(now, cooldown):
-            due.append("trainer_failed")
+            due.append(AlertKind.TRAINER_FAILED)
     if judged:
         for kind, active in (
-            ("drift", summary.drift),
-            ("live_error", verdict.live_degraded),
-            ("launch_failed", summary.action == Action.LAUNCH_FAILED),
+            (AlertKind.DRIFT, summary.drift),
+            (AlertKind.LIVE_ERROR, verdict.live_degraded),
+            (AlertKind.LAUNCH_FAILED, summary.action == Action.LAUNCH_FAILED),
         ):
             if observe(conn, kind, active, now).due(now, cooldown):
                 due.append(kind)
-    if summary.action in {Action.ROLLED_BACK, Action.ROLLBACK_FAILED}:
-        due.append(summary.action)  # an event, not an episode: always alerted
+    if summary.action is Action.ROLLED_BACK:  # an event, not an episode: always alerted
+        due.append(AlertKind.ROLLED_BACK)
+    elif summary.action is Action.ROLLBACK_FAILED:
+        due.append(AlertKind.ROLLBACK_FAILED)
     conn.commit()
     if not due:
         return

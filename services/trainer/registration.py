@@ -23,7 +23,8 @@ from sklearn.pipeline import Pipeline
 from services.common.features import EXAMPLE, FEATURE_NAMES, TARGET
 from services.common.finite import NON_FINITE, finite_document
 from services.common.profile import ReferenceProfile
-from services.common.registry import CHALLENGER, MODEL_ARTIFACT, MODEL_NAME, PROFILE_ARTIFACT
+from services.common.registry import MODEL_ARTIFACT, MODEL_NAME, PROFILE_ARTIFACT
+from services.common.vocabulary import Role
 from services.trainer.model import PARAMS
 
 # MLflow saves scikit-learn models with skops by default, and skops refuses HistGradientBoosting's
@@ -117,5 +118,5 @@ def register_candidate(client: MlflowClient, experiment_id: str, record: Trainin
                 pip_requirements=_requirements(),
             )
         version = int(info.registered_model_version or 0)
-    client.set_registered_model_alias(MODEL_NAME, CHALLENGER, str(version))
+    client.set_registered_model_alias(MODEL_NAME, Role.CHALLENGER, str(version))
     return version, run.info.run_id

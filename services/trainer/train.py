@@ -17,6 +17,7 @@ from services.common.progress import Stages
 from services.common.registry import (
     METRIC_RECENT_MAE,
 )
+from services.common.vocabulary import ModelEvent
 from services.trainer.evaluate import evaluate
 from services.trainer.labelled import fetch_labelled
 from services.trainer.lifecycle import GateResult, gate_version
@@ -119,7 +120,7 @@ def run_training(
         version, run_id = register_candidate(client, experiment_id, record)
         with connect(database_url) as conn:
             record_event(
-                conn, "registered", version, actor=actor, figures={**metrics, "undefined": undefined}
+                conn, ModelEvent.REGISTERED, version, actor=actor, figures={**metrics, "undefined": undefined}
             )
         stages.say(f"version {version}", end=" ")
 

@@ -25,6 +25,7 @@ import pytest
 
 from services.common.connections import mlflow_store, open_registry
 from services.common.dataset import Dataset
+from services.common.vocabulary import Action, ModelEvent, Role, RunStatus
 from services.local.alert_receiver import AlertReceiver
 from services.local.bad_model import register_bad_model
 from services.local.demo import FOREIGN_SETTINGS, Knobs, free_port
@@ -145,9 +146,9 @@ def test_drift_retrains_promotes_and_swaps_then_a_bad_champion_is_rolled_back(lo
     # A market shift: mostly high-income districts, selling 25% above the data set's prices.
     loop.traffic("covariate-shift", 1000, price_factor=1.25)
     drift = loop.monitor()
-    assert drift["status"] == "drift", json.dumps(drift)
+    assert drift["status"] == RunStatus.DRIFT, json.dumps(drift)
     assert drift["psi"]["MedInc"] >= 0.2
-    assert drift["action"] == "trainer_launched"
+    assert drift["action"] == Action.TRAINER_LAUNCHED
     assert drift["alerted"] is True
     assert loop.receiver.count() == 1
 
@@ -179,7 +180,7 @@ def test_drift_retrains_promotes_and_swaps_then_a_bad_champion_is_rolled_back(lo
     loop.traffic("covariate-shift", 300, price_factor=1.25)
 
     # A bad model forced in is rolled back by the next monitor run, once its live error is known.
-    from services.common.registry import CHAMPION, current_aliases
+    from services.common.registry import current_aliases
     from services.trainer.lifecycle import force_promote
 
     client, experiment_id = open_registry(*mlflow_store(loop.home))
@@ -190,7 +191,7 @@ def test_drift_retrains_promotes_and_swaps_then_a_bad_champion_is_rolled_back(lo
     )
     loop.traffic("steady", 600)
     rollback = loop.monitor()
-    assert rollback["action"] == "rolled_back", json.dumps(rollback)
-    assert current_aliases(client)[CHAMPION] == 2
-    assert ("rolled_back", 2) in loop.events()
+    assert rollback["action"] == Action.ROLLED_BACK, json.dumps(rollback)
+    assert current_aliases(client)[Role.CHAMPION] == 2
+    assert (ModelEvent.ROLLED_BACK, 2) in loop.events()
     wait_for(lambda: loop.served_version() == 2 or None, timeout=30, what="the server to swap back to v2")

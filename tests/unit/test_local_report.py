@@ -7,6 +7,7 @@ import re
 import pytest
 
 from services.common.features import FEATURE_NAMES
+from services.common.vocabulary import Action, RunStatus
 from services.local.report import DemoRecord, ErrorPoint, MonitorRun, build_report, rolling_mae
 from services.local.timeline import Event, Timeline, clock
 
@@ -53,11 +54,21 @@ def record() -> DemoRecord:
             ),
         ],
         runs=[
-            MonitorRun(20.0, "steady", "ok", "none", psi_ok, 0.0, 0.27, 0.28),
+            MonitorRun(20.0, "steady", RunStatus.OK, Action.NONE, psi_ok, 0.0, 0.27, 0.28),
             MonitorRun(
-                40.0, "shifted", "drift", "trainer_launched", psi_drift, 0.38, 0.55, 0.28, alerted=True
+                40.0,
+                "shifted",
+                RunStatus.DRIFT,
+                Action.TRAINER_LAUNCHED,
+                psi_drift,
+                0.38,
+                0.55,
+                0.28,
+                alerted=True,
             ),
-            MonitorRun(90.0, "bad model", "degraded", "rolled_back", psi_ok, 0.0, 0.9, 0.9, alerted=True),
+            MonitorRun(
+                90.0, "bad model", RunStatus.DEGRADED, Action.ROLLED_BACK, psi_ok, 0.0, 0.9, 0.9, alerted=True
+            ),
         ],
         errors=[ErrorPoint(15.0 + i / 10, 1 if i < 300 else 2, 0.3) for i in range(400)],
         evidently_report="demo-evidently.html",
