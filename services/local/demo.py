@@ -18,12 +18,9 @@ MODEL_POLL_SECONDS) are set here as the children's environment, so the defaults 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import secrets
 import shutil
 import signal
-import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -34,7 +31,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import httpx
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -42,27 +38,16 @@ from rich.table import Table
 
 from services.common.connections import stop_embedded_postgres
 from services.common.features import FEATURE_NAMES, TARGET_UNIT_USD
-from services.common.vocabulary import Action, ModelEvent, Role, RunStatus
+from services.common.vocabulary import Action, ModelEvent, RunStatus
 from services.local.alert_receiver import AlertReceiver
-from services.local.processes import ChildFailed, Children, housing_command, wait_for
+from services.local.processes import ChildFailed, Children, wait_for
 from services.local.report import DemoRecord, ErrorPoint, MonitorRun, build_report
 from services.local.scenarios import ScenarioSpec, scenario_spec, scenario_traffic
-from services.local.simulator import SimulationSummary, Simulator
+from services.local.simulator import SimulationSummary
+from services.local.stack import Stack, StackError, reset_home
 from services.local.timeline import Kind, Timeline, clock
 
 GOAL_SECONDS = 300
-# Settings the demo's children must not inherit from the caller's shell: the demo runs on its own state
-# and alerts only its own receiver.
-FOREIGN_SETTINGS = (
-    "DATABASE_URL",
-    "MLFLOW_TRACKING_URI",
-    "HOUSING_HOME",
-    "REPORTS_DIR",
-    "SPOOL_DIR",
-    "TELEGRAM_BOT_TOKEN",
-    "TELEGRAM_CHAT_ID",
-    "PUSHGATEWAY_URL",
-)
 
 
 @dataclass(frozen=True)
@@ -104,22 +89,6 @@ class DemoFailed(RuntimeError):
     """A step of the demo did not happen as scripted."""
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def reset_home(home: Path) -> None:
-    """A fresh demo folder: stop the Postgres a previous run left there, delete it, create it traversable."""
-    if (home / "postgres").exists():
-        stop_embedded_postgres(home / "postgres")
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True, exist_ok=True)
-    # The embedded Postgres runs as another system user when we are root: it must be able to enter.
-    home.chmod(0o755)
-
-
 class Demo:
     """One scripted run; :meth:`run` returns the exit code after stopping every part it started."""
 
@@ -132,16 +101,11 @@ class Demo:
         self.knobs = knobs
         self.console = console
         self.timeline = Timeline()
-        self.children = Children(self.home / "logs")
-        self.receiver = AlertReceiver()
+        self.stack = Stack(
+            self.home, Children(self.home / "logs"), AlertReceiver(), token=secrets.token_urlsafe(16)
+        )
         self.runs: list[MonitorRun] = []
         self.misses: list[str] = []
-        self.sent_total = 0
-        self.token = secrets.token_urlsafe(16)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.database_url = ""
-        self.env: dict[str, str] = {}
         self.facts: dict[str, str] = {}
         self._background: list[threading.Event] = []
         self._dataset: Any = None
@@ -159,11 +123,11 @@ class Demo:
             self.console.print("\n[yellow]interrupted: stopping everything the demo started[/yellow]")
             code = 130
         except (DemoFailed, ChildFailed) as error:
-            self.console.print(f"[red]demo failed: {error}[/red] (logs: {self.children.logs})")
+            self.console.print(f"[red]demo failed: {error}[/red] (logs: {self.stack.children.logs})")
             code = 1
         finally:
             try:
-                if code != 130 and self.database_url:
+                if code != 130 and self.stack.database_url:
                     self._stop_background()
                     errors = self._error_points()
             finally:
@@ -202,7 +166,7 @@ class Demo:
             drift.status == RunStatus.DRIFT, f"shifted traffic: monitor said {drift.status}, expected drift"
         )
         self._expect(
-            drift.alerted and self.receiver.count() >= 1, "no drift alert reached the webhook receiver"
+            drift.alerted and self.stack.receiver.count() >= 1, "no drift alert reached the webhook receiver"
         )
         self._expect(
             drift.action == Action.TRAINER_LAUNCHED,
@@ -226,23 +190,13 @@ class Demo:
 
         with self._status("a fresh state folder and an embedded Postgres"):
             reset_home(self.home)
-            self.database_url = embedded_postgres_url(self.home / "postgres")
-            migrate(self.database_url)
-        self.receiver.start()
-        env = {key: value for key, value in os.environ.items() if key not in FOREIGN_SETTINGS}
-        self.env = {
-            **env,
-            **self.knobs.env(),
-            "HOUSING_HOME": str(self.home),
-            "DATABASE_URL": self.database_url,
-            "FEEDBACK_TOKEN": self.token,
-            "ALERT_WEBHOOK_URL": self.receiver.url,
-            "REPORTS_DIR": str(self.home / "reports"),
-            "MLFLOW_DISABLE_TELEMETRY": os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true"),
-        }
+            database_url = embedded_postgres_url(self.home / "postgres")
+            migrate(database_url)
+        self.stack.receiver.start()
+        self.stack.configure(database_url, self.knobs.env())
         uri, _ = mlflow_store(self.home)
         self._event("setup", "state ready", f"Postgres in {self.home / 'postgres'}; MLflow store {uri}")
-        self.console.print(f"state in {self.home}; alerts go to {self.receiver.url}")
+        self.console.print(f"state in {self.home}; alerts go to {self.stack.receiver.url}")
 
     def _train_first(self) -> int:
         from services.common.connections import mlflow_store, open_registry
@@ -256,7 +210,7 @@ class Demo:
             summary = run_training(
                 self._client,
                 self._experiment_id,
-                self.database_url,
+                self.stack.database_url,
                 self._dataset,
                 TrainerSettings(housing_home=self.home),
                 actor="housing demo",
@@ -269,12 +223,10 @@ class Demo:
         return summary.version
 
     def _start_server(self, expected: int) -> None:
-        argv = housing_command("serve", "--host", "127.0.0.1", "--port", str(self.port))
-        with self._status(f"starting housing serve on {self.url}"):
-            process = self.children.start("serve", argv, env=self.env)
-            version = wait_for(self._served_version, timeout=90, what=f"{self.url}/model", alive=process)
+        with self._status(f"starting housing serve on {self.stack.url}"):
+            version = self.stack.start_server()
         self._expect(version == expected, f"the server loaded v{version}, expected v{expected}")
-        self._event("setup", f"serving v{version}", self.url)
+        self._event("setup", f"serving v{version}", self.stack.url)
 
     def _traffic(
         self, label: str, spec: ScenarioSpec, rows: int, *, mark: str | None = None
@@ -284,7 +236,7 @@ class Demo:
             TextColumn(f"traffic: {label}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[detail]}"), console=self.console, transient=True,
         )  # fmt: skip
-        with progress, self._http() as client:
+        with progress:
             task = progress.add_task(label, total=rows, detail="")
 
             def show(summary: SimulationSummary) -> None:
@@ -292,15 +244,14 @@ class Demo:
                 progress.update(task, completed=summary.sent + summary.failed, detail=detail)
 
             started = self.timeline.now()
-            summary = Simulator(client, token=self.token).run(
+            summary = self.stack.send(
                 bodies,
                 prices,
                 rate=self.knobs.rate,
                 feedback_delay=self.knobs.feedback_delay,
                 on_progress=show,
             )
-        self.sent_total += summary.sent
-        self._wait_logged()
+        self.stack.wait_logged()
         detail = (
             f"{spec.describe()}; sent {summary.sent}, failed {summary.failed}, "
             f"feedback {summary.feedback_posted}"
@@ -311,15 +262,10 @@ class Demo:
 
     def _monitor(self, label: str) -> MonitorRun:
         with self._status(f"housing monitor (after {label} traffic)"):
-            finished = self.children.run(
-                "monitor", housing_command("monitor", "--json"), env=self.env, timeout=240
-            )
-        if finished.returncode != 0:
-            raise DemoFailed(f"housing monitor exited with {finished.returncode} (log: {finished.log})")
-        try:
-            report = json.loads(finished.stdout)
-        except ValueError as error:
-            raise DemoFailed(f"housing monitor --json printed no JSON (log: {finished.log})") from error
+            try:
+                report, finished = self.stack.monitor(timeout=240)
+            except StackError as error:
+                raise DemoFailed(str(error)) from error
         run = _monitor_run(report, label, self.timeline.now())
         self.runs.append(run)
         self._print_run(run, finished.seconds)
@@ -328,7 +274,7 @@ class Demo:
         self._event(kind, f"monitor #{len(self.runs)}: {run.status}", f"action {run.action}", mark=mark)
         if run.alerted:
             self._event(
-                "alert", f"alert received ({self.receiver.count()} in all)", "POST to the local webhook"
+                "alert", f"alert received ({self.stack.receiver.count()} in all)", "POST to the local webhook"
             )
         if run.action == Action.TRAINER_LAUNCHED:
             self._event("retrain", "trainer launched by the monitor", "housing train as a child process")
@@ -342,12 +288,13 @@ class Demo:
                 "the trainer fits v2 on the base set plus labelled production rows, then the gate"
             ):
                 decision = wait_for(
-                    lambda: self._decision_after(v1),
+                    lambda: self.stack.observation.decision_after(v1),
                     timeout=self.knobs.retrain_timeout,
                     what="the trainer's gate",
                 )
-            event, version, reasons, at = decision
-            registered = self._registered_at(version)
+            event, version, reasons = decision.event, decision.version, decision.reasons
+            at = self.timeline.since_start(decision.at)
+            registered = self._since_start(self.stack.observation.registered_at(version))
             self._event(
                 "model", f"v{version} registered", "trained on the base set plus labelled rows", at=registered
             )
@@ -361,11 +308,10 @@ class Demo:
                 self.console.print(f"  - {reason}")
             with self._status(f"waiting for the server to swap in v{version} (it polls every "
                               f"{self.knobs.model_poll_seconds:g} s)"):  # fmt: skip
-                wait_for(lambda: self._served_version() == version or None, timeout=60, what="the swap")
+                wait_for(lambda: self.stack.served_version() == version or None, timeout=60, what="the swap")
             self._event("swap", f"server swapped to v{version}", "no restart", mark=f"v{version} serves")
             time.sleep(2.0)  # some traffic after the swap, served by the new model
         summary = background.summary
-        self.sent_total += summary.sent
         served = ", ".join(f"v{v}: {n}" for v, n in sorted(summary.versions.items()))
         self.console.print(
             f"traffic during retrain and swap: {summary.sent} rows ({served}), "
@@ -376,12 +322,12 @@ class Demo:
         self._expect(
             set(summary.versions) == {v1, version}, f"the swap traffic saw versions {dict(summary.versions)}"
         )
-        self._wait_logged()
+        self.stack.wait_logged()
         return version
 
     def _live_error_falls(self, v1: int, v2: int, since: datetime) -> None:
-        before = self._live_mae(v1, since)
-        after = self._live_mae(v2, since)
+        before = self.stack.observation.live_mae(v1, since)
+        after = self.stack.observation.live_mae(v2, since)
         if before is None or after is None:
             self.misses.append("no labelled rows to compare live error before and after the swap")
             return
@@ -397,16 +343,20 @@ class Demo:
             self._status("registering a model that prices every house at the mean"),
             self._quiet("bad-model"),
         ):
-            bad = register_bad_model(self._client, self._experiment_id, self.database_url, self._dataset)
+            bad = register_bad_model(
+                self._client, self._experiment_id, self.stack.database_url, self._dataset
+            )
         # What `housing promote V --force --reason ...` does, without the 5-10 s of a new process's imports.
         with self._status(f"forcing it in: housing promote {bad} --force --reason 'demo: bad model'"):
             force_promote(
-                self._client, self.database_url, bad, actor="housing demo", reason="demo: bad model"
+                self._client, self.stack.database_url, bad, actor="housing demo", reason="demo: bad model"
             )
         self._event("promotion", f"v{bad} forced in past the gate", REASON)
         with self._status(f"waiting for the server to swap in v{bad}"):
             wait_for(
-                lambda: self._served_version() == bad or None, timeout=60, what="the swap to the bad model"
+                lambda: self.stack.served_version() == bad or None,
+                timeout=60,
+                what="the swap to the bad model",
             )
         self._event("swap", f"server swapped to v{bad}", "the bad model serves", mark=f"v{bad} forced in")
         self._traffic("steady, bad model", scenario_spec("steady"), self.knobs.bad_rows)
@@ -422,88 +372,25 @@ class Demo:
                 mark=f"rolled back → v{good}",
             )
             with self._status(f"waiting for the server to swap back to v{good}"):
-                wait_for(lambda: self._served_version() == good or None, timeout=60, what="the swap back")
+                wait_for(
+                    lambda: self.stack.served_version() == good or None, timeout=60, what="the swap back"
+                )
             self._event("swap", f"server swapped back to v{good}", "")
             self._traffic("after the rollback", scenario_spec("steady"), self.knobs.after_rollback_rows)
-        bad_mae = self._live_mae(bad, None)
+        bad_mae = self.stack.observation.live_mae(bad, None)
         if bad_mae is not None:
             self.facts[f"live MAE of the bad v{bad}"] = _usd(bad_mae)
 
     # ----- observing the system ----------------------------------------------------------------------
 
-    def _served_version(self) -> int | None:
-        try:
-            with self._http(timeout=2) as client:
-                response = client.get("/model")
-        except httpx.HTTPError:
-            return None
-        if not response.is_success:
-            return None
-        version = response.json().get("version")
-        return int(version) if version is not None else None
-
-    def _wait_logged(self) -> None:
-        """Wait until the server's background writer has written every prediction answered so far."""
-        from services.common.database import connect
-
-        def logged() -> int | None:
-            with connect(self.database_url) as conn:
-                row = conn.execute(
-                    "SELECT count(*) FROM predictions WHERE role = %s", (Role.CHAMPION,)
-                ).fetchone()
-            count = int(row[0]) if row else 0
-            return count if count >= self.sent_total else None
-
-        wait_for(logged, timeout=30, what=f"{self.sent_total} predictions in Postgres", interval=0.2)
-
-    def _decision_after(self, version: int) -> tuple[str, int, list[str], float] | None:
-        from services.common.database import connect
-
-        with connect(self.database_url) as conn:
-            row = conn.execute(
-                "SELECT event, model_version, reasons, extract(epoch FROM created_at) FROM model_events"
-                " WHERE event IN (%s, %s) AND model_version > %s ORDER BY id LIMIT 1",
-                (ModelEvent.PROMOTED, ModelEvent.REJECTED, version),
-            ).fetchone()
-        if row is None:
-            return None
-        return str(row[0]), int(row[1]), list(row[2]), self.timeline.since_start(float(row[3]))
-
-    def _registered_at(self, version: int) -> float | None:
-        from services.common.database import connect
-
-        with connect(self.database_url) as conn:
-            row = conn.execute(
-                "SELECT extract(epoch FROM created_at) FROM model_events"
-                " WHERE event = %s AND model_version = %s ORDER BY id LIMIT 1",
-                (ModelEvent.REGISTERED, version),
-            ).fetchone()
-        return self.timeline.since_start(float(row[0])) if row else None
-
-    def _live_mae(self, version: int, since: datetime | None) -> float | None:
-        from services.common.database import connect
-
-        with connect(self.database_url) as conn:
-            row = conn.execute(
-                "SELECT avg(abs(p.prediction - f.actual)), count(*) FROM predictions p"
-                " JOIN feedback f ON f.prediction_id = p.id"
-                " WHERE p.role = %s AND p.model_version = %s"
-                " AND (%s::timestamptz IS NULL OR p.created_at >= %s)",
-                (Role.CHAMPION, version, since, since),
-            ).fetchone()
-        return float(row[0]) if row and row[1] else None
+    def _since_start(self, epoch: float | None) -> float | None:
+        return self.timeline.since_start(epoch) if epoch is not None else None
 
     def _error_points(self) -> list[ErrorPoint]:
-        from services.common.database import connect
-
-        with connect(self.database_url) as conn:
-            rows = conn.execute(
-                "SELECT extract(epoch FROM p.created_at), p.model_version, abs(p.prediction - f.actual)"
-                " FROM predictions p JOIN feedback f ON f.prediction_id = p.id"
-                " WHERE p.role = %s ORDER BY p.created_at",
-                (Role.CHAMPION,),
-            ).fetchall()
-        return [ErrorPoint(self.timeline.since_start(float(at)), int(v), float(e)) for at, v, e in rows]
+        return [
+            ErrorPoint(self.timeline.since_start(sample.at), sample.version, sample.error)
+            for sample in self.stack.observation.errors()
+        ]
 
     # ----- plumbing ----------------------------------------------------------------------------------
 
@@ -511,9 +398,6 @@ class Demo:
         self._phase += 1
         rng = np.random.default_rng([self.knobs.seed, self._phase])
         return scenario_traffic(self._dataset.x_holdout, self._dataset.y_holdout, spec, rows, rng)
-
-    def _http(self, timeout: float = 10.0) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=timeout)
 
     @contextmanager
     def _background_traffic(
@@ -524,11 +408,13 @@ class Demo:
         self._background.append(stop)
 
         def send() -> None:
-            with self._http() as client:
-                background.summary = Simulator(client, token=self.token).run(
-                    bodies, prices, rate=self.knobs.background_rate, feedback_delay=self.knobs.feedback_delay,
-                    stop=stop,
-                )  # fmt: skip
+            background.summary = self.stack.send(
+                bodies,
+                prices,
+                rate=self.knobs.background_rate,
+                feedback_delay=self.knobs.feedback_delay,
+                stop=stop,
+            )
 
         thread = threading.Thread(target=send, name="background-traffic", daemon=True)
         thread.start()
@@ -560,9 +446,9 @@ class Demo:
         import logging
         import warnings
 
-        self.children.logs.mkdir(parents=True, exist_ok=True)
+        self.stack.children.logs.mkdir(parents=True, exist_ok=True)
         with (
-            (self.children.logs / f"{name}.log").open("a", encoding="utf-8") as log,
+            (self.stack.children.logs / f"{name}.log").open("a", encoding="utf-8") as log,
             contextlib.redirect_stderr(log),
             warnings.catch_warnings(),
         ):
@@ -618,17 +504,17 @@ class Demo:
 
     def _clean_up(self) -> None:
         self._stop_background()
-        stopped = self.children.stop_all()
-        trainer = _stop_trainer(self.home)
-        self.receiver.stop()
+        stopped = self.stack.children.stop_all()
+        trainer = self.stack.stop_trainer()
+        self.stack.receiver.stop()
         if stopped or trainer:
             self.console.print(f"stopped: {', '.join([*stopped, *trainer])}")
-        if self.database_url and self.keep_postgres:
+        if self.stack.database_url and self.keep_postgres:
             self.console.print(
-                f"the embedded Postgres keeps running ({self.database_url}); "
+                f"the embedded Postgres keeps running ({self.stack.database_url}); "
                 f"stop it with: HOUSING_HOME={self.home} housing db stop"
             )
-        elif self.database_url and stop_embedded_postgres(self.home / "postgres"):
+        elif self.stack.database_url and stop_embedded_postgres(self.home / "postgres"):
             self.console.print("stopped the embedded Postgres")
 
     # ----- the end -----------------------------------------------------------------------------------
@@ -642,7 +528,11 @@ class Demo:
             detail = event.detail if len(event.detail) <= room else event.detail[: room - 1] + "…"
             table.add_row(clock(event.at), event.kind, event.title, detail)
         self.console.print(table)
-        self.facts = {"total time": clock(total), "alerts received": str(self.receiver.count()), **self.facts}
+        self.facts = {
+            "total time": clock(total),
+            "alerts received": str(self.stack.receiver.count()),
+            **self.facts,
+        }
         path = None
         if self.runs or errors:
             path = self._write_report(total, errors)
@@ -706,23 +596,6 @@ def _float(value: Any) -> float | None:
 def _usd(value: float | None) -> str:
     """A price error in 100k USD as ``28.4 k USD``."""
     return "-" if value is None else f"{value * TARGET_UNIT_USD / 1000:.1f} k USD"
-
-
-def _stop_trainer(home: Path) -> list[str]:
-    """Stop a trainer the monitor launched under ``home``, if it still runs.
-
-    The local launcher's lock file names the trainer's process (a session leader) with its start time,
-    so a recycled pid is never signalled.
-    """
-    from services.monitor.launchers.local import read_lock, trainer_running
-
-    lock = read_lock(home)
-    if not lock or not trainer_running(home):
-        return []
-    pid = int(lock["pid"])
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    return [f"trainer (pid {pid})"]
 
 
 def run_demo(home: Path, output: Path, *, keep_postgres: bool = False, knobs: Knobs | None = None) -> int:
