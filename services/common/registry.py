@@ -30,6 +30,8 @@ ALIASES = tuple(Role)  # champion, challenger, previous: services/common/vocabul
 # Run artifacts and metrics the services agree on.
 MODEL_ARTIFACT = "model"
 PROFILE_ARTIFACT = "reference/profile.json"
+ERROR_MODEL_ARTIFACT = "error_model/error_model.joblib"  # services/common/error_model.py; absent before it
+METRIC_ERROR_MODEL_OOF_MAE = "error_model_oof_mae"
 METRIC_HOLDOUT_MAE = "holdout_mae"
 METRIC_HOLDOUT_R2 = "holdout_r2"
 METRIC_HOLDOUT_RMSE = "holdout_rmse"

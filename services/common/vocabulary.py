@@ -54,6 +54,7 @@ class Trigger(StrEnum):
     PSI = "psi"  # a feature's PSI reached PSI_THRESHOLD
     DRIFT_SHARE = "drift_share"  # Evidently's drifted share reached DRIFT_SHARE_THRESHOLD
     LIVE_ERROR = "live_error"  # the live MAE is beyond LIVE_MAE_TOLERANCE of the training MAE
+    ESTIMATED_DEGRADATION = "estimated_degradation"  # the label-free MAE estimate is beyond its tolerance
     ROLLBACK = "rollback"  # a fresh champion is worse live than its predecessor
     TRAINER_FAILED = "trainer_failed"  # the newest finished trainer failed
 
@@ -74,10 +75,19 @@ class AlertKind(StrEnum):
 
     DRIFT = "drift"  # an episode: alerted once while it lasts
     LIVE_ERROR = "live_error"  # an episode
+    ESTIMATED_DEGRADATION = "estimated_degradation"  # an episode
     LAUNCH_FAILED = "launch_failed"  # an episode
     TRAINER_FAILED = "trainer_failed"  # an episode per failed trainer
     ROLLED_BACK = "rolled_back"  # an event: alerted every time
     ROLLBACK_FAILED = "rollback_failed"  # an event
+
+
+class RetrainSignal(StrEnum):
+    """What may launch the trainer (RETRAIN_ON); a signal left out only alerts."""
+
+    DRIFT = "drift"  # the PSI or drifted-share triggers
+    ESTIMATED_DEGRADATION = "estimated_degradation"  # the label-free estimate
+    LIVE_DEGRADATION = "live_degradation"  # the live MAE on labelled predictions
 
 
 class Plan(StrEnum):

@@ -95,6 +95,10 @@ def _describe(summary: object) -> str:
     if summary.live_mae is not None:
         text += f"\nlive MAE {summary.live_mae:.3f} on {summary.labelled_rows} rows"
         text += f" (training {summary.reference_mae})"
+    if summary.estimated_mae is not None:
+        text += (
+            f"\nestimated MAE {summary.estimated_mae:.3f} without labels (training {summary.reference_mae})"
+        )
     if summary.detail:
         text += f"\n{summary.detail}"
     if summary.report_path:

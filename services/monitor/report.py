@@ -6,7 +6,8 @@ status:
 - ``drift``: a feature's PSI reached PSI_THRESHOLD, or Evidently's drifted share reached
   DRIFT_SHARE_THRESHOLD.
 - ``degraded``: no drift, but the champion's live MAE is beyond LIVE_MAE_TOLERANCE of its training MAE,
-  or the champion is worse live than its predecessor (a rollback was due).
+  or its label-free estimate beyond ESTIMATED_MAE_TOLERANCE, or the champion is worse live than its
+  predecessor (a rollback was due).
 - ``insufficient_data``: fewer than DRIFT_MIN_ROWS predictions in the window, or no champion yet.
 - ``error``: the run could not judge (no reference profile, registry down, ...); ``details.error`` says why.
 
@@ -58,6 +59,7 @@ def insert_report(
     drift_share: float | None = None,
     live_mae: float | None = None,
     reference_mae: float | None = None,
+    estimated_mae: float | None = None,
     action: Action = Action.NONE,
     alerted: bool = False,
     report_path: str | None = None,
@@ -76,6 +78,7 @@ def insert_report(
             "drift_share": drift_share,
             "live_mae": live_mae,
             "reference_mae": reference_mae,
+            "estimated_mae": estimated_mae,
             "details": details or {},
         },
         where="drift_reports",
@@ -84,9 +87,10 @@ def insert_report(
     stored_details = {**figures["details"], **({NON_FINITE: nulled} if nulled else {})}
     row = conn.execute(
         "INSERT INTO drift_reports (id, window_start, window_end, model_version, rows, labelled_rows, psi,"
-        " tests, drift_share, live_mae, reference_mae, status, action, alerted, report_path, details)"
+        " tests, drift_share, live_mae, reference_mae, estimated_mae, status, action, alerted, report_path,"
+        " details)"
         " VALUES (coalesce(%s::bigint, nextval(pg_get_serial_sequence('drift_reports', 'id'))),"
-        " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
         (
             report_id,
             window_start,
@@ -99,6 +103,7 @@ def insert_report(
             figures["drift_share"],
             figures["live_mae"],
             figures["reference_mae"],
+            figures["estimated_mae"],
             str(status),
             str(action),
             alerted,

@@ -18,16 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import psycopg
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from services.common.database import connect, first_line
+from services.common.error_model import ErrorModel, load_error_model
 from services.common.features import FEATURE_NAMES
 from services.common.profile import ReferenceProfile
 from services.common.progress import Stages
 from services.common.registry import (
+    ERROR_MODEL_ARTIFACT,
     METRIC_HOLDOUT_MAE,
     PROFILE_ARTIFACT,
     RegistryError,
@@ -95,6 +98,7 @@ class RunSummary:
     drift: bool = False
     live_mae: float | None = None
     reference_mae: float | None = None
+    estimated_mae: float | None = None  # label-free, from the champion's error model
     trainer: TrainerOutcome | None = None
     trainer_checked: bool = False  # the launcher could look at its trainers this run
     triggers: list[Trigger] = field(default_factory=list)
@@ -119,6 +123,7 @@ class RunSummary:
             "drift": self.drift,
             "live_mae": self.live_mae,
             "reference_mae": self.reference_mae,
+            "estimated_mae": self.estimated_mae,
             "trainer": self.trainer.as_dict() if self.trainer else None,
             "triggers": self.triggers,
             "action": self.action,
@@ -167,6 +172,7 @@ def run_monitor(parts: MonitorParts) -> RunSummary:
             drift_detected=summary.drift,
             live_mae=summary.live_mae,
             reference_mae=summary.reference_mae,
+            estimated_mae=summary.estimated_mae,
             trainer_failed=summary.trainer.failed if summary.trainer else None,
             finished_at=time.time(),
             duration_seconds=summary.duration_seconds,
@@ -179,12 +185,13 @@ def run_monitor(parts: MonitorParts) -> RunSummary:
         if problem:
             summary.details["metrics"] = problem
     log.info(
-        "monitor: status=%s rows=%d psi=%s drift_share=%s live_mae=%s action=%s alerted=%s",
+        "monitor: status=%s rows=%d psi=%s drift_share=%s live_mae=%s estimated_mae=%s action=%s alerted=%s",
         summary.status,
         summary.rows,
         summary.psi,
         summary.drift_share,
         summary.live_mae,
+        summary.estimated_mae,
         summary.action,
         summary.alerted,
     )
@@ -241,6 +248,8 @@ class Champion:
     reference_mae: float | None
     profile: ReferenceProfile
     previous_alias: int | None
+    error_model: ErrorModel | None  # None: registered without one (no estimate), or unreadable
+    error_model_note: str | None = None  # why there is no estimate
 
 
 def _read_champion(parts: MonitorParts) -> Champion | None:
@@ -265,7 +274,26 @@ def _read_champion(parts: MonitorParts) -> Champion | None:
         )
         error_row(parts.database_url, message, model_version=version)
         raise MonitorFailed(message) from error
-    return Champion(version, figures.metrics.get(METRIC_HOLDOUT_MAE), profile, previous_alias)
+    error_model, note = _load_error_model(client, figures.run_id, version)
+    return Champion(
+        version, figures.metrics.get(METRIC_HOLDOUT_MAE), profile, previous_alias, error_model, note
+    )
+
+
+def _load_error_model(
+    client: MlflowClient, run_id: str, version: int
+) -> tuple[ErrorModel | None, str | None]:
+    """The champion's error model, or None and why; never raises (without it, the run estimates nothing)."""
+    folder = str(Path(ERROR_MODEL_ARTIFACT).parent)
+    try:
+        if not any(item.path == ERROR_MODEL_ARTIFACT for item in client.list_artifacts(run_id, folder)):
+            return None, f"champion v{version} has no error model (registered before it existed): no estimate"
+        with tempfile.TemporaryDirectory() as temporary:
+            return load_error_model(
+                Path(client.download_artifacts(run_id, ERROR_MODEL_ARTIFACT, temporary))
+            ), None
+    except Exception as error:  # a broken artifact costs the estimate, not the run
+        return None, f"cannot read the error model of champion v{version}: {first_line(error)}; no estimate"
 
 
 def _locked_run(parts: MonitorParts) -> RunSummary:
@@ -349,6 +377,7 @@ def _locked_run(parts: MonitorParts) -> RunSummary:
             drift_share=summary.drift_share,
             live_mae=summary.live_mae,
             reference_mae=champion.reference_mae,
+            estimated_mae=summary.estimated_mae,
             action=summary.action,
             alerted=summary.alerted,
             report_path=summary.report_path,
@@ -383,6 +412,7 @@ def _measure(
         stages.say(f"{counts.rows} rows ({counts.scanned} read)", end=" ")
 
     evidently: EvidentlyResult | None = None
+    sample: npt.NDArray[np.float64] | None = None
     with stages.stage("Evidently drift preset on a random sample"), _timed(timings, "evidently"):
         if counts.rows >= settings.drift_min_rows:
             current, plan = sample_window(
@@ -395,11 +425,13 @@ def _measure(
             )
             summary.drift_share = evidently.drift_share
             summary.details["sample"] = {"rows": len(current), "plan": plan}
+            sample = current
             stages.say(f"{len(current)} rows ({plan}), drifted share {evidently.drift_share:.2f}", end=" ")
         else:
             stages.say("skipped: too few rows", end=" ")
 
-    with stages.stage("live error and rollback check"), _timed(timings, "live_error"):
+    with stages.stage("live and estimated error, rollback check"), _timed(timings, "live_error"):
+        estimated_rows = _estimate(champion, sample, summary)
         live = live_error(conn, champion.version, start, now)
         summary.live_mae, summary.labelled_rows = live.mae, live.rows
         rollback = check_rollback(
@@ -420,10 +452,28 @@ def _measure(
         live_mae=live.mae,
         labelled_rows=live.rows,
         reference_mae=champion.reference_mae,
+        estimated_mae=summary.estimated_mae,
+        estimated_rows=estimated_rows,
         rollback=rollback,
         trainer=summary.trainer,
     )
     return measured, evidently, rollback
+
+
+def _estimate(champion: Champion, sample: npt.NDArray[np.float64] | None, summary: RunSummary) -> int:
+    """The label-free MAE estimate on the window's sample into ``summary``; the rows it averaged."""
+    if champion.error_model is None:
+        summary.details["estimate"] = champion.error_model_note
+        if champion.error_model_note:
+            log.info("%s", champion.error_model_note)
+        return 0
+    if sample is None or len(sample) == 0:
+        summary.details["estimate"] = "too few rows in the window: no estimate"
+        return 0
+    predictions = load_predictor(champion.version)(sample)
+    summary.estimated_mae = champion.error_model.estimate_mae(sample, predictions)
+    summary.details["estimate"] = {"rows": len(sample), "estimated_mae": summary.estimated_mae}
+    return len(sample)
 
 
 def _launcher(parts: MonitorParts, summary: RunSummary) -> Launcher | str:
@@ -503,6 +553,11 @@ def _alert_text(summary: RunSummary, settings: MonitorSettings, kinds: list[Aler
             f"live MAE {summary.live_mae:.3f} on {summary.labelled_rows} rows"
             f" vs {summary.reference_mae or math.nan:.3f} at training"
         )
+    if summary.estimated_mae is not None:
+        lines.append(
+            f"estimated MAE {summary.estimated_mae:.3f} without labels"
+            f" vs {summary.reference_mae or math.nan:.3f} at training"
+        )
     if summary.trainer is not None and summary.trainer.failed:
         lines.append(f"the last trainer failed: {summary.trainer.trainer} ({summary.trainer.reason})")
     lines.append(f"action: {summary.action}" + (f" ({summary.detail})" if summary.detail else ""))
@@ -528,6 +583,7 @@ def _alert(
         for kind, active in (
             (AlertKind.DRIFT, summary.drift),
             (AlertKind.LIVE_ERROR, verdict.live_degraded),
+            (AlertKind.ESTIMATED_DEGRADATION, verdict.estimated_degraded),
             (AlertKind.LAUNCH_FAILED, summary.action == Action.LAUNCH_FAILED),
         ):
             if observe(conn, kind, active, now).due(now, cooldown):
@@ -579,6 +635,7 @@ def _log_to_mlflow(parts: MonitorParts, summary: RunSummary) -> None:
                 "drift_share": summary.drift_share,
                 "live_mae": summary.live_mae,
                 "reference_mae": summary.reference_mae,
+                "estimated_mae": summary.estimated_mae,
                 "rows": summary.rows,
                 "labelled_rows": summary.labelled_rows,
                 "drift_detected": float(summary.drift),

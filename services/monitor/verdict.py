@@ -4,14 +4,17 @@ Rules:
 1. a window judges drift only with DRIFT_MIN_ROWS predictions: then a feature whose PSI reaches
    PSI_THRESHOLD, or an Evidently drifted share reaching DRIFT_SHARE_THRESHOLD, is drift;
 2. the champion is degraded when ROLLBACK_MIN_ROWS labelled predictions show a live MAE beyond its
-   training (holdout) MAE by more than LIVE_MAE_TOLERANCE (an undefined MAE never degrades);
+   training (holdout) MAE by more than LIVE_MAE_TOLERANCE (an undefined MAE never degrades), or, before
+   any label, when its error model's estimate on a window of DRIFT_MIN_ROWS rows is beyond that MAE by
+   more than ESTIMATED_MAE_TOLERANCE (``estimated_degradation``);
 3. a champion promoted over another version is rolled back when, on the same labelled rows since its
    promotion, its MAE is worse than its predecessor's by more than ROLLBACK_TOLERANCE;
 4. a failed trainer is a trigger (it is alerted) but asks for nothing: the next drift launches anew;
 5. status: ``drift`` before ``degraded`` (a due rollback is degraded too) before ``ok``; a window too
    small to judge drift, with nothing else to say, is ``insufficient_data``;
-6. plan: a due rollback comes first (a retrain would start from the worse champion); else drift or a
-   degraded champion launch the trainer; else nothing.
+6. plan: a due rollback comes first (a retrain would start from the worse champion); else drift, an
+   estimated or a live degradation launch the trainer when RETRAIN_ON names that signal (the others
+   only alert); else nothing. The estimate never rolls back: a rollback needs labels.
 
 The verdict's reasons say, for each rule that spoke, which figure against which threshold.
 """
@@ -21,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from services.common.vocabulary import Plan, RunStatus, Trigger
+from services.common.vocabulary import Plan, RetrainSignal, RunStatus, Trigger
 from services.monitor.launchers import TrainerOutcome
 from services.monitor.live_error import degraded
 from services.monitor.rollback_check import RollbackFigures, decide_rollback
@@ -38,6 +41,8 @@ class Limits:
     live_mae_tolerance: float
     rollback_tolerance: float
     rollback_min_rows: int
+    estimated_mae_tolerance: float = 0.20
+    retrain_on: frozenset[RetrainSignal] = frozenset(RetrainSignal)
 
     @classmethod
     def of(cls, settings: MonitorSettings) -> Limits:
@@ -48,6 +53,8 @@ class Limits:
             live_mae_tolerance=settings.live_mae_tolerance,
             rollback_tolerance=settings.rollback_tolerance,
             rollback_min_rows=settings.rollback_min_rows,
+            estimated_mae_tolerance=settings.estimated_mae_tolerance,
+            retrain_on=settings.retrain_signals,
         )
 
 
@@ -61,6 +68,8 @@ class Measured:
     live_mae: float | None = None  # the champion's MAE on its labelled predictions in the window
     labelled_rows: int = 0
     reference_mae: float | None = None  # the champion's holdout MAE at training
+    estimated_mae: float | None = None  # the error model's estimate on the window's sample (no labels)
+    estimated_rows: int = 0  # the sample rows it averaged
     rollback: RollbackFigures | None = None  # None: no promotion over another version to check
     trainer: TrainerOutcome | None = None  # the newest finished trainer (None: none, or not seen)
 
@@ -74,6 +83,7 @@ class Verdict:
     drift: bool  # the window drifted (PSI or drifted share), with enough rows to say so
     psi_drifted: tuple[str, ...]  # features whose PSI reached the threshold
     live_degraded: bool
+    estimated_degraded: bool
     rollback_due: bool
     rollback_reason: str | None  # why the rollback check did or did not call for one (None: no check)
     detail: str  # one line for people when the window could not be judged; else empty
@@ -122,6 +132,22 @@ def judge(measured: Measured, limits: Limits) -> Verdict:
     if live_degraded:
         triggers.append(Trigger.LIVE_ERROR)
 
+    estimated, reference = measured.estimated_mae, measured.reference_mae
+    estimated_degraded = (
+        enough
+        and estimated is not None
+        and reference is not None
+        and estimated > reference * (1 + limits.estimated_mae_tolerance)
+    )
+    if enough and estimated is not None and reference is not None:
+        reasons.append(
+            f"estimated MAE {estimated:.3f} on {measured.estimated_rows} rows without labels is "
+            f"{'beyond' if estimated_degraded else 'within'} {limits.estimated_mae_tolerance:.0%} "
+            f"of the training MAE {reference:.3f}"
+        )
+    if estimated_degraded:
+        triggers.append(Trigger.ESTIMATED_DEGRADATION)
+
     rollback_due, rollback_reason = False, None
     if measured.rollback is not None:
         rollback_due, rollback_reason = decide_rollback(
@@ -142,7 +168,7 @@ def judge(measured: Measured, limits: Limits) -> Verdict:
     detail = ""
     if drift:
         status = RunStatus.DRIFT
-    elif live_degraded or rollback_due:
+    elif live_degraded or estimated_degraded or rollback_due:
         status = RunStatus.DEGRADED
     elif enough:
         status = RunStatus.OK
@@ -150,9 +176,19 @@ def judge(measured: Measured, limits: Limits) -> Verdict:
         status = RunStatus.INSUFFICIENT_DATA
         detail = f"{measured.rows} predictions in the window; {limits.drift_min_rows} needed"
 
+    signals = {
+        RetrainSignal.DRIFT: drift,
+        RetrainSignal.ESTIMATED_DEGRADATION: estimated_degraded,
+        RetrainSignal.LIVE_DEGRADATION: live_degraded,
+    }
+    alert_only = [signal for signal, active in signals.items() if active and signal not in limits.retrain_on]
+    if alert_only:
+        reasons.append(
+            f"{', '.join(alert_only)} only alert{'s' if len(alert_only) == 1 else ''} (RETRAIN_ON)"
+        )
     if rollback_due:
         plan = Plan.ROLL_BACK
-    elif drift or live_degraded:
+    elif any(active and signal in limits.retrain_on for signal, active in signals.items()):
         plan = Plan.LAUNCH_TRAINER
     else:
         plan = Plan.NOTHING
@@ -164,6 +200,7 @@ def judge(measured: Measured, limits: Limits) -> Verdict:
         drift=drift,
         psi_drifted=psi_drifted,
         live_degraded=live_degraded,
+        estimated_degraded=estimated_degraded,
         rollback_due=rollback_due,
         rollback_reason=rollback_reason,
         detail=detail,

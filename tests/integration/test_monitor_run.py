@@ -154,6 +154,7 @@ def test_drift_launches_once_and_alerts_once_per_episode(
         assert row is not None
         assert row[:5] == (RunStatus.DRIFT, Action.TRAINER_LAUNCHED, True, first.report_path, first.rows)
         assert row[7][0].startswith("PSI reached 0.2: MedInc") and row[8] == 2  # one row per run
+        assert first.estimated_mae is not None and first.estimated_mae > 0  # the champion has an error model
         assert float(row[5]) == pytest.approx(first.psi["MedInc"])
         artifacts = champion_registry.client.list_artifacts(row[6], "monitor")
         assert [a.path for a in artifacts] == [f"monitor/drift-report-{first.report_id}.html"]
@@ -240,6 +241,76 @@ def test_each_failed_trainer_is_alerted_once_recorded_and_does_not_block_the_nex
     fine = run_monitor(parts)
     assert (
         fine.trainer is not None and not fine.trainer.failed and Trigger.TRAINER_FAILED not in fine.triggers
+    )
+
+
+def _top_income(dataset: Dataset) -> np.ndarray:
+    """Real districts the model errs more on: the holdout's top 40% by income (in range, no labels)."""
+    income = dataset.x_holdout[:, 0]
+    return dataset.x_holdout[income >= np.quantile(income, 0.6)]
+
+
+def test_an_estimated_degradation_launches_the_trainer_before_any_label(
+    database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path, receivers: Any
+) -> None:
+    webhook, _ = receivers
+    # Drift cannot fire here: only the label-free estimate can speak.
+    quiet = {"psi_threshold": 100.0, "drift_share_threshold": 1.0, "estimated_mae_tolerance": 0.05}
+    settings = _settings(database_url, tmp_path, **quiet)
+    parts = _parts(settings, champion_registry, [WebhookChannel(webhook.url, 0.5)])
+    try:
+        _log(database_url, _top_income(dataset), _db_now(database_url))
+        summary = run_monitor(parts)
+        assert summary.labelled_rows == 0 and summary.live_mae is None
+        assert summary.estimated_mae is not None and summary.reference_mae is not None
+        assert summary.estimated_mae > summary.reference_mae * 1.05
+        assert summary.triggers == [Trigger.ESTIMATED_DEGRADATION]
+        assert (summary.status, summary.action) == (RunStatus.DEGRADED, Action.TRAINER_LAUNCHED)
+        assert summary.alerted and webhook.posts[-1][1]["kind"] == AlertKind.ESTIMATED_DEGRADATION
+        assert "estimated MAE" in webhook.posts[-1][1]["text"]
+        with psycopg.connect(database_url) as conn:
+            stored = conn.execute(
+                "SELECT estimated_mae FROM drift_reports WHERE id = %s", (summary.report_id,)
+            ).fetchone()
+        assert stored is not None and stored[0] == pytest.approx(summary.estimated_mae)
+    finally:
+        _stop_trainer(tmp_path)
+
+
+def test_retrain_on_can_leave_the_estimate_to_alert_only(
+    database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path
+) -> None:
+    quiet = {"psi_threshold": 100.0, "drift_share_threshold": 1.0, "estimated_mae_tolerance": 0.05}
+    settings = _settings(database_url, tmp_path, retrain_on="drift,live_degradation", **quiet)
+    _log(database_url, _top_income(dataset), _db_now(database_url))
+    summary = run_monitor(_parts(settings, champion_registry, []))
+    assert summary.triggers == [Trigger.ESTIMATED_DEGRADATION]
+    assert (summary.status, summary.action) == (RunStatus.DEGRADED, Action.NONE)
+    assert "estimated_degradation only alerts (RETRAIN_ON)" in summary.details["reasons"]
+
+
+def test_a_champion_without_an_error_model_is_judged_without_an_estimate(
+    database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path
+) -> None:
+    from services.trainer.lifecycle import force_promote
+    from services.trainer.settings import TrainerSettings
+    from services.trainer.train import run_training
+
+    client = champion_registry.client
+    older = run_training(
+        client,
+        champion_registry.experiment_id,
+        database_url,
+        dataset,
+        TrainerSettings(error_model_folds=0),
+        promote=False,
+    )
+    force_promote(client, database_url, older.version, actor="test", reason="a version from before")
+    _log(database_url, dataset.x_holdout, _db_now(database_url), model_version=older.version)
+    summary = run_monitor(_parts(_settings(database_url, tmp_path), champion_registry, []))
+    assert summary.status == RunStatus.OK and summary.estimated_mae is None
+    assert summary.details["estimate"] == (
+        f"champion v{older.version} has no error model (registered before it existed): no estimate"
     )
 
 
@@ -397,11 +468,13 @@ def test_the_cli_runs_a_real_trainer_on_drift(
         "drift_share",
         "live_mae",
         "reference_mae",
+        "estimated_mae",
         "action",
         "alerted",
         "report_path",
     } <= set(summary)
     assert summary["status"] == RunStatus.DRIFT and summary["action"] == Action.TRAINER_LAUNCHED
+    assert summary["estimated_mae"] > 0
     assert "[1/7]" in done.stderr
     deadline = time.monotonic() + 240
     while trainer_running(tmp_path):

@@ -18,9 +18,12 @@ from sklearn.pipeline import Pipeline
 
 from services.common.database import connect
 from services.common.dataset import Dataset
+from services.common.error_model import load_error_model
 from services.common.features import FEATURE_COLUMNS, FEATURE_NAMES
 from services.common.profile import ReferenceProfile, build_profile
 from services.common.registry import (
+    ERROR_MODEL_ARTIFACT,
+    METRIC_ERROR_MODEL_OOF_MAE,
     PROFILE_ARTIFACT,
     TAG_DECISION,
     RegistryError,
@@ -28,7 +31,7 @@ from services.common.registry import (
     model_uri,
 )
 from services.common.rollback import roll_back
-from services.common.vocabulary import Role
+from services.common.vocabulary import GateDecision, Role
 from services.trainer.lifecycle import force_promote, gate_version
 from services.trainer.registration import TrainingRecord, register_candidate
 from services.trainer.settings import TrainerSettings
@@ -83,7 +86,7 @@ def test_first_training_registers_a_champion_that_reaches_the_bar(
     assert run.data.metrics["holdout_mae"] <= 0.31
     assert run.data.params["base_rows"] == str(len(dataset.y_train))
     assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.digest
-    assert version.tags[TAG_DECISION] == "passed"
+    assert version.tags[TAG_DECISION] == GateDecision.PASSED
 
     profile_path = mlflow.artifacts.download_artifacts(
         run_id=version.run_id, artifact_path=PROFILE_ARTIFACT, dst_path=str(tmp_path)
@@ -97,6 +100,17 @@ def test_first_training_registers_a_champion_that_reaches_the_bar(
 
     model = mlflow.sklearn.load_model(model_uri(Role.CHAMPION))
     assert model.predict(dataset.x_holdout[:5]).shape == (5,)
+
+    # The error model, fitted on out-of-fold errors of the training rows only, estimates the MAE on the
+    # reference holdout without its prices.
+    error_path = mlflow.artifacts.download_artifacts(
+        run_id=version.run_id, artifact_path=ERROR_MODEL_ARTIFACT, dst_path=str(tmp_path)
+    )
+    error_model = load_error_model(Path(error_path))
+    assert (error_model.folds, error_model.training_rows) == (5, len(dataset.y_train))
+    assert run.data.metrics[METRIC_ERROR_MODEL_OOF_MAE] == pytest.approx(error_model.out_of_fold_mae)
+    estimated = error_model.estimate_mae(dataset.x_holdout, model.predict(dataset.x_holdout))
+    assert estimated == pytest.approx(run.data.metrics["holdout_mae"], rel=0.10)
 
 
 def test_gate_rejects_a_dummy_and_a_nan_model(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.common.vocabulary import ModelEvent, Plan, RunStatus, Trigger
+from services.common.vocabulary import ModelEvent, Plan, RetrainSignal, RunStatus, Trigger
 from services.monitor.launchers import TrainerOutcome
 from services.monitor.live_error import LiveError
 from services.monitor.rollback_check import Promotion, RollbackFigures
@@ -126,6 +126,30 @@ CASES = {
         (Trigger.PSI, Trigger.TRAINER_FAILED),
         Plan.LAUNCH_TRAINER,
     ),
+    "an estimate beyond its tolerance degrades before any label: retrain": Case(
+        replace(STEADY, estimated_mae=0.39, estimated_rows=2000, live_mae=None, labelled_rows=0),
+        RunStatus.DEGRADED,
+        (Trigger.ESTIMATED_DEGRADATION,),
+        Plan.LAUNCH_TRAINER,
+    ),
+    "an estimate within its tolerance is ok": Case(
+        replace(STEADY, estimated_mae=0.38, estimated_rows=2000), RunStatus.OK, (), Plan.NOTHING
+    ),
+    "an estimate on a window too small for drift is not judged": Case(
+        replace(STEADY, rows=499, estimated_mae=0.9, estimated_rows=499, live_mae=None, labelled_rows=0),
+        RunStatus.INSUFFICIENT_DATA,
+        (),
+        Plan.NOTHING,
+    ),
+    "no estimate (no error model) is no trigger": Case(
+        replace(STEADY, estimated_mae=None), RunStatus.OK, (), Plan.NOTHING
+    ),
+    "an estimate never rolls back": Case(
+        replace(STEADY, estimated_mae=0.9, estimated_rows=2000, rollback=rollback(0.33, 0.32)),
+        RunStatus.DEGRADED,
+        (Trigger.ESTIMATED_DEGRADATION,),
+        Plan.LAUNCH_TRAINER,
+    ),
     "a trainer that succeeded is no trigger": Case(
         replace(STEADY, trainer=SUCCEEDED), RunStatus.OK, (), Plan.NOTHING
     ),
@@ -170,3 +194,40 @@ def test_the_rollback_reason_is_kept_whether_or_not_it_is_due() -> None:
 def test_a_failed_trainer_is_named_in_the_reasons() -> None:
     verdict = judge(replace(STEADY, trainer=FAILED), LIMITS)
     assert "the last trainer failed: housing-trainer-42 (exited 3)" in verdict.reasons
+
+
+def test_retrain_on_leaves_the_other_signals_to_alert() -> None:
+    estimated = replace(STEADY, estimated_mae=0.5, estimated_rows=2000)
+    drift_only = replace(LIMITS, retrain_on=frozenset({RetrainSignal.DRIFT}))
+    verdict = judge(estimated, drift_only)
+    assert (verdict.status, verdict.triggers, verdict.plan) == (
+        RunStatus.DEGRADED,
+        (Trigger.ESTIMATED_DEGRADATION,),
+        Plan.NOTHING,
+    )
+    assert verdict.estimated_degraded and "estimated_degradation only alerts (RETRAIN_ON)" in verdict.reasons
+    assert judge(replace(STEADY, live_mae=0.9), drift_only).plan is Plan.NOTHING
+    assert judge(replace(STEADY, psi={"MedInc": 0.5}), drift_only).plan is Plan.LAUNCH_TRAINER
+    nothing = replace(LIMITS, retrain_on=frozenset())
+    assert judge(replace(STEADY, psi={"MedInc": 0.5}), nothing).plan is Plan.NOTHING
+    assert judge(replace(STEADY, rollback=rollback(0.9, 0.3)), nothing).plan is Plan.ROLL_BACK
+
+
+def test_the_estimate_is_named_in_the_reasons() -> None:
+    verdict = judge(replace(STEADY, estimated_mae=0.4, estimated_rows=1500), LIMITS)
+    assert "estimated MAE 0.400 on 1500 rows without labels is beyond 20% of the training MAE 0.320" in (
+        verdict.reasons
+    )
+
+
+def test_the_limits_come_from_the_settings_and_retrain_on_is_checked() -> None:
+    from pydantic import ValidationError
+
+    from services.monitor.settings import MonitorSettings
+
+    limits = Limits.of(MonitorSettings(retrain_on=" drift , live_degradation", estimated_mae_tolerance=0.3))
+    assert limits.retrain_on == {RetrainSignal.DRIFT, RetrainSignal.LIVE_DEGRADATION}
+    assert limits.estimated_mae_tolerance == 0.3
+    assert Limits.of(MonitorSettings()).retrain_on == set(RetrainSignal)
+    with pytest.raises(ValidationError, match="unknown RETRAIN_ON signals \\['psi'\\]"):
+        MonitorSettings(retrain_on="drift,psi")
