@@ -479,6 +479,8 @@ class Demo:
         }
         colour = colours.get(run.status, "white")
         live = f"live MAE {_usd(run.live_mae)} (reference {_usd(run.reference_mae)})" if run.live_mae else ""
+        if run.estimated_mae is not None:
+            live += (", " if live else "") + f"estimated MAE {_usd(run.estimated_mae)} without labels"
         self.console.print(
             f"monitor #{len(self.runs)}: [{colour}]{run.status}[/{colour}]"
             + (f", drift share {run.drift_share:.2f}" if run.drift_share is not None else "")
@@ -584,6 +586,7 @@ def _monitor_run(report: Mapping[str, Any], label: str, at: float) -> MonitorRun
         drift_share=_float(report.get("drift_share")),
         live_mae=_float(report.get("live_mae")),
         reference_mae=_float(report.get("reference_mae")),
+        estimated_mae=_float(report.get("estimated_mae")),
         alerted=bool(report.get("alerted")),
         report_path=report.get("report_path"),
     )

@@ -64,6 +64,7 @@ def record() -> DemoRecord:
                 0.38,
                 0.55,
                 0.28,
+                estimated_mae=0.36,
                 alerted=True,
             ),
             MonitorRun(
@@ -96,6 +97,7 @@ def test_report_shows_runs_timeline_and_facts() -> None:
     for text in ("#2 shifted", "trainer_launched", "rolled_back", "serving v1", "2:31.0", "v2 serves"):
         assert text in page
     assert '<td class="hot">0.450</td>' in page  # PSI over the threshold is highlighted
+    assert "<td>36.0 k USD</td>" in page and "estimated MAE at a monitor run (no labels)" in page
     assert "<script>alert(1)</script>" not in page  # event text is escaped
     assert "&lt;script&gt;" in page
 
