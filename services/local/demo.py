@@ -5,8 +5,11 @@ promote v1; ``housing serve`` as a child; steady traffic and a monitor run (no d
 (mostly high-income districts, prices +25%) and a monitor run (drift, alert to a local webhook receiver,
 trainer launched); the gate promotes v2 and the server swaps it in under traffic, with no failed request;
 live error falls; a deliberately bad model forced in (what ``housing promote V --force`` does), rolled back
-by the next monitor run, and v2 serves again. Every child process, the trainer the monitor launched and the
-embedded Postgres are stopped at the end, also on Ctrl-C (SIGINT) or SIGTERM.
+by the next monitor run, and v2 serves again; delayed labels: the shifted market again with its prices
+withheld, the monitor's label-free estimate crosses its threshold and launches the trainer before any of
+those labels exist, then the prices arrive and the realized MAE is set beside the estimate. Every child
+process, the trainer the monitor launched and the embedded Postgres are stopped at the end, also on Ctrl-C
+(SIGINT) or SIGTERM.
 
 No monitor run is made between v2's promotion and the bad model: v2's reference profile is its training set
 (mostly the base data), so the still-shifted traffic would be called drift again and retrain once more.
@@ -38,7 +41,7 @@ from rich.table import Table
 
 from services.common.connections import stop_embedded_postgres
 from services.common.features import FEATURE_NAMES, TARGET_UNIT_USD
-from services.common.vocabulary import Action, ModelEvent, RunStatus
+from services.common.vocabulary import Action, ModelEvent, RunStatus, Trigger
 from services.local.alert_receiver import AlertReceiver
 from services.local.processes import ChildFailed, Children, wait_for
 from services.local.report import DemoRecord, ErrorPoint, MonitorRun, build_report
@@ -65,7 +68,7 @@ class Knobs:
     background_rate: float = 40.0
     after_swap_rows: int = 400
     bad_rows: int = 1000
-    after_rollback_rows: int = 300
+    delayed_rows: int = 600  # at least DRIFT_MIN_ROWS: the estimate needs a judged window
     drift_min_rows: int = 300
     rollback_min_rows: int = 150
     gate_min_recent_rows: int = 100
@@ -180,7 +183,10 @@ class Demo:
             self._live_error_falls(v1, v2, shift_started)
 
         self._rule("6. a bad model forced in, rolled back by the monitor")
-        self._bad_model_rolled_back(v2 or v1)
+        restored = self._bad_model_rolled_back(v2 or v1)
+        if v2 is not None and restored:
+            self._rule("7. delayed labels: the shifted market again, its prices not known yet")
+            self._delayed_labels(v2, shift)
 
     # ----- steps -------------------------------------------------------------------------------------
 
@@ -335,7 +341,8 @@ class Demo:
         self.console.print(f"live MAE on the shifted traffic: v{v1} {_usd(before)} → v{v2} {_usd(after)}")
         self._expect(after < before, f"live error did not fall: v{v1} {_usd(before)}, v{v2} {_usd(after)}")
 
-    def _bad_model_rolled_back(self, good: int) -> None:
+    def _bad_model_rolled_back(self, good: int) -> bool:
+        """Force a bad model in and expect the monitor to roll it back; True when ``good`` serves again."""
         from services.local.bad_model import REASON, register_bad_model
         from services.trainer.lifecycle import force_promote
 
@@ -376,10 +383,53 @@ class Demo:
                     lambda: self.stack.served_version() == good or None, timeout=60, what="the swap back"
                 )
             self._event("swap", f"server swapped back to v{good}", "")
-            self._traffic("after the rollback", scenario_spec("steady"), self.knobs.after_rollback_rows)
         bad_mae = self.stack.observation.live_mae(bad, None)
         if bad_mae is not None:
             self.facts[f"live MAE of the bad v{bad}"] = _usd(bad_mae)
+        return run.action == Action.ROLLED_BACK
+
+    def _delayed_labels(self, version: int, spec: ScenarioSpec) -> None:
+        """Traffic whose prices are withheld until the monitor ran: the estimate has to act alone."""
+        since = datetime.now(UTC)
+        bodies, prices = self._rows(spec, self.knobs.delayed_rows)
+        started = self.timeline.now()
+        with self._status(f"traffic: {len(bodies)} rows, prices withheld"):
+            sent = self.stack.send(bodies, prices, rate=self.knobs.rate, feedback_delay=0, withhold=True)
+            self.stack.wait_logged()
+        self._event(
+            "traffic",
+            f"delayed-label traffic: {len(bodies)} rows",
+            f"{spec.describe()}; sent {sent.sent}, failed {sent.failed}, prices withheld",
+            at=started,
+            mark="prices withheld",
+        )
+        self._expect(sent.failed == 0, f"delayed-label traffic: {sent.failed} rows failed {sent.errors}")
+        run = self._monitor("delayed labels")
+        self._expect(
+            Trigger.ESTIMATED_DEGRADATION in run.triggers,
+            f"delayed labels: triggers {list(run.triggers)}, no estimated_degradation "
+            f"(estimated MAE {_usd(run.estimated_mae)}, reference {_usd(run.reference_mae)})",
+        )
+        self._expect(
+            run.labelled_rows == 0, f"delayed labels: {run.labelled_rows} labelled rows, expected none"
+        )
+        self._expect(
+            run.action == Action.TRAINER_LAUNCHED,
+            f"delayed labels: action {run.action}, not trainer_launched",
+        )
+        with self._status(f"the {len(sent.withheld)} withheld prices arrive"):
+            arrived = self.stack.post_labels(sent.withheld)
+        self._event("traffic", f"{arrived.feedback_posted} withheld prices arrive", "", mark="prices arrive")
+        self._expect(arrived.feedback_failed == 0, f"{arrived.feedback_failed} withheld prices failed")
+        realized = self.stack.observation.live_mae(version, since)
+        self.facts["delayed labels: MAE estimated before / realized after"] = (
+            f"{_usd(run.estimated_mae)} / {_usd(realized)}"
+        )
+        self.console.print(
+            f"delayed labels: estimated MAE {_usd(run.estimated_mae)} before any price, "
+            f"realized {_usd(realized)} once they arrived "
+            f"(v{version}'s holdout MAE {_usd(run.reference_mae)})"
+        )
 
     # ----- observing the system ----------------------------------------------------------------------
 
@@ -587,6 +637,8 @@ def _monitor_run(report: Mapping[str, Any], label: str, at: float) -> MonitorRun
         live_mae=_float(report.get("live_mae")),
         reference_mae=_float(report.get("reference_mae")),
         estimated_mae=_float(report.get("estimated_mae")),
+        triggers=tuple(str(trigger) for trigger in report.get("triggers") or ()),
+        labelled_rows=int(report.get("labelled_rows") or 0),
         alerted=bool(report.get("alerted")),
         report_path=report.get("report_path"),
     )

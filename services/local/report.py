@@ -46,6 +46,8 @@ class MonitorRun:
     estimated_mae: float | None = None  # the label-free estimate (None: no error model, too few rows)
     alerted: bool = False
     report_path: str | None = None
+    triggers: tuple[str, ...] = ()
+    labelled_rows: int = 0
 
 
 @dataclass(frozen=True)

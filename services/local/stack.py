@@ -127,14 +127,27 @@ class Stack:
         feedback_delay: float,
         stop: threading.Event | None = None,
         on_progress: Callable[[SimulationSummary], None] | None = None,
+        withhold: bool = False,
     ) -> SimulationSummary:
-        """Send rows and, ``feedback_delay`` s later, their true prices; count what was answered."""
+        """Send rows and, ``feedback_delay`` s later, their true prices (with ``withhold``: not yet, they
+        wait in ``summary.withheld`` for :meth:`post_labels`); count what was answered."""
         with self.http() as client:
             summary = Simulator(client, token=self.token).run(
-                bodies, prices, rate=rate, feedback_delay=feedback_delay, stop=stop, on_progress=on_progress
+                bodies,
+                prices,
+                rate=rate,
+                feedback_delay=feedback_delay,
+                stop=stop,
+                on_progress=on_progress,
+                withhold=withhold,
             )
         self.sent += summary.sent
         return summary
+
+    def post_labels(self, labels: Sequence[tuple[str, float]]) -> SimulationSummary:
+        """The true prices of withheld rows arrive: posted to ``/feedback`` now."""
+        with self.http() as client:
+            return Simulator(client, token=self.token).post_feedback(labels)
 
     def wait_logged(self, timeout: float = 30) -> None:
         """Wait until the server's background writer has written every prediction answered so far."""

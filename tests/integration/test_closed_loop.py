@@ -3,7 +3,9 @@
 An embedded Postgres (the session's, a fresh database), an MLflow store in a temporary HOUSING_HOME, a real
 ``housing serve`` subprocess, real ``housing monitor`` runs launching a real ``housing train``. Shifted
 traffic must lead to drift, one alert, a retrained v2 that the gate promotes and the server swaps in
-without a failed request; a bad champion forced in must be rolled back by the monitor.
+without a failed request; a bad champion forced in must be rolled back by the monitor; then, with the
+prices of v2's market withheld, the label-free estimate alone must launch the trainer (the demo's
+delayed-label step).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pytest
 
 from services.common.connections import mlflow_store, open_registry
 from services.common.dataset import Dataset
-from services.common.vocabulary import Action, ModelEvent, Role, RunStatus
+from services.common.vocabulary import Action, ModelEvent, Role, RunStatus, Trigger
 from services.local.alert_receiver import AlertReceiver
 from services.local.bad_model import register_bad_model
 from services.local.demo import Knobs
@@ -43,10 +45,12 @@ class Loop:
         self.dataset = dataset
         self.phase = 0
 
-    def traffic(self, scenario: str, rows: int, price_factor: float | None = None) -> SimulationSummary:
+    def traffic(
+        self, scenario: str, rows: int, price_factor: float | None = None, *, withhold: bool = False
+    ) -> SimulationSummary:
         self.phase += 1
         bodies, prices = self.rows(scenario, rows, self.phase, price_factor)
-        summary = self.stack.send(bodies, prices, rate=0, feedback_delay=0)
+        summary = self.stack.send(bodies, prices, rate=0, feedback_delay=0, withhold=withhold)
         assert (summary.failed, summary.feedback_failed) == (0, 0), summary.errors
         self.stack.wait_logged()
         return summary
@@ -142,3 +146,14 @@ def test_drift_retrains_promotes_and_swaps_then_a_bad_champion_is_rolled_back(lo
     wait_for(
         lambda: loop.stack.served_version() == 2 or None, timeout=30, what="the server to swap back to v2"
     )
+
+    # Delayed labels: v2's market again, its prices withheld until the monitor ran. The label-free
+    # estimate alone says v2 errs beyond its holdout MAE here, and launches the trainer.
+    delayed = loop.traffic("covariate-shift", 600, price_factor=1.25, withhold=True)
+    estimated = loop.monitor()
+    assert Trigger.ESTIMATED_DEGRADATION in estimated["triggers"], json.dumps(estimated)
+    assert estimated["labelled_rows"] == 0 and estimated["live_mae"] is None
+    assert estimated["estimated_mae"] > 1.2 * estimated["reference_mae"]
+    assert estimated["action"] == Action.TRAINER_LAUNCHED
+    arrived = loop.stack.post_labels(delayed.withheld)
+    assert (arrived.feedback_posted, arrived.feedback_failed) == (600, 0)
