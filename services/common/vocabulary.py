@@ -56,6 +56,9 @@ class Trigger(StrEnum):
     LIVE_ERROR = "live_error"  # the live MAE is beyond LIVE_MAE_TOLERANCE of the training MAE
     ESTIMATED_DEGRADATION = "estimated_degradation"  # the label-free MAE estimate is beyond its tolerance
     ROLLBACK = "rollback"  # a fresh champion is worse live than its predecessor
+    # Before enough labels, a fresh champion's estimated MAE is worse than its predecessor's on the same
+    # rows: alerted, never rolled back on (a rollback needs labels).
+    ESTIMATED_REGRESSION = "estimated_regression"
     TRAINER_FAILED = "trainer_failed"  # the newest finished trainer failed
 
 
@@ -76,6 +79,7 @@ class AlertKind(StrEnum):
     DRIFT = "drift"  # an episode: alerted once while it lasts
     LIVE_ERROR = "live_error"  # an episode
     ESTIMATED_DEGRADATION = "estimated_degradation"  # an episode
+    ESTIMATED_REGRESSION = "estimated_regression"  # an episode
     LAUNCH_FAILED = "launch_failed"  # an episode
     TRAINER_FAILED = "trainer_failed"  # an episode per failed trainer
     ROLLED_BACK = "rolled_back"  # an event: alerted every time

@@ -7,7 +7,7 @@ status:
   DRIFT_SHARE_THRESHOLD.
 - ``degraded``: no drift, but the champion's live MAE is beyond LIVE_MAE_TOLERANCE of its training MAE,
   or its label-free estimate beyond ESTIMATED_MAE_TOLERANCE, or the champion is worse live than its
-  predecessor (a rollback was due).
+  predecessor (a rollback was due), or, before enough labels, estimated worse than it.
 - ``insufficient_data``: fewer than DRIFT_MIN_ROWS predictions in the window, or no champion yet.
 - ``error``: the run could not judge (no reference profile, registry down, ...); ``details.error`` says why.
 

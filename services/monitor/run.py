@@ -36,6 +36,7 @@ from services.common.registry import (
     RegistryError,
     alias_version,
     current_aliases,
+    get_version,
     model_uri,
     version_figures,
 )
@@ -281,19 +282,19 @@ def _read_champion(parts: MonitorParts) -> Champion | None:
 
 
 def _load_error_model(
-    client: MlflowClient, run_id: str, version: int
+    client: MlflowClient, run_id: str, version: int, role: str = "champion"
 ) -> tuple[ErrorModel | None, str | None]:
-    """The champion's error model, or None and why; never raises (without it, the run estimates nothing)."""
+    """A version's error model, or None and why; never raises (without it, the run estimates nothing)."""
     folder = str(Path(ERROR_MODEL_ARTIFACT).parent)
     try:
         if not any(item.path == ERROR_MODEL_ARTIFACT for item in client.list_artifacts(run_id, folder)):
-            return None, f"champion v{version} has no error model (registered before it existed): no estimate"
+            return None, f"{role} v{version} has no error model (registered before it existed): no estimate"
         with tempfile.TemporaryDirectory() as temporary:
             return load_error_model(
                 Path(client.download_artifacts(run_id, ERROR_MODEL_ARTIFACT, temporary))
             ), None
     except Exception as error:  # a broken artifact costs the estimate, not the run
-        return None, f"cannot read the error model of champion v{version}: {first_line(error)}; no estimate"
+        return None, f"cannot read the error model of {role} v{version}: {first_line(error)}; no estimate"
 
 
 def _locked_run(parts: MonitorParts) -> RunSummary:
@@ -442,6 +443,9 @@ def _measure(
             predictor=load_predictor,
             min_rows=settings.rollback_min_rows,
         )
+        previous_estimate = None
+        if rollback is not None and rollback.champion.rows < settings.rollback_min_rows:
+            previous_estimate = _estimate_previous(parts.client, rollback.previous.version, sample, summary)
         stages.say(
             f"MAE {live.mae if live.mae is not None else float('nan'):.3f} on {live.rows} rows", end=" "
         )
@@ -455,6 +459,7 @@ def _measure(
         estimated_mae=summary.estimated_mae,
         estimated_rows=estimated_rows,
         rollback=rollback,
+        previous_estimated_mae=previous_estimate,
         trainer=summary.trainer,
     )
     return measured, evidently, rollback
@@ -474,6 +479,31 @@ def _estimate(champion: Champion, sample: npt.NDArray[np.float64] | None, summar
     summary.estimated_mae = champion.error_model.estimate_mae(sample, predictions)
     summary.details["estimate"] = {"rows": len(sample), "estimated_mae": summary.estimated_mae}
     return len(sample)
+
+
+def _estimate_previous(
+    client: MlflowClient, version: int, sample: npt.NDArray[np.float64] | None, summary: RunSummary
+) -> float | None:
+    """The predecessor's estimated MAE on the champion's sample, while labels cannot judge the rollback."""
+    if summary.estimated_mae is None or sample is None or len(sample) == 0:
+        return None
+    try:
+        run_id = get_version(client, version).run_id or ""
+        error_model, note = _load_error_model(client, run_id, version, role="previous")
+        if error_model is None:
+            summary.details["rollback_estimate"] = note
+            return None
+        estimate = error_model.estimate_mae(sample, load_predictor(version)(sample))
+    except (RegistryError, MlflowException, MonitorFailed) as error:
+        summary.details["rollback_estimate"] = f"cannot estimate v{version}: {first_line(error)}"
+        return None
+    summary.details["rollback_estimate"] = {
+        "champion_estimated_mae": summary.estimated_mae,
+        "previous": version,
+        "previous_estimated_mae": estimate,
+        "rows": len(sample),
+    }
+    return estimate
 
 
 def _launcher(parts: MonitorParts, summary: RunSummary) -> Launcher | str:
@@ -584,6 +614,7 @@ def _alert(
             (AlertKind.DRIFT, summary.drift),
             (AlertKind.LIVE_ERROR, verdict.live_degraded),
             (AlertKind.ESTIMATED_DEGRADATION, verdict.estimated_degraded),
+            (AlertKind.ESTIMATED_REGRESSION, verdict.estimated_regression),
             (AlertKind.LAUNCH_FAILED, summary.action == Action.LAUNCH_FAILED),
         ):
             if observe(conn, kind, active, now).due(now, cooldown):

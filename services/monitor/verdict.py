@@ -8,7 +8,9 @@ Rules:
    any label, when its error model's estimate on a window of DRIFT_MIN_ROWS rows is beyond that MAE by
    more than ESTIMATED_MAE_TOLERANCE (``estimated_degradation``);
 3. a champion promoted over another version is rolled back when, on the same labelled rows since its
-   promotion, its MAE is worse than its predecessor's by more than ROLLBACK_TOLERANCE;
+   promotion, its MAE is worse than its predecessor's by more than ROLLBACK_TOLERANCE; before
+   ROLLBACK_MIN_ROWS labels exist, the two error models' estimates on the same window rows may say the
+   same (``estimated_regression``): that is alerted, never rolled back on;
 4. a failed trainer is a trigger (it is alerted) but asks for nothing: the next drift launches anew;
 5. status: ``drift`` before ``degraded`` (a due rollback is degraded too) before ``ok``; a window too
    small to judge drift, with nothing else to say, is ``insufficient_data``;
@@ -71,6 +73,7 @@ class Measured:
     estimated_mae: float | None = None  # the error model's estimate on the window's sample (no labels)
     estimated_rows: int = 0  # the sample rows it averaged
     rollback: RollbackFigures | None = None  # None: no promotion over another version to check
+    previous_estimated_mae: float | None = None  # the predecessor's estimate on the champion's sample
     trainer: TrainerOutcome | None = None  # the newest finished trainer (None: none, or not seen)
 
 
@@ -84,6 +87,7 @@ class Verdict:
     psi_drifted: tuple[str, ...]  # features whose PSI reached the threshold
     live_degraded: bool
     estimated_degraded: bool
+    estimated_regression: bool
     rollback_due: bool
     rollback_reason: str | None  # why the rollback check did or did not call for one (None: no check)
     detail: str  # one line for people when the window could not be judged; else empty
@@ -160,6 +164,17 @@ def judge(measured: Measured, limits: Limits) -> Verdict:
         if rollback_due:
             triggers.append(Trigger.ROLLBACK)
 
+    estimated_regression = _estimated_regression(measured, limits, enough, rollback_due)
+    if estimated_regression:
+        triggers.append(Trigger.ESTIMATED_REGRESSION)
+        assert measured.rollback is not None
+        champion, previous = measured.rollback.champion.version, measured.rollback.previous.version
+        reasons.append(
+            f"before {limits.rollback_min_rows} labels, v{champion}'s estimated MAE {estimated:.3f} is worse "
+            f"than v{previous}'s {measured.previous_estimated_mae:.3f} on the same rows by more than "
+            f"{limits.rollback_tolerance:.0%}: alerted, not rolled back (a rollback needs labels)"
+        )
+
     trainer = measured.trainer
     if trainer is not None and trainer.failed:
         triggers.append(Trigger.TRAINER_FAILED)
@@ -168,7 +183,7 @@ def judge(measured: Measured, limits: Limits) -> Verdict:
     detail = ""
     if drift:
         status = RunStatus.DRIFT
-    elif live_degraded or estimated_degraded or rollback_due:
+    elif live_degraded or estimated_degraded or estimated_regression or rollback_due:
         status = RunStatus.DEGRADED
     elif enough:
         status = RunStatus.OK
@@ -201,10 +216,21 @@ def judge(measured: Measured, limits: Limits) -> Verdict:
         psi_drifted=psi_drifted,
         live_degraded=live_degraded,
         estimated_degraded=estimated_degraded,
+        estimated_regression=estimated_regression,
         rollback_due=rollback_due,
         rollback_reason=rollback_reason,
         detail=detail,
     )
+
+
+def _estimated_regression(measured: Measured, limits: Limits, enough: bool, rollback_due: bool) -> bool:
+    """A fresh champion estimated worse than its predecessor while the labels cannot decide yet."""
+    rollback, estimated, previous = measured.rollback, measured.estimated_mae, measured.previous_estimated_mae
+    if rollback is None or rollback_due or not enough or estimated is None or previous is None:
+        return False
+    if rollback.champion.rows >= limits.rollback_min_rows:  # the labels decide
+        return False
+    return estimated > previous * (1 + limits.rollback_tolerance)
 
 
 def _live_reason(measured: Measured, limits: Limits, live_degraded: bool) -> str:

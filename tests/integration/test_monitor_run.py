@@ -314,6 +314,61 @@ def test_a_champion_without_an_error_model_is_judged_without_an_estimate(
     )
 
 
+def test_before_labels_a_champion_estimated_worse_than_its_predecessor_is_alerted_not_rolled_back(
+    database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path, receivers: Any
+) -> None:
+    from datetime import UTC
+
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import Pipeline
+
+    from services.common.error_model import fit_error_model
+    from services.common.profile import build_profile
+    from services.trainer.lifecycle import force_promote
+    from services.trainer.registration import TrainingRecord, register_candidate
+
+    webhook, _ = receivers
+    client = champion_registry.client
+    x, y = dataset.x_train, dataset.y_train
+
+    def linear(
+        rows: np.ndarray, prices: np.ndarray, weights: np.ndarray | None
+    ) -> Any:  # a weaker model than v1's
+        model = Pipeline([("regressor", LinearRegression())]).fit(rows, prices)
+        return lambda features: np.asarray(model.predict(features), dtype=np.float64)
+
+    weak = Pipeline([("regressor", LinearRegression())]).fit(x, y)
+    holdout_mae = float(np.mean(np.abs(weak.predict(dataset.x_holdout) - dataset.y_holdout)))
+    record = TrainingRecord(
+        model=weak,
+        x_train=x,
+        y_train=y,
+        base_rows=len(y),
+        labelled_rows=0,
+        labelled_since=datetime.now(UTC),
+        labelled_until=None,
+        metrics={"holdout_mae": holdout_mae},
+        profile=build_profile(x),
+        error_model=fit_error_model(x, y, linear),
+    )
+    version, _ = register_candidate(client, champion_registry.experiment_id, record)
+    force_promote(client, database_url, version, actor="test", reason="a weaker model, no labels yet")
+    _log(database_url, dataset.x_holdout[:1500], _db_now(database_url), model_version=version)
+
+    summary = run_monitor(
+        _parts(_settings(database_url, tmp_path), champion_registry, [WebhookChannel(webhook.url, 0.5)])
+    )
+    assert summary.triggers == [Trigger.ESTIMATED_REGRESSION], summary.details["reasons"]
+    assert (summary.status, summary.action) == (RunStatus.DEGRADED, Action.NONE)
+    assert current_aliases(client)[Role.CHAMPION] == version  # an estimate never rolls back
+    estimate = summary.details["rollback_estimate"]
+    assert (
+        estimate["previous"] == 1
+        and estimate["champion_estimated_mae"] > 1.1 * estimate["previous_estimated_mae"]
+    )
+    assert summary.alerted and webhook.posts[-1][1]["kind"] == AlertKind.ESTIMATED_REGRESSION
+
+
 def test_failing_or_hanging_alert_endpoints_do_not_fail_the_run(
     database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path
 ) -> None:

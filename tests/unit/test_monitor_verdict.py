@@ -150,6 +150,36 @@ CASES = {
         (Trigger.ESTIMATED_DEGRADATION,),
         Plan.LAUNCH_TRAINER,
     ),
+    "before the labels, a champion estimated worse than its predecessor is alerted, not rolled back": Case(
+        replace(
+            STEADY,
+            estimated_mae=0.36,
+            estimated_rows=2000,
+            previous_estimated_mae=0.30,
+            rollback=rollback(None, None, rows=20),
+        ),
+        RunStatus.DEGRADED,
+        (Trigger.ESTIMATED_REGRESSION,),
+        Plan.NOTHING,
+    ),
+    "an estimated regression within the rollback tolerance is nothing": Case(
+        replace(
+            STEADY,
+            estimated_mae=0.32,
+            estimated_rows=2000,
+            previous_estimated_mae=0.30,
+            rollback=rollback(None, None, rows=20),
+        ),
+        RunStatus.OK,
+        (),
+        Plan.NOTHING,
+    ),
+    "once the labels can judge, the estimates are not compared": Case(
+        replace(STEADY, estimated_mae=0.36, previous_estimated_mae=0.30, rollback=rollback(0.32, 0.31)),
+        RunStatus.OK,
+        (),
+        Plan.NOTHING,
+    ),
     "a trainer that succeeded is no trigger": Case(
         replace(STEADY, trainer=SUCCEEDED), RunStatus.OK, (), Plan.NOTHING
     ),
