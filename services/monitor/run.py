@@ -67,14 +67,15 @@ class MonitorFailed(RuntimeError):
 
 
 def load_predictor(version: int) -> Predictor:
-    """A registered version's ``predict`` with one OpenMP thread (the rollback check re-scores rows)."""
+    """A registered version's ``predict`` with one OpenMP thread (the rollback check and the estimates
+    score the window's rows)."""
     import mlflow.sklearn
     from threadpoolctl import threadpool_limits
 
     try:
         model = mlflow.sklearn.load_model(model_uri(version))
     except (MlflowException, OSError) as error:
-        raise MonitorFailed(f"cannot load model version {version} for the rollback check: {error}") from error
+        raise MonitorFailed(f"cannot load model version {version}: {error}") from error
 
     def predict(x: np.ndarray) -> np.ndarray:
         with threadpool_limits(1):
@@ -475,7 +476,12 @@ def _estimate(champion: Champion, sample: npt.NDArray[np.float64] | None, summar
     if sample is None or len(sample) == 0:
         summary.details["estimate"] = "too few rows in the window: no estimate"
         return 0
-    predictions = load_predictor(champion.version)(sample)
+    try:
+        predictions = load_predictor(champion.version)(sample)
+    except MonitorFailed as error:  # the estimate is lost, the run goes on (its other figures stand)
+        summary.details["estimate"] = f"cannot score the sample for the estimate: {error}"
+        log.warning("%s", summary.details["estimate"])
+        return 0
     summary.estimated_mae = champion.error_model.estimate_mae(sample, predictions)
     summary.details["estimate"] = {"rows": len(sample), "estimated_mae": summary.estimated_mae}
     return len(sample)

@@ -289,6 +289,27 @@ def test_retrain_on_can_leave_the_estimate_to_alert_only(
     assert "estimated_degradation only alerts (RETRAIN_ON)" in summary.details["reasons"]
 
 
+def test_a_model_that_cannot_be_loaded_costs_the_estimate_not_the_run(
+    database_url: str,
+    champion_registry: Registry,
+    dataset: Dataset,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import services.monitor.run as monitor_run
+
+    def unloadable(version: int) -> Any:
+        raise monitor_run.MonitorFailed(f"cannot load model version {version}: the store is gone")
+
+    monkeypatch.setattr(monitor_run, "load_predictor", unloadable)
+    _log(database_url, dataset.x_holdout, _db_now(database_url))
+    summary = run_monitor(_parts(_settings(database_url, tmp_path), champion_registry, []))
+    assert summary.status == RunStatus.OK and summary.estimated_mae is None
+    assert summary.details["estimate"] == (
+        "cannot score the sample for the estimate: cannot load model version 1: the store is gone"
+    )
+
+
 def test_a_champion_without_an_error_model_is_judged_without_an_estimate(
     database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path
 ) -> None:
