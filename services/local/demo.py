@@ -20,7 +20,6 @@ MODEL_POLL_SECONDS) are set here as the children's environment, so the defaults 
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import shutil
 import signal
@@ -37,12 +36,11 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
 from services.common.connections import stop_embedded_postgres
-from services.common.features import FEATURE_NAMES, TARGET_UNIT_USD
 from services.common.vocabulary import Action, ModelEvent, RunStatus, Trigger
 from services.local.alert_receiver import AlertReceiver
+from services.local.console import DemoConsole, usd
 from services.local.processes import ChildFailed, Children, wait_for
 from services.local.report import DemoRecord, ErrorPoint, MonitorRun, build_report
 from services.local.scenarios import ScenarioSpec, scenario_spec, scenario_traffic
@@ -107,6 +105,7 @@ class Demo:
         self.stack = Stack(
             self.home, Children(self.home / "logs"), AlertReceiver(), token=secrets.token_urlsafe(16)
         )
+        self.out = DemoConsole(console, self.timeline, self.stack.children.logs)
         self.runs: list[MonitorRun] = []
         self.misses: list[str] = []
         self.facts: dict[str, str] = {}
@@ -147,20 +146,20 @@ class Demo:
 
     def _script(self) -> None:
         knobs = self.knobs
-        self._rule("1. state, Postgres, MLflow store, v1")
+        self.out.rule("1. state, Postgres, MLflow store, v1")
         self._prepare()
         v1 = self._train_first()
-        self._rule("2. serving")
+        self.out.rule("2. serving")
         self._start_server(v1)
 
-        self._rule("3. steady traffic")
+        self.out.rule("3. steady traffic")
         self._traffic("steady", scenario_spec("steady"), knobs.steady_rows)
         first = self._monitor("steady")
         self._expect(
             first.status == RunStatus.OK, f"steady traffic: monitor said {first.status}, expected ok"
         )
 
-        self._rule("4. the market shifts: high-income districts, prices +25%")
+        self.out.rule("4. the market shifts: high-income districts, prices +25%")
         shift = scenario_spec("covariate-shift", knobs.shift_price_factor)
         shift_started = datetime.now(UTC)
         self._traffic("shifted", shift, knobs.shift_rows, mark="market shift")
@@ -176,16 +175,16 @@ class Demo:
             f"shifted traffic: action {drift.action}, not trainer_launched",
         )
 
-        self._rule("5. retrain, gate, hot swap under traffic")
+        self.out.rule("5. retrain, gate, hot swap under traffic")
         v2 = self._retrain_and_swap(v1, shift) if drift.action == Action.TRAINER_LAUNCHED else None
         if v2 is not None:
             self._traffic("after the swap", shift, knobs.after_swap_rows)
             self._live_error_falls(v1, v2, shift_started)
 
-        self._rule("6. a bad model forced in, rolled back by the monitor")
+        self.out.rule("6. a bad model forced in, rolled back by the monitor")
         restored = self._bad_model_rolled_back(v2 or v1)
         if v2 is not None and restored:
-            self._rule("7. delayed labels: the shifted market again, its prices not known yet")
+            self.out.rule("7. delayed labels: the shifted market again, its prices not known yet")
             self._delayed_labels(v2, shift)
 
     # ----- steps -------------------------------------------------------------------------------------
@@ -194,14 +193,14 @@ class Demo:
         from services.common.connections import embedded_postgres_url, mlflow_store
         from services.common.database import migrate
 
-        with self._status("a fresh state folder and an embedded Postgres"):
+        with self.out.status("a fresh state folder and an embedded Postgres"):
             reset_home(self.home)
             database_url = embedded_postgres_url(self.home / "postgres")
             migrate(database_url)
         self.stack.receiver.start()
         self.stack.configure(database_url, self.knobs.env())
         uri, _ = mlflow_store(self.home)
-        self._event("setup", "state ready", f"Postgres in {self.home / 'postgres'}; MLflow store {uri}")
+        self.out.event("setup", "state ready", f"Postgres in {self.home / 'postgres'}; MLflow store {uri}")
         self.console.print(f"state in {self.home}; alerts go to {self.stack.receiver.url}")
 
     def _train_first(self) -> int:
@@ -210,7 +209,7 @@ class Demo:
         from services.trainer.settings import TrainerSettings
         from services.trainer.train import run_training
 
-        with self._status("training v1 on the California housing data set"), self._quiet("train-v1"):
+        with self.out.status("training v1 on the California housing data set"), self.out.quiet("train-v1"):
             self._dataset = load_dataset()
             self._client, self._experiment_id = open_registry(*mlflow_store(self.home))
             summary = run_training(
@@ -224,15 +223,15 @@ class Demo:
         if summary.gate is None or not summary.gate.decision.passed:
             raise DemoFailed(f"v{summary.version} did not pass the gate: {summary.gate}")
         mae = summary.metrics["holdout_mae"]
-        self.facts["v1 holdout MAE"] = _usd(mae)
-        self._event("promotion", f"v{summary.version} trained and promoted", f"holdout MAE {_usd(mae)}")
+        self.facts["v1 holdout MAE"] = usd(mae)
+        self.out.event("promotion", f"v{summary.version} trained and promoted", f"holdout MAE {usd(mae)}")
         return summary.version
 
     def _start_server(self, expected: int) -> None:
-        with self._status(f"starting housing serve on {self.stack.url}"):
+        with self.out.status(f"starting housing serve on {self.stack.url}"):
             version = self.stack.start_server()
         self._expect(version == expected, f"the server loaded v{version}, expected v{expected}")
-        self._event("setup", f"serving v{version}", self.stack.url)
+        self.out.event("setup", f"serving v{version}", self.stack.url)
 
     def _traffic(
         self, label: str, spec: ScenarioSpec, rows: int, *, mark: str | None = None
@@ -262,35 +261,35 @@ class Demo:
             f"{spec.describe()}; sent {summary.sent}, failed {summary.failed}, "
             f"feedback {summary.feedback_posted}"
         )
-        self._event("traffic", f"{label} traffic: {rows} rows", detail, at=started, mark=mark)
+        self.out.event("traffic", f"{label} traffic: {rows} rows", detail, at=started, mark=mark)
         self._expect(summary.failed == 0, f"{label} traffic: {summary.failed} rows failed {summary.errors}")
         return summary
 
     def _monitor(self, label: str) -> MonitorRun:
-        with self._status(f"housing monitor (after {label} traffic)"):
+        with self.out.status(f"housing monitor (after {label} traffic)"):
             try:
                 report, finished = self.stack.monitor(timeout=240)
             except StackError as error:
                 raise DemoFailed(str(error)) from error
         run = _monitor_run(report, label, self.timeline.now())
         self.runs.append(run)
-        self._print_run(run, finished.seconds)
+        self.out.monitor_run(len(self.runs), run, finished.seconds)
         kind: Kind = "drift" if run.status == RunStatus.DRIFT else "monitor"
         mark = f"{run.status} → trainer" if run.action == Action.TRAINER_LAUNCHED else None
-        self._event(kind, f"monitor #{len(self.runs)}: {run.status}", f"action {run.action}", mark=mark)
+        self.out.event(kind, f"monitor #{len(self.runs)}: {run.status}", f"action {run.action}", mark=mark)
         if run.alerted:
-            self._event(
+            self.out.event(
                 "alert", f"alert received ({self.stack.receiver.count()} in all)", "POST to the local webhook"
             )
         if run.action == Action.TRAINER_LAUNCHED:
-            self._event("retrain", "trainer launched by the monitor", "housing train as a child process")
+            self.out.event("retrain", "trainer launched by the monitor", "housing train as a child process")
         return run
 
     def _retrain_and_swap(self, v1: int, shift: ScenarioSpec) -> int | None:
         """Keep shifted traffic flowing while the trainer runs; wait for the gate, then for the swap."""
         bodies, prices = self._rows(shift, int(self.knobs.background_rate * self.knobs.retrain_timeout * 1.5))
         with self._background_traffic(bodies, prices) as background:
-            with self._status(
+            with self.out.status(
                 "the trainer fits v2 on the base set plus labelled production rows, then the gate"
             ):
                 decision = wait_for(
@@ -301,21 +300,21 @@ class Demo:
             event, version, reasons = decision.event, decision.version, decision.reasons
             at = self.timeline.since_start(decision.at)
             registered = self._since_start(self.stack.observation.registered_at(version))
-            self._event(
+            self.out.event(
                 "model", f"v{version} registered", "trained on the base set plus labelled rows", at=registered
             )
             if event != ModelEvent.PROMOTED:
                 self.misses.append(f"the gate rejected v{version}: {'; '.join(reasons)}")
-                self._event("model", f"gate rejected v{version}", "; ".join(reasons), at=at)
+                self.out.event("model", f"gate rejected v{version}", "; ".join(reasons), at=at)
                 return None
-            self._event("promotion", f"gate promoted v{version}", "; ".join(reasons), at=at)
+            self.out.event("promotion", f"gate promoted v{version}", "; ".join(reasons), at=at)
             self.console.print(f"gate: [green]v{version} promoted[/green]")
             for reason in reasons:
                 self.console.print(f"  - {reason}")
-            with self._status(f"waiting for the server to swap in v{version} (it polls every "
+            with self.out.status(f"waiting for the server to swap in v{version} (it polls every "
                               f"{self.knobs.model_poll_seconds:g} s)"):  # fmt: skip
                 wait_for(lambda: self.stack.served_version() == version or None, timeout=60, what="the swap")
-            self._event("swap", f"server swapped to v{version}", "no restart", mark=f"v{version} serves")
+            self.out.event("swap", f"server swapped to v{version}", "no restart", mark=f"v{version} serves")
             time.sleep(2.0)  # some traffic after the swap, served by the new model
         summary = background.summary
         served = ", ".join(f"v{v}: {n}" for v, n in sorted(summary.versions.items()))
@@ -337,9 +336,9 @@ class Demo:
         if before is None or after is None:
             self.misses.append("no labelled rows to compare live error before and after the swap")
             return
-        self.facts[f"live MAE, shifted traffic, v{v1} → v{v2}"] = f"{_usd(before)} → {_usd(after)}"
-        self.console.print(f"live MAE on the shifted traffic: v{v1} {_usd(before)} → v{v2} {_usd(after)}")
-        self._expect(after < before, f"live error did not fall: v{v1} {_usd(before)}, v{v2} {_usd(after)}")
+        self.facts[f"live MAE, shifted traffic, v{v1} → v{v2}"] = f"{usd(before)} → {usd(after)}"
+        self.console.print(f"live MAE on the shifted traffic: v{v1} {usd(before)} → v{v2} {usd(after)}")
+        self._expect(after < before, f"live error did not fall: v{v1} {usd(before)}, v{v2} {usd(after)}")
 
     def _bad_model_rolled_back(self, good: int) -> bool:
         """Force a bad model in and expect the monitor to roll it back; True when ``good`` serves again."""
@@ -347,45 +346,45 @@ class Demo:
         from services.trainer.lifecycle import force_promote
 
         with (
-            self._status("registering a model that prices every house at the mean"),
-            self._quiet("bad-model"),
+            self.out.status("registering a model that prices every house at the mean"),
+            self.out.quiet("bad-model"),
         ):
             bad = register_bad_model(
                 self._client, self._experiment_id, self.stack.database_url, self._dataset
             )
         # What `housing promote V --force --reason ...` does, without the 5-10 s of a new process's imports.
-        with self._status(f"forcing it in: housing promote {bad} --force --reason 'demo: bad model'"):
+        with self.out.status(f"forcing it in: housing promote {bad} --force --reason 'demo: bad model'"):
             force_promote(
                 self._client, self.stack.database_url, bad, actor="housing demo", reason="demo: bad model"
             )
-        self._event("promotion", f"v{bad} forced in past the gate", REASON)
-        with self._status(f"waiting for the server to swap in v{bad}"):
+        self.out.event("promotion", f"v{bad} forced in past the gate", REASON)
+        with self.out.status(f"waiting for the server to swap in v{bad}"):
             wait_for(
                 lambda: self.stack.served_version() == bad or None,
                 timeout=60,
                 what="the swap to the bad model",
             )
-        self._event("swap", f"server swapped to v{bad}", "the bad model serves", mark=f"v{bad} forced in")
+        self.out.event("swap", f"server swapped to v{bad}", "the bad model serves", mark=f"v{bad} forced in")
         self._traffic("steady, bad model", scenario_spec("steady"), self.knobs.bad_rows)
         run = self._monitor("bad model")
         self._expect(
             run.action == Action.ROLLED_BACK, f"bad model: monitor action {run.action}, expected rolled_back"
         )
         if run.action == Action.ROLLED_BACK:
-            self._event(
+            self.out.event(
                 "rollback",
                 f"monitor rolled back v{bad} → v{good}",
-                f"live MAE {_usd(run.live_mae)}",
+                f"live MAE {usd(run.live_mae)}",
                 mark=f"rolled back → v{good}",
             )
-            with self._status(f"waiting for the server to swap back to v{good}"):
+            with self.out.status(f"waiting for the server to swap back to v{good}"):
                 wait_for(
                     lambda: self.stack.served_version() == good or None, timeout=60, what="the swap back"
                 )
-            self._event("swap", f"server swapped back to v{good}", "")
+            self.out.event("swap", f"server swapped back to v{good}", "")
         bad_mae = self.stack.observation.live_mae(bad, None)
         if bad_mae is not None:
-            self.facts[f"live MAE of the bad v{bad}"] = _usd(bad_mae)
+            self.facts[f"live MAE of the bad v{bad}"] = usd(bad_mae)
         return run.action == Action.ROLLED_BACK
 
     def _delayed_labels(self, version: int, spec: ScenarioSpec) -> None:
@@ -393,10 +392,10 @@ class Demo:
         since = datetime.now(UTC)
         bodies, prices = self._rows(spec, self.knobs.delayed_rows)
         started = self.timeline.now()
-        with self._status(f"traffic: {len(bodies)} rows, prices withheld"):
+        with self.out.status(f"traffic: {len(bodies)} rows, prices withheld"):
             sent = self.stack.send(bodies, prices, rate=self.knobs.rate, feedback_delay=0, withhold=True)
             self.stack.wait_logged()
-        self._event(
+        self.out.event(
             "traffic",
             f"delayed-label traffic: {len(bodies)} rows",
             f"{spec.describe()}; sent {sent.sent}, failed {sent.failed}, prices withheld",
@@ -408,7 +407,7 @@ class Demo:
         self._expect(
             Trigger.ESTIMATED_DEGRADATION in run.triggers,
             f"delayed labels: triggers {list(run.triggers)}, no estimated_degradation "
-            f"(estimated MAE {_usd(run.estimated_mae)}, reference {_usd(run.reference_mae)})",
+            f"(estimated MAE {usd(run.estimated_mae)}, reference {usd(run.reference_mae)})",
         )
         self._expect(
             run.labelled_rows == 0, f"delayed labels: {run.labelled_rows} labelled rows, expected none"
@@ -417,18 +416,20 @@ class Demo:
             run.action == Action.TRAINER_LAUNCHED,
             f"delayed labels: action {run.action}, not trainer_launched",
         )
-        with self._status(f"the {len(sent.withheld)} withheld prices arrive"):
+        with self.out.status(f"the {len(sent.withheld)} withheld prices arrive"):
             arrived = self.stack.post_labels(sent.withheld)
-        self._event("traffic", f"{arrived.feedback_posted} withheld prices arrive", "", mark="prices arrive")
+        self.out.event(
+            "traffic", f"{arrived.feedback_posted} withheld prices arrive", "", mark="prices arrive"
+        )
         self._expect(arrived.feedback_failed == 0, f"{arrived.feedback_failed} withheld prices failed")
         realized = self.stack.observation.live_mae(version, since)
         self.facts["delayed labels: MAE estimated before / realized after"] = (
-            f"{_usd(run.estimated_mae)} / {_usd(realized)}"
+            f"{usd(run.estimated_mae)} / {usd(realized)}"
         )
         self.console.print(
-            f"delayed labels: estimated MAE {_usd(run.estimated_mae)} before any price, "
-            f"realized {_usd(realized)} once they arrived "
-            f"(v{version}'s holdout MAE {_usd(run.reference_mae)})"
+            f"delayed labels: estimated MAE {usd(run.estimated_mae)} before any price, "
+            f"realized {usd(realized)} once they arrived "
+            f"(v{version}'s holdout MAE {usd(run.reference_mae)})"
         )
 
     # ----- observing the system ----------------------------------------------------------------------
@@ -474,81 +475,10 @@ class Demo:
             stop.set()
             thread.join(30)
 
-    def _event(
-        self, kind: Kind, title: str, detail: str = "", *, at: float | None = None, mark: str | None = None
-    ) -> None:
-        event = self.timeline.add(kind, title, detail, at=at, mark=mark)
-        self.console.print(
-            f"[dim]{clock(event.at)}[/dim] {title}" + (f" [dim]({detail})[/dim]" if detail else "")
-        )
-
     def _expect(self, condition: bool, miss: str) -> None:
         if not condition:
             self.misses.append(miss)
             self.console.print(f"[red]not as expected: {miss}[/red]")
-
-    def _rule(self, title: str) -> None:
-        self.console.rule(f"[bold]{title}[/bold]  [dim]{clock(self.timeline.now())}[/dim]")
-
-    @contextmanager
-    def _quiet(self, name: str) -> Iterator[None]:
-        """In-process MLflow and scikit-learn chatter (stderr, warnings, logs) goes to ``logs/NAME.log``."""
-        import logging
-        import warnings
-
-        self.stack.children.logs.mkdir(parents=True, exist_ok=True)
-        with (
-            (self.stack.children.logs / f"{name}.log").open("a", encoding="utf-8") as log,
-            contextlib.redirect_stderr(log),
-            warnings.catch_warnings(),
-        ):
-            warnings.simplefilter("ignore")
-            root, mlflow_logger = logging.getLogger(), logging.getLogger("mlflow")
-            saved = (root.handlers[:], root.level, mlflow_logger.handlers[:], mlflow_logger.propagate)
-            root.handlers = [logging.StreamHandler(log)]
-            root.setLevel(logging.INFO)
-            mlflow_logger.handlers, mlflow_logger.propagate = [], True
-            try:
-                yield
-            finally:
-                root.handlers, level, mlflow_logger.handlers, mlflow_logger.propagate = saved
-                root.setLevel(level)
-
-    @contextmanager
-    def _status(self, text: str) -> Iterator[None]:
-        started = time.monotonic()
-        with self.console.status(text):
-            yield
-        self.console.print(f"{text} [dim]... {time.monotonic() - started:.1f} s[/dim]")
-
-    def _print_run(self, run: MonitorRun, seconds: float) -> None:
-        colours: dict[str, str] = {
-            RunStatus.OK: "green",
-            RunStatus.DRIFT: "red",
-            RunStatus.DEGRADED: "yellow",
-        }
-        colour = colours.get(run.status, "white")
-        live = f"live MAE {_usd(run.live_mae)} (reference {_usd(run.reference_mae)})" if run.live_mae else ""
-        if run.estimated_mae is not None:
-            live += (", " if live else "") + f"estimated MAE {_usd(run.estimated_mae)} without labels"
-        self.console.print(
-            f"monitor #{len(self.runs)}: [{colour}]{run.status}[/{colour}]"
-            + (f", drift share {run.drift_share:.2f}" if run.drift_share is not None else "")
-            + (f", {live}" if live else "")
-            + f", action [bold]{run.action}[/bold]"
-            + (", alert sent" if run.alerted else "")
-            + f" [dim]({seconds:.1f} s)[/dim]"
-        )
-        if run.psi:
-            table = Table("feature", "PSI", "", box=None, padding=(0, 1))
-            for name in FEATURE_NAMES:
-                value = run.psi.get(name)
-                if value is None:
-                    continue
-                hot = value >= 0.2
-                bar = "█" * min(30, round(value * 20))
-                table.add_row(name, f"[{'red' if hot else 'green'}]{value:.3f}[/]", f"[dim]{bar}[/dim]")
-            self.console.print(table)
 
     def _stop_background(self) -> None:
         for stop in self._background:
@@ -574,12 +504,7 @@ class Demo:
     def _finish(self, errors: list[ErrorPoint]) -> Path | None:
         """Print the timeline and the total time; write the HTML report (None: nothing to show)."""
         total = self.timeline.now()
-        table = Table("at", "kind", "what", "detail", title="timeline (details in full in the report)")
-        room = max(16, self.console.width - 60)  # one line per event on a narrow terminal
-        for event in self.timeline.events:
-            detail = event.detail if len(event.detail) <= room else event.detail[: room - 1] + "…"
-            table.add_row(clock(event.at), event.kind, event.title, detail)
-        self.console.print(table)
+        self.out.timeline_table()
         self.facts = {
             "total time": clock(total),
             "alerts received": str(self.stack.receiver.count()),
@@ -646,11 +571,6 @@ def _monitor_run(report: Mapping[str, Any], label: str, at: float) -> MonitorRun
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def _usd(value: float | None) -> str:
-    """A price error in 100k USD as ``28.4 k USD``."""
-    return "-" if value is None else f"{value * TARGET_UNIT_USD / 1000:.1f} k USD"
 
 
 def run_demo(home: Path, output: Path, *, keep_postgres: bool = False, knobs: Knobs | None = None) -> int:
