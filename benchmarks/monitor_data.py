@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 
 from services.common.features import FEATURE_COLUMNS
+from services.common.vocabulary import Role
 
 # The covariate shift of the scale benchmark: every district's median income up by half.
 MEDINC_SHIFT = 1.5
@@ -28,7 +29,7 @@ def insert_predictions(
     start: datetime,
     spacing: timedelta,
     model_version: int = 1,
-    role: str = "champion",
+    role: Role = Role.CHAMPION,
     predictions: Sequence[float] | npt.NDArray[np.float64] | None = None,
     actual: Sequence[float] | npt.NDArray[np.float64] | None = None,
 ) -> list[uuid.UUID]:

@@ -44,9 +44,10 @@ class _NoLaunch:
     """A launcher that reports a trainer already running: the benchmark times the run, not training."""
 
     def launch(self, report_id: int) -> Any:
+        from services.common.vocabulary import Action
         from services.monitor.launchers import LaunchResult
 
-        return LaunchResult("trainer_already_running", "benchmark: no trainer is started")
+        return LaunchResult(Action.TRAINER_ALREADY_RUNNING, "benchmark: no trainer is started")
 
 
 def measure_monitor(database_url: str, tracking: str, home: Path) -> dict[str, Any]:
@@ -82,13 +83,14 @@ def measure_naive(database_url: str, tracking: str, home: Path) -> dict[str, Any
     from services.common.connections import open_registry
     from services.common.features import FEATURE_COLUMNS, FEATURE_NAMES
     from services.common.profile import ReferenceProfile
-    from services.common.registry import CHAMPION, PROFILE_ARTIFACT, alias_version
+    from services.common.registry import PROFILE_ARTIFACT, alias_version
+    from services.common.vocabulary import Role
     from services.monitor.evidently_drift import run_drift_preset
     from services.monitor.psi import psi
 
     started = time.perf_counter()
     client, _ = open_registry(tracking, home / "mlflow" / "artifacts")
-    champion = alias_version(client, CHAMPION)
+    champion = alias_version(client, Role.CHAMPION)
     assert champion is not None and champion.run_id
     profile = ReferenceProfile.load(
         Path(client.download_artifacts(champion.run_id, PROFILE_ARTIFACT, str(home)))
@@ -96,7 +98,8 @@ def measure_naive(database_url: str, tracking: str, home: Path) -> dict[str, Any
     with psycopg.connect(database_url) as conn:
         cursor = conn.execute(
             f"SELECT {', '.join(FEATURE_COLUMNS)} FROM predictions"  # fixed column names
-            " WHERE role = 'champion' AND created_at >= now() - interval '24 hours'"
+            " WHERE role = %s AND created_at >= now() - interval '24 hours'",
+            (Role.CHAMPION,),
         )
         frame = pd.DataFrame(cursor.fetchall(), columns=list(FEATURE_NAMES))
     scores = {}

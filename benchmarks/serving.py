@@ -138,10 +138,11 @@ def count_predictions(env: dict[str, str]) -> int:
 
     from services.common.connections import database_url
     from services.common.settings import CommonSettings
+    from services.common.vocabulary import Role
 
     url = database_url(CommonSettings(housing_home=Path(env["HOUSING_HOME"])))
     with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT count(*) FROM predictions WHERE role = 'champion'").fetchone()
+        row = conn.execute("SELECT count(*) FROM predictions WHERE role = %s", (Role.CHAMPION,)).fetchone()
     return int(row[0]) if row else 0
 
 

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from services.common.finite import finite_document
-
-Event = Literal["registered", "promoted", "rejected", "forced", "rolled_back"]
+from services.common.vocabulary import ModelEvent
 
 
 def record_event(
     conn: psycopg.Connection,
-    event: Event,
+    event: ModelEvent,
     version: int,
     *,
     actor: str,
@@ -32,7 +31,7 @@ def record_event(
     row = conn.execute(
         "INSERT INTO model_events (event, model_version, previous_version, actor, reasons, figures)"
         " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-        (event, version, previous_version, actor, Jsonb(list(reasons)), Jsonb(stored)),
+        (str(event), version, previous_version, actor, Jsonb(list(reasons)), Jsonb(stored)),
     ).fetchone()
     assert row is not None
     return int(row[0])

@@ -19,26 +19,26 @@ from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
 from services.common.database import first_line
+from services.common.vocabulary import GateDecision, Role
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "cali-housing"
 EXPERIMENT_NAME = "cali-housing"
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-PREVIOUS = "previous"
-ALIASES = (CHAMPION, CHALLENGER, PREVIOUS)
+ALIASES = tuple(Role)  # champion, challenger, previous: services/common/vocabulary.py
 
 # Run artifacts and metrics the services agree on.
 MODEL_ARTIFACT = "model"
 PROFILE_ARTIFACT = "reference/profile.json"
+ERROR_MODEL_ARTIFACT = "error_model/error_model.joblib"  # services/common/error_model.py; absent before it
+METRIC_ERROR_MODEL_OOF_MAE = "error_model_oof_mae"
 METRIC_HOLDOUT_MAE = "holdout_mae"
 METRIC_HOLDOUT_R2 = "holdout_r2"
 METRIC_HOLDOUT_RMSE = "holdout_rmse"
 METRIC_RECENT_MAE = "recent_mae"
 
 # Tags on model versions, written by the gate and by every alias move.
-TAG_DECISION = "gate.decision"  # passed | rejected | forced | rolled_back
+TAG_DECISION = "gate.decision"  # a GateDecision
 TAG_REASONS = "gate.reasons"  # JSON list of sentences
 
 
@@ -69,7 +69,7 @@ def alias_version(client: MlflowClient, alias: str) -> ModelVersion | None:
         ) from error
 
 
-def current_aliases(client: MlflowClient) -> dict[str, int | None]:
+def current_aliases(client: MlflowClient) -> dict[Role, int | None]:
     """Every alias of the model with the version it points at (None when unset)."""
     return {
         alias: int(version.version) if (version := alias_version(client, alias)) else None
@@ -93,14 +93,14 @@ def get_version(client: MlflowClient, version: int) -> ModelVersion:
         ) from error
 
 
-def move_aliases(client: MlflowClient, changes: Mapping[str, int | None]) -> None:
+def move_aliases(client: MlflowClient, changes: Mapping[Role, int | None]) -> None:
     """Point each alias at a version (None deletes it), all or nothing.
 
     On a failure half-way the aliases already moved are put back as they were before the call,
     and a RegistryError says what failed.
     """
     before = current_aliases(client)
-    done: list[str] = []
+    done: list[Role] = []
     try:
         for alias, version in changes.items():
             if version is None:
@@ -124,7 +124,7 @@ def move_aliases(client: MlflowClient, changes: Mapping[str, int | None]) -> Non
         ) from error
 
 
-def tag_decision(client: MlflowClient, version: int, decision: str, reasons: list[str]) -> None:
+def tag_decision(client: MlflowClient, version: int, decision: GateDecision, reasons: list[str]) -> None:
     """Record a lifecycle decision and its reasons as tags on the version."""
     client.set_model_version_tag(MODEL_NAME, str(version), TAG_DECISION, decision)
     client.set_model_version_tag(MODEL_NAME, str(version), TAG_REASONS, json.dumps(reasons))
@@ -133,14 +133,14 @@ def tag_decision(client: MlflowClient, version: int, decision: str, reasons: lis
 def promote(client: MlflowClient, version: int) -> int | None:
     """Make ``version`` the champion; the old champion becomes ``previous``. Returns the old champion."""
     aliases = current_aliases(client)
-    old = aliases[CHAMPION]
+    old = aliases[Role.CHAMPION]
     if old == version:
         raise RegistryError(f"version {version} is already the champion")
-    changes: dict[str, int | None] = {CHAMPION: version}
+    changes: dict[Role, int | None] = {Role.CHAMPION: version}
     if old is not None:
-        changes[PREVIOUS] = old
-    if aliases[CHALLENGER] == version:
-        changes[CHALLENGER] = None
+        changes[Role.PREVIOUS] = old
+    if aliases[Role.CHALLENGER] == version:
+        changes[Role.CHALLENGER] = None
     move_aliases(client, changes)
     return old
 
@@ -151,7 +151,7 @@ def rollback(client: MlflowClient, *, dry_run: bool = False) -> tuple[int, int]:
     With ``dry_run`` only check that a rollback is possible.
     """
     aliases = current_aliases(client)
-    bad, good = aliases[CHAMPION], aliases[PREVIOUS]
+    bad, good = aliases[Role.CHAMPION], aliases[Role.PREVIOUS]
     if bad is None:
         raise RegistryError("there is no champion to roll back; train one with `housing train`")
     if good is None:
@@ -160,7 +160,7 @@ def rollback(client: MlflowClient, *, dry_run: bool = False) -> tuple[int, int]:
             "with `housing promote VERSION`"
         )
     if not dry_run:
-        move_aliases(client, {CHAMPION: good, PREVIOUS: None})
+        move_aliases(client, {Role.CHAMPION: good, Role.PREVIOUS: None})
     return bad, good
 
 

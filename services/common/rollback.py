@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 from services.common.database import connect
 from services.common.events import record_event
 from services.common.registry import move_aliases, rollback, tag_decision
+from services.common.vocabulary import GateDecision, ModelEvent, Role
 
 
 def roll_back(
@@ -28,13 +29,19 @@ def roll_back(
     with connect(database_url) as conn:
         bad, good = rollback(client, dry_run=True)
         record_event(
-            conn, "rolled_back", good, actor=actor, previous_version=bad, reasons=reasons, figures=figures
+            conn,
+            ModelEvent.ROLLED_BACK,
+            good,
+            actor=actor,
+            previous_version=bad,
+            reasons=reasons,
+            figures=figures,
         )
         rollback(client)
         try:
             conn.commit()
         except Exception:
-            move_aliases(client, {"champion": bad, "previous": good})
+            move_aliases(client, {Role.CHAMPION: bad, Role.PREVIOUS: good})
             raise
-    tag_decision(client, bad, "rolled_back", list(reasons))
+    tag_decision(client, bad, GateDecision.ROLLED_BACK, list(reasons))
     return bad, good

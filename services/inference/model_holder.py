@@ -27,13 +27,12 @@ from services.common import compiled
 from services.common.database import first_line
 from services.common.features import EXAMPLE, to_matrix
 from services.common.registry import (
-    CHALLENGER,
-    CHAMPION,
     MODEL_NAME,
     RegistryError,
     alias_version,
     version_figures,
 )
+from services.common.vocabulary import Role
 from services.inference.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -211,7 +210,7 @@ class ModelHolder:
             self.polled.set()
 
     def _refresh_champion(self) -> None:
-        target = alias_version(self._client, CHAMPION)
+        target = alias_version(self._client, Role.CHAMPION)
         current = self.champion
         if target is None:
             if current is None:
@@ -234,7 +233,7 @@ class ModelHolder:
     def _refresh_challenger(self) -> None:
         if not self._shadow:
             return
-        target = alias_version(self._client, CHALLENGER)
+        target = alias_version(self._client, Role.CHALLENGER)
         if target is None:
             self.challenger = None
             return

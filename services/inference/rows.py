@@ -6,6 +6,7 @@ from datetime import datetime
 from uuid import UUID
 
 from services.common.features import FEATURE_COLUMNS
+from services.common.vocabulary import Role
 
 # id, created_at, model_version, role, shadow_of, the 8 features, prediction (100k USD), latency_ms
 PredictionRow = tuple[
@@ -36,5 +37,5 @@ COLUMNS: tuple[str, ...] = (
     "prediction",
     "latency_ms",
 )
-CHAMPION_ROLE = "champion"
-CHALLENGER_ROLE = "challenger"
+CHAMPION_ROLE = Role.CHAMPION
+CHALLENGER_ROLE = Role.CHALLENGER

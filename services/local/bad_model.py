@@ -16,6 +16,7 @@ from services.common.database import connect
 from services.common.dataset import Dataset
 from services.common.events import record_event
 from services.common.profile import build_profile
+from services.common.vocabulary import ModelEvent
 from services.trainer.evaluate import evaluate
 from services.trainer.registration import TrainingRecord, register_candidate
 
@@ -41,5 +42,7 @@ def register_bad_model(client: MlflowClient, experiment_id: str, database_url: s
     )
     version, _ = register_candidate(client, experiment_id, record)
     with connect(database_url) as conn:
-        record_event(conn, "registered", version, actor="housing demo", reasons=[REASON], figures=metrics)
+        record_event(
+            conn, ModelEvent.REGISTERED, version, actor="housing demo", reasons=[REASON], figures=metrics
+        )
     return version

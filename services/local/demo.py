@@ -5,8 +5,11 @@ promote v1; ``housing serve`` as a child; steady traffic and a monitor run (no d
 (mostly high-income districts, prices +25%) and a monitor run (drift, alert to a local webhook receiver,
 trainer launched); the gate promotes v2 and the server swaps it in under traffic, with no failed request;
 live error falls; a deliberately bad model forced in (what ``housing promote V --force`` does), rolled back
-by the next monitor run, and v2 serves again. Every child process, the trainer the monitor launched and the
-embedded Postgres are stopped at the end, also on Ctrl-C (SIGINT) or SIGTERM.
+by the next monitor run, and v2 serves again; delayed labels: the shifted market again with its prices
+withheld, the monitor's label-free estimate crosses its threshold and launches the trainer before any of
+those labels exist, then the prices arrive and the realized MAE is set beside the estimate. Every child
+process, the trainer the monitor launched and the embedded Postgres are stopped at the end, also on Ctrl-C
+(SIGINT) or SIGTERM.
 
 No monitor run is made between v2's promotion and the bad model: v2's reference profile is its training set
 (mostly the base data), so the still-shifted traffic would be called drift again and retrain once more.
@@ -17,13 +20,9 @@ MODEL_POLL_SECONDS) are set here as the children's environment, so the defaults 
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import secrets
 import shutil
 import signal
-import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -34,34 +33,22 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import httpx
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
 from services.common.connections import stop_embedded_postgres
-from services.common.features import FEATURE_NAMES, TARGET_UNIT_USD
+from services.common.vocabulary import Action, ModelEvent, RunStatus, Trigger
 from services.local.alert_receiver import AlertReceiver
-from services.local.processes import ChildFailed, Children, housing_command, wait_for
+from services.local.console import DemoConsole, usd
+from services.local.processes import ChildFailed, Children, wait_for
 from services.local.report import DemoRecord, ErrorPoint, MonitorRun, build_report
 from services.local.scenarios import ScenarioSpec, scenario_spec, scenario_traffic
-from services.local.simulator import SimulationSummary, Simulator
+from services.local.simulator import SimulationSummary
+from services.local.stack import Stack, StackError, reset_home
 from services.local.timeline import Kind, Timeline, clock
 
 GOAL_SECONDS = 300
-# Settings the demo's children must not inherit from the caller's shell: the demo runs on its own state
-# and alerts only its own receiver.
-FOREIGN_SETTINGS = (
-    "DATABASE_URL",
-    "MLFLOW_TRACKING_URI",
-    "HOUSING_HOME",
-    "REPORTS_DIR",
-    "SPOOL_DIR",
-    "TELEGRAM_BOT_TOKEN",
-    "TELEGRAM_CHAT_ID",
-    "PUSHGATEWAY_URL",
-)
 
 
 @dataclass(frozen=True)
@@ -79,7 +66,7 @@ class Knobs:
     background_rate: float = 40.0
     after_swap_rows: int = 400
     bad_rows: int = 1000
-    after_rollback_rows: int = 300
+    delayed_rows: int = 600  # at least DRIFT_MIN_ROWS: the estimate needs a judged window
     drift_min_rows: int = 300
     rollback_min_rows: int = 150
     gate_min_recent_rows: int = 100
@@ -103,22 +90,6 @@ class DemoFailed(RuntimeError):
     """A step of the demo did not happen as scripted."""
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def reset_home(home: Path) -> None:
-    """A fresh demo folder: stop the Postgres a previous run left there, delete it, create it traversable."""
-    if (home / "postgres").exists():
-        stop_embedded_postgres(home / "postgres")
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True, exist_ok=True)
-    # The embedded Postgres runs as another system user when we are root: it must be able to enter.
-    home.chmod(0o755)
-
-
 class Demo:
     """One scripted run; :meth:`run` returns the exit code after stopping every part it started."""
 
@@ -131,16 +102,12 @@ class Demo:
         self.knobs = knobs
         self.console = console
         self.timeline = Timeline()
-        self.children = Children(self.home / "logs")
-        self.receiver = AlertReceiver()
+        self.stack = Stack(
+            self.home, Children(self.home / "logs"), AlertReceiver(), token=secrets.token_urlsafe(16)
+        )
+        self.out = DemoConsole(console, self.timeline, self.stack.children.logs)
         self.runs: list[MonitorRun] = []
         self.misses: list[str] = []
-        self.sent_total = 0
-        self.token = secrets.token_urlsafe(16)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.database_url = ""
-        self.env: dict[str, str] = {}
         self.facts: dict[str, str] = {}
         self._background: list[threading.Event] = []
         self._dataset: Any = None
@@ -158,11 +125,11 @@ class Demo:
             self.console.print("\n[yellow]interrupted: stopping everything the demo started[/yellow]")
             code = 130
         except (DemoFailed, ChildFailed) as error:
-            self.console.print(f"[red]demo failed: {error}[/red] (logs: {self.children.logs})")
+            self.console.print(f"[red]demo failed: {error}[/red] (logs: {self.stack.children.logs})")
             code = 1
         finally:
             try:
-                if code != 130 and self.database_url:
+                if code != 130 and self.stack.database_url:
                     self._stop_background()
                     errors = self._error_points()
             finally:
@@ -179,39 +146,46 @@ class Demo:
 
     def _script(self) -> None:
         knobs = self.knobs
-        self._rule("1. state, Postgres, MLflow store, v1")
+        self.out.rule("1. state, Postgres, MLflow store, v1")
         self._prepare()
         v1 = self._train_first()
-        self._rule("2. serving")
+        self.out.rule("2. serving")
         self._start_server(v1)
 
-        self._rule("3. steady traffic")
+        self.out.rule("3. steady traffic")
         self._traffic("steady", scenario_spec("steady"), knobs.steady_rows)
         first = self._monitor("steady")
-        self._expect(first.status == "ok", f"steady traffic: monitor said {first.status}, expected ok")
+        self._expect(
+            first.status == RunStatus.OK, f"steady traffic: monitor said {first.status}, expected ok"
+        )
 
-        self._rule("4. the market shifts: high-income districts, prices +25%")
+        self.out.rule("4. the market shifts: high-income districts, prices +25%")
         shift = scenario_spec("covariate-shift", knobs.shift_price_factor)
         shift_started = datetime.now(UTC)
         self._traffic("shifted", shift, knobs.shift_rows, mark="market shift")
         drift = self._monitor("shifted")
-        self._expect(drift.status == "drift", f"shifted traffic: monitor said {drift.status}, expected drift")
         self._expect(
-            drift.alerted and self.receiver.count() >= 1, "no drift alert reached the webhook receiver"
+            drift.status == RunStatus.DRIFT, f"shifted traffic: monitor said {drift.status}, expected drift"
         )
         self._expect(
-            drift.action == "trainer_launched",
+            drift.alerted and self.stack.receiver.count() >= 1, "no drift alert reached the webhook receiver"
+        )
+        self._expect(
+            drift.action == Action.TRAINER_LAUNCHED,
             f"shifted traffic: action {drift.action}, not trainer_launched",
         )
 
-        self._rule("5. retrain, gate, hot swap under traffic")
-        v2 = self._retrain_and_swap(v1, shift) if drift.action == "trainer_launched" else None
+        self.out.rule("5. retrain, gate, hot swap under traffic")
+        v2 = self._retrain_and_swap(v1, shift) if drift.action == Action.TRAINER_LAUNCHED else None
         if v2 is not None:
             self._traffic("after the swap", shift, knobs.after_swap_rows)
             self._live_error_falls(v1, v2, shift_started)
 
-        self._rule("6. a bad model forced in, rolled back by the monitor")
-        self._bad_model_rolled_back(v2 or v1)
+        self.out.rule("6. a bad model forced in, rolled back by the monitor")
+        restored = self._bad_model_rolled_back(v2 or v1)
+        if v2 is not None and restored:
+            self.out.rule("7. delayed labels: the shifted market again, its prices not known yet")
+            self._delayed_labels(v2, shift)
 
     # ----- steps -------------------------------------------------------------------------------------
 
@@ -219,25 +193,15 @@ class Demo:
         from services.common.connections import embedded_postgres_url, mlflow_store
         from services.common.database import migrate
 
-        with self._status("a fresh state folder and an embedded Postgres"):
+        with self.out.status("a fresh state folder and an embedded Postgres"):
             reset_home(self.home)
-            self.database_url = embedded_postgres_url(self.home / "postgres")
-            migrate(self.database_url)
-        self.receiver.start()
-        env = {key: value for key, value in os.environ.items() if key not in FOREIGN_SETTINGS}
-        self.env = {
-            **env,
-            **self.knobs.env(),
-            "HOUSING_HOME": str(self.home),
-            "DATABASE_URL": self.database_url,
-            "FEEDBACK_TOKEN": self.token,
-            "ALERT_WEBHOOK_URL": self.receiver.url,
-            "REPORTS_DIR": str(self.home / "reports"),
-            "MLFLOW_DISABLE_TELEMETRY": os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true"),
-        }
+            database_url = embedded_postgres_url(self.home / "postgres")
+            migrate(database_url)
+        self.stack.receiver.start()
+        self.stack.configure(database_url, self.knobs.env())
         uri, _ = mlflow_store(self.home)
-        self._event("setup", "state ready", f"Postgres in {self.home / 'postgres'}; MLflow store {uri}")
-        self.console.print(f"state in {self.home}; alerts go to {self.receiver.url}")
+        self.out.event("setup", "state ready", f"Postgres in {self.home / 'postgres'}; MLflow store {uri}")
+        self.console.print(f"state in {self.home}; alerts go to {self.stack.receiver.url}")
 
     def _train_first(self) -> int:
         from services.common.connections import mlflow_store, open_registry
@@ -245,13 +209,13 @@ class Demo:
         from services.trainer.settings import TrainerSettings
         from services.trainer.train import run_training
 
-        with self._status("training v1 on the California housing data set"), self._quiet("train-v1"):
+        with self.out.status("training v1 on the California housing data set"), self.out.quiet("train-v1"):
             self._dataset = load_dataset()
             self._client, self._experiment_id = open_registry(*mlflow_store(self.home))
             summary = run_training(
                 self._client,
                 self._experiment_id,
-                self.database_url,
+                self.stack.database_url,
                 self._dataset,
                 TrainerSettings(housing_home=self.home),
                 actor="housing demo",
@@ -259,17 +223,15 @@ class Demo:
         if summary.gate is None or not summary.gate.decision.passed:
             raise DemoFailed(f"v{summary.version} did not pass the gate: {summary.gate}")
         mae = summary.metrics["holdout_mae"]
-        self.facts["v1 holdout MAE"] = _usd(mae)
-        self._event("promotion", f"v{summary.version} trained and promoted", f"holdout MAE {_usd(mae)}")
+        self.facts["v1 holdout MAE"] = usd(mae)
+        self.out.event("promotion", f"v{summary.version} trained and promoted", f"holdout MAE {usd(mae)}")
         return summary.version
 
     def _start_server(self, expected: int) -> None:
-        argv = housing_command("serve", "--host", "127.0.0.1", "--port", str(self.port))
-        with self._status(f"starting housing serve on {self.url}"):
-            process = self.children.start("serve", argv, env=self.env)
-            version = wait_for(self._served_version, timeout=90, what=f"{self.url}/model", alive=process)
+        with self.out.status(f"starting housing serve on {self.stack.url}"):
+            version = self.stack.start_server()
         self._expect(version == expected, f"the server loaded v{version}, expected v{expected}")
-        self._event("setup", f"serving v{version}", self.url)
+        self.out.event("setup", f"serving v{version}", self.stack.url)
 
     def _traffic(
         self, label: str, spec: ScenarioSpec, rows: int, *, mark: str | None = None
@@ -279,7 +241,7 @@ class Demo:
             TextColumn(f"traffic: {label}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[detail]}"), console=self.console, transient=True,
         )  # fmt: skip
-        with progress, self._http() as client:
+        with progress:
             task = progress.add_task(label, total=rows, detail="")
 
             def show(summary: SimulationSummary) -> None:
@@ -287,80 +249,74 @@ class Demo:
                 progress.update(task, completed=summary.sent + summary.failed, detail=detail)
 
             started = self.timeline.now()
-            summary = Simulator(client, token=self.token).run(
+            summary = self.stack.send(
                 bodies,
                 prices,
                 rate=self.knobs.rate,
                 feedback_delay=self.knobs.feedback_delay,
                 on_progress=show,
             )
-        self.sent_total += summary.sent
-        self._wait_logged()
+        self.stack.wait_logged()
         detail = (
             f"{spec.describe()}; sent {summary.sent}, failed {summary.failed}, "
             f"feedback {summary.feedback_posted}"
         )
-        self._event("traffic", f"{label} traffic: {rows} rows", detail, at=started, mark=mark)
+        self.out.event("traffic", f"{label} traffic: {rows} rows", detail, at=started, mark=mark)
         self._expect(summary.failed == 0, f"{label} traffic: {summary.failed} rows failed {summary.errors}")
         return summary
 
     def _monitor(self, label: str) -> MonitorRun:
-        with self._status(f"housing monitor (after {label} traffic)"):
-            finished = self.children.run(
-                "monitor", housing_command("monitor", "--json"), env=self.env, timeout=240
-            )
-        if finished.returncode != 0:
-            raise DemoFailed(f"housing monitor exited with {finished.returncode} (log: {finished.log})")
-        try:
-            report = json.loads(finished.stdout)
-        except ValueError as error:
-            raise DemoFailed(f"housing monitor --json printed no JSON (log: {finished.log})") from error
+        with self.out.status(f"housing monitor (after {label} traffic)"):
+            try:
+                report, finished = self.stack.monitor(timeout=240)
+            except StackError as error:
+                raise DemoFailed(str(error)) from error
         run = _monitor_run(report, label, self.timeline.now())
         self.runs.append(run)
-        self._print_run(run, finished.seconds)
-        kind: Kind = "drift" if run.status == "drift" else "monitor"
-        mark = f"{run.status} → trainer" if run.action == "trainer_launched" else None
-        self._event(kind, f"monitor #{len(self.runs)}: {run.status}", f"action {run.action}", mark=mark)
+        self.out.monitor_run(len(self.runs), run, finished.seconds)
+        kind: Kind = "drift" if run.status == RunStatus.DRIFT else "monitor"
+        mark = f"{run.status} → trainer" if run.action == Action.TRAINER_LAUNCHED else None
+        self.out.event(kind, f"monitor #{len(self.runs)}: {run.status}", f"action {run.action}", mark=mark)
         if run.alerted:
-            self._event(
-                "alert", f"alert received ({self.receiver.count()} in all)", "POST to the local webhook"
+            self.out.event(
+                "alert", f"alert received ({self.stack.receiver.count()} in all)", "POST to the local webhook"
             )
-        if run.action == "trainer_launched":
-            self._event("retrain", "trainer launched by the monitor", "housing train as a child process")
+        if run.action == Action.TRAINER_LAUNCHED:
+            self.out.event("retrain", "trainer launched by the monitor", "housing train as a child process")
         return run
 
     def _retrain_and_swap(self, v1: int, shift: ScenarioSpec) -> int | None:
         """Keep shifted traffic flowing while the trainer runs; wait for the gate, then for the swap."""
         bodies, prices = self._rows(shift, int(self.knobs.background_rate * self.knobs.retrain_timeout * 1.5))
         with self._background_traffic(bodies, prices) as background:
-            with self._status(
+            with self.out.status(
                 "the trainer fits v2 on the base set plus labelled production rows, then the gate"
             ):
                 decision = wait_for(
-                    lambda: self._decision_after(v1),
+                    lambda: self.stack.observation.decision_after(v1),
                     timeout=self.knobs.retrain_timeout,
                     what="the trainer's gate",
                 )
-            event, version, reasons, at = decision
-            registered = self._registered_at(version)
-            self._event(
+            event, version, reasons = decision.event, decision.version, decision.reasons
+            at = self.timeline.since_start(decision.at)
+            registered = self._since_start(self.stack.observation.registered_at(version))
+            self.out.event(
                 "model", f"v{version} registered", "trained on the base set plus labelled rows", at=registered
             )
-            if event != "promoted":
+            if event != ModelEvent.PROMOTED:
                 self.misses.append(f"the gate rejected v{version}: {'; '.join(reasons)}")
-                self._event("model", f"gate rejected v{version}", "; ".join(reasons), at=at)
+                self.out.event("model", f"gate rejected v{version}", "; ".join(reasons), at=at)
                 return None
-            self._event("promotion", f"gate promoted v{version}", "; ".join(reasons), at=at)
+            self.out.event("promotion", f"gate promoted v{version}", "; ".join(reasons), at=at)
             self.console.print(f"gate: [green]v{version} promoted[/green]")
             for reason in reasons:
                 self.console.print(f"  - {reason}")
-            with self._status(f"waiting for the server to swap in v{version} (it polls every "
+            with self.out.status(f"waiting for the server to swap in v{version} (it polls every "
                               f"{self.knobs.model_poll_seconds:g} s)"):  # fmt: skip
-                wait_for(lambda: self._served_version() == version or None, timeout=60, what="the swap")
-            self._event("swap", f"server swapped to v{version}", "no restart", mark=f"v{version} serves")
+                wait_for(lambda: self.stack.served_version() == version or None, timeout=60, what="the swap")
+            self.out.event("swap", f"server swapped to v{version}", "no restart", mark=f"v{version} serves")
             time.sleep(2.0)  # some traffic after the swap, served by the new model
         summary = background.summary
-        self.sent_total += summary.sent
         served = ", ".join(f"v{v}: {n}" for v, n in sorted(summary.versions.items()))
         self.console.print(
             f"traffic during retrain and swap: {summary.sent} rows ({served}), "
@@ -371,131 +327,121 @@ class Demo:
         self._expect(
             set(summary.versions) == {v1, version}, f"the swap traffic saw versions {dict(summary.versions)}"
         )
-        self._wait_logged()
+        self.stack.wait_logged()
         return version
 
     def _live_error_falls(self, v1: int, v2: int, since: datetime) -> None:
-        before = self._live_mae(v1, since)
-        after = self._live_mae(v2, since)
+        before = self.stack.observation.live_mae(v1, since)
+        after = self.stack.observation.live_mae(v2, since)
         if before is None or after is None:
             self.misses.append("no labelled rows to compare live error before and after the swap")
             return
-        self.facts[f"live MAE, shifted traffic, v{v1} → v{v2}"] = f"{_usd(before)} → {_usd(after)}"
-        self.console.print(f"live MAE on the shifted traffic: v{v1} {_usd(before)} → v{v2} {_usd(after)}")
-        self._expect(after < before, f"live error did not fall: v{v1} {_usd(before)}, v{v2} {_usd(after)}")
+        self.facts[f"live MAE, shifted traffic, v{v1} → v{v2}"] = f"{usd(before)} → {usd(after)}"
+        self.console.print(f"live MAE on the shifted traffic: v{v1} {usd(before)} → v{v2} {usd(after)}")
+        self._expect(after < before, f"live error did not fall: v{v1} {usd(before)}, v{v2} {usd(after)}")
 
-    def _bad_model_rolled_back(self, good: int) -> None:
+    def _bad_model_rolled_back(self, good: int) -> bool:
+        """Force a bad model in and expect the monitor to roll it back; True when ``good`` serves again."""
         from services.local.bad_model import REASON, register_bad_model
         from services.trainer.lifecycle import force_promote
 
         with (
-            self._status("registering a model that prices every house at the mean"),
-            self._quiet("bad-model"),
+            self.out.status("registering a model that prices every house at the mean"),
+            self.out.quiet("bad-model"),
         ):
-            bad = register_bad_model(self._client, self._experiment_id, self.database_url, self._dataset)
+            bad = register_bad_model(
+                self._client, self._experiment_id, self.stack.database_url, self._dataset
+            )
         # What `housing promote V --force --reason ...` does, without the 5-10 s of a new process's imports.
-        with self._status(f"forcing it in: housing promote {bad} --force --reason 'demo: bad model'"):
+        with self.out.status(f"forcing it in: housing promote {bad} --force --reason 'demo: bad model'"):
             force_promote(
-                self._client, self.database_url, bad, actor="housing demo", reason="demo: bad model"
+                self._client, self.stack.database_url, bad, actor="housing demo", reason="demo: bad model"
             )
-        self._event("promotion", f"v{bad} forced in past the gate", REASON)
-        with self._status(f"waiting for the server to swap in v{bad}"):
+        self.out.event("promotion", f"v{bad} forced in past the gate", REASON)
+        with self.out.status(f"waiting for the server to swap in v{bad}"):
             wait_for(
-                lambda: self._served_version() == bad or None, timeout=60, what="the swap to the bad model"
+                lambda: self.stack.served_version() == bad or None,
+                timeout=60,
+                what="the swap to the bad model",
             )
-        self._event("swap", f"server swapped to v{bad}", "the bad model serves", mark=f"v{bad} forced in")
+        self.out.event("swap", f"server swapped to v{bad}", "the bad model serves", mark=f"v{bad} forced in")
         self._traffic("steady, bad model", scenario_spec("steady"), self.knobs.bad_rows)
         run = self._monitor("bad model")
         self._expect(
-            run.action == "rolled_back", f"bad model: monitor action {run.action}, expected rolled_back"
+            run.action == Action.ROLLED_BACK, f"bad model: monitor action {run.action}, expected rolled_back"
         )
-        if run.action == "rolled_back":
-            self._event(
+        if run.action == Action.ROLLED_BACK:
+            self.out.event(
                 "rollback",
                 f"monitor rolled back v{bad} → v{good}",
-                f"live MAE {_usd(run.live_mae)}",
+                f"live MAE {usd(run.live_mae)}",
                 mark=f"rolled back → v{good}",
             )
-            with self._status(f"waiting for the server to swap back to v{good}"):
-                wait_for(lambda: self._served_version() == good or None, timeout=60, what="the swap back")
-            self._event("swap", f"server swapped back to v{good}", "")
-            self._traffic("after the rollback", scenario_spec("steady"), self.knobs.after_rollback_rows)
-        bad_mae = self._live_mae(bad, None)
+            with self.out.status(f"waiting for the server to swap back to v{good}"):
+                wait_for(
+                    lambda: self.stack.served_version() == good or None, timeout=60, what="the swap back"
+                )
+            self.out.event("swap", f"server swapped back to v{good}", "")
+        bad_mae = self.stack.observation.live_mae(bad, None)
         if bad_mae is not None:
-            self.facts[f"live MAE of the bad v{bad}"] = _usd(bad_mae)
+            self.facts[f"live MAE of the bad v{bad}"] = usd(bad_mae)
+        return run.action == Action.ROLLED_BACK
+
+    def _delayed_labels(self, version: int, spec: ScenarioSpec) -> None:
+        """Traffic whose prices are withheld until the monitor ran: the estimate has to act alone."""
+        since = datetime.now(UTC)
+        bodies, prices = self._rows(spec, self.knobs.delayed_rows)
+        started = self.timeline.now()
+        with self.out.status(f"traffic: {len(bodies)} rows, prices withheld"):
+            sent = self.stack.send(bodies, prices, rate=self.knobs.rate, feedback_delay=0, withhold=True)
+            self.stack.wait_logged()
+        self.out.event(
+            "traffic",
+            f"delayed-label traffic: {len(bodies)} rows",
+            f"{spec.describe()}; sent {sent.sent}, failed {sent.failed}, prices withheld",
+            at=started,
+            mark="prices withheld",
+        )
+        self._expect(sent.failed == 0, f"delayed-label traffic: {sent.failed} rows failed {sent.errors}")
+        run = self._monitor("delayed labels")
+        self._expect(
+            Trigger.ESTIMATED_DEGRADATION in run.triggers,
+            f"delayed labels: triggers {list(run.triggers)}, no estimated_degradation "
+            f"(estimated MAE {usd(run.estimated_mae)}, reference {usd(run.reference_mae)})",
+        )
+        self._expect(
+            run.labelled_rows == 0, f"delayed labels: {run.labelled_rows} labelled rows, expected none"
+        )
+        self._expect(
+            run.action == Action.TRAINER_LAUNCHED,
+            f"delayed labels: action {run.action}, not trainer_launched",
+        )
+        with self.out.status(f"the {len(sent.withheld)} withheld prices arrive"):
+            arrived = self.stack.post_labels(sent.withheld)
+        self.out.event(
+            "traffic", f"{arrived.feedback_posted} withheld prices arrive", "", mark="prices arrive"
+        )
+        self._expect(arrived.feedback_failed == 0, f"{arrived.feedback_failed} withheld prices failed")
+        realized = self.stack.observation.live_mae(version, since)
+        self.facts["delayed labels: MAE estimated before / realized after"] = (
+            f"{usd(run.estimated_mae)} / {usd(realized)}"
+        )
+        self.console.print(
+            f"delayed labels: estimated MAE {usd(run.estimated_mae)} before any price, "
+            f"realized {usd(realized)} once they arrived "
+            f"(v{version}'s holdout MAE {usd(run.reference_mae)})"
+        )
 
     # ----- observing the system ----------------------------------------------------------------------
 
-    def _served_version(self) -> int | None:
-        try:
-            with self._http(timeout=2) as client:
-                response = client.get("/model")
-        except httpx.HTTPError:
-            return None
-        if not response.is_success:
-            return None
-        version = response.json().get("version")
-        return int(version) if version is not None else None
-
-    def _wait_logged(self) -> None:
-        """Wait until the server's background writer has written every prediction answered so far."""
-        from services.common.database import connect
-
-        def logged() -> int | None:
-            with connect(self.database_url) as conn:
-                row = conn.execute("SELECT count(*) FROM predictions WHERE role = 'champion'").fetchone()
-            count = int(row[0]) if row else 0
-            return count if count >= self.sent_total else None
-
-        wait_for(logged, timeout=30, what=f"{self.sent_total} predictions in Postgres", interval=0.2)
-
-    def _decision_after(self, version: int) -> tuple[str, int, list[str], float] | None:
-        from services.common.database import connect
-
-        with connect(self.database_url) as conn:
-            row = conn.execute(
-                "SELECT event, model_version, reasons, extract(epoch FROM created_at) FROM model_events"
-                " WHERE event IN ('promoted', 'rejected') AND model_version > %s ORDER BY id LIMIT 1",
-                (version,),
-            ).fetchone()
-        if row is None:
-            return None
-        return str(row[0]), int(row[1]), list(row[2]), self.timeline.since_start(float(row[3]))
-
-    def _registered_at(self, version: int) -> float | None:
-        from services.common.database import connect
-
-        with connect(self.database_url) as conn:
-            row = conn.execute(
-                "SELECT extract(epoch FROM created_at) FROM model_events"
-                " WHERE event = 'registered' AND model_version = %s ORDER BY id LIMIT 1",
-                (version,),
-            ).fetchone()
-        return self.timeline.since_start(float(row[0])) if row else None
-
-    def _live_mae(self, version: int, since: datetime | None) -> float | None:
-        from services.common.database import connect
-
-        with connect(self.database_url) as conn:
-            row = conn.execute(
-                "SELECT avg(abs(p.prediction - f.actual)), count(*) FROM predictions p"
-                " JOIN feedback f ON f.prediction_id = p.id"
-                " WHERE p.role = 'champion' AND p.model_version = %s"
-                " AND (%s::timestamptz IS NULL OR p.created_at >= %s)",
-                (version, since, since),
-            ).fetchone()
-        return float(row[0]) if row and row[1] else None
+    def _since_start(self, epoch: float | None) -> float | None:
+        return self.timeline.since_start(epoch) if epoch is not None else None
 
     def _error_points(self) -> list[ErrorPoint]:
-        from services.common.database import connect
-
-        with connect(self.database_url) as conn:
-            rows = conn.execute(
-                "SELECT extract(epoch FROM p.created_at), p.model_version, abs(p.prediction - f.actual)"
-                " FROM predictions p JOIN feedback f ON f.prediction_id = p.id"
-                " WHERE p.role = 'champion' ORDER BY p.created_at"
-            ).fetchall()
-        return [ErrorPoint(self.timeline.since_start(float(at)), int(v), float(e)) for at, v, e in rows]
+        return [
+            ErrorPoint(self.timeline.since_start(sample.at), sample.version, sample.error)
+            for sample in self.stack.observation.errors()
+        ]
 
     # ----- plumbing ----------------------------------------------------------------------------------
 
@@ -503,9 +449,6 @@ class Demo:
         self._phase += 1
         rng = np.random.default_rng([self.knobs.seed, self._phase])
         return scenario_traffic(self._dataset.x_holdout, self._dataset.y_holdout, spec, rows, rng)
-
-    def _http(self, timeout: float = 10.0) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=timeout)
 
     @contextmanager
     def _background_traffic(
@@ -516,11 +459,13 @@ class Demo:
         self._background.append(stop)
 
         def send() -> None:
-            with self._http() as client:
-                background.summary = Simulator(client, token=self.token).run(
-                    bodies, prices, rate=self.knobs.background_rate, feedback_delay=self.knobs.feedback_delay,
-                    stop=stop,
-                )  # fmt: skip
+            background.summary = self.stack.send(
+                bodies,
+                prices,
+                rate=self.knobs.background_rate,
+                feedback_delay=self.knobs.feedback_delay,
+                stop=stop,
+            )
 
         thread = threading.Thread(target=send, name="background-traffic", daemon=True)
         thread.start()
@@ -530,74 +475,10 @@ class Demo:
             stop.set()
             thread.join(30)
 
-    def _event(
-        self, kind: Kind, title: str, detail: str = "", *, at: float | None = None, mark: str | None = None
-    ) -> None:
-        event = self.timeline.add(kind, title, detail, at=at, mark=mark)
-        self.console.print(
-            f"[dim]{clock(event.at)}[/dim] {title}" + (f" [dim]({detail})[/dim]" if detail else "")
-        )
-
     def _expect(self, condition: bool, miss: str) -> None:
         if not condition:
             self.misses.append(miss)
             self.console.print(f"[red]not as expected: {miss}[/red]")
-
-    def _rule(self, title: str) -> None:
-        self.console.rule(f"[bold]{title}[/bold]  [dim]{clock(self.timeline.now())}[/dim]")
-
-    @contextmanager
-    def _quiet(self, name: str) -> Iterator[None]:
-        """In-process MLflow and scikit-learn chatter (stderr, warnings, logs) goes to ``logs/NAME.log``."""
-        import logging
-        import warnings
-
-        self.children.logs.mkdir(parents=True, exist_ok=True)
-        with (
-            (self.children.logs / f"{name}.log").open("a", encoding="utf-8") as log,
-            contextlib.redirect_stderr(log),
-            warnings.catch_warnings(),
-        ):
-            warnings.simplefilter("ignore")
-            root, mlflow_logger = logging.getLogger(), logging.getLogger("mlflow")
-            saved = (root.handlers[:], root.level, mlflow_logger.handlers[:], mlflow_logger.propagate)
-            root.handlers = [logging.StreamHandler(log)]
-            root.setLevel(logging.INFO)
-            mlflow_logger.handlers, mlflow_logger.propagate = [], True
-            try:
-                yield
-            finally:
-                root.handlers, level, mlflow_logger.handlers, mlflow_logger.propagate = saved
-                root.setLevel(level)
-
-    @contextmanager
-    def _status(self, text: str) -> Iterator[None]:
-        started = time.monotonic()
-        with self.console.status(text):
-            yield
-        self.console.print(f"{text} [dim]... {time.monotonic() - started:.1f} s[/dim]")
-
-    def _print_run(self, run: MonitorRun, seconds: float) -> None:
-        colour = {"ok": "green", "drift": "red", "degraded": "yellow"}.get(run.status, "white")
-        live = f"live MAE {_usd(run.live_mae)} (reference {_usd(run.reference_mae)})" if run.live_mae else ""
-        self.console.print(
-            f"monitor #{len(self.runs)}: [{colour}]{run.status}[/{colour}]"
-            + (f", drift share {run.drift_share:.2f}" if run.drift_share is not None else "")
-            + (f", {live}" if live else "")
-            + f", action [bold]{run.action}[/bold]"
-            + (", alert sent" if run.alerted else "")
-            + f" [dim]({seconds:.1f} s)[/dim]"
-        )
-        if run.psi:
-            table = Table("feature", "PSI", "", box=None, padding=(0, 1))
-            for name in FEATURE_NAMES:
-                value = run.psi.get(name)
-                if value is None:
-                    continue
-                hot = value >= 0.2
-                bar = "█" * min(30, round(value * 20))
-                table.add_row(name, f"[{'red' if hot else 'green'}]{value:.3f}[/]", f"[dim]{bar}[/dim]")
-            self.console.print(table)
 
     def _stop_background(self) -> None:
         for stop in self._background:
@@ -605,17 +486,17 @@ class Demo:
 
     def _clean_up(self) -> None:
         self._stop_background()
-        stopped = self.children.stop_all()
-        trainer = _stop_trainer(self.home)
-        self.receiver.stop()
+        stopped = self.stack.children.stop_all()
+        trainer = self.stack.stop_trainer()
+        self.stack.receiver.stop()
         if stopped or trainer:
             self.console.print(f"stopped: {', '.join([*stopped, *trainer])}")
-        if self.database_url and self.keep_postgres:
+        if self.stack.database_url and self.keep_postgres:
             self.console.print(
-                f"the embedded Postgres keeps running ({self.database_url}); "
+                f"the embedded Postgres keeps running ({self.stack.database_url}); "
                 f"stop it with: HOUSING_HOME={self.home} housing db stop"
             )
-        elif self.database_url and stop_embedded_postgres(self.home / "postgres"):
+        elif self.stack.database_url and stop_embedded_postgres(self.home / "postgres"):
             self.console.print("stopped the embedded Postgres")
 
     # ----- the end -----------------------------------------------------------------------------------
@@ -623,13 +504,12 @@ class Demo:
     def _finish(self, errors: list[ErrorPoint]) -> Path | None:
         """Print the timeline and the total time; write the HTML report (None: nothing to show)."""
         total = self.timeline.now()
-        table = Table("at", "kind", "what", "detail", title="timeline (details in full in the report)")
-        room = max(16, self.console.width - 60)  # one line per event on a narrow terminal
-        for event in self.timeline.events:
-            detail = event.detail if len(event.detail) <= room else event.detail[: room - 1] + "…"
-            table.add_row(clock(event.at), event.kind, event.title, detail)
-        self.console.print(table)
-        self.facts = {"total time": clock(total), "alerts received": str(self.receiver.count()), **self.facts}
+        self.out.timeline_table()
+        self.facts = {
+            "total time": clock(total),
+            "alerts received": str(self.stack.receiver.count()),
+            **self.facts,
+        }
         path = None
         if self.runs or errors:
             path = self._write_report(total, errors)
@@ -643,7 +523,9 @@ class Demo:
 
     def _write_report(self, total: float, errors: list[ErrorPoint]) -> Path:
         evidently = None
-        drift_run = next((run for run in self.runs if run.status == "drift" and run.report_path), None)
+        drift_run = next(
+            (run for run in self.runs if run.status == RunStatus.DRIFT and run.report_path), None
+        )
         self.output.parent.mkdir(parents=True, exist_ok=True)
         if drift_run is not None and drift_run.report_path and Path(drift_run.report_path).exists():
             copy = self.output.with_name(self.output.stem + "-evidently.html")
@@ -674,11 +556,14 @@ def _monitor_run(report: Mapping[str, Any], label: str, at: float) -> MonitorRun
         at=at,
         label=label,
         status=str(report.get("status", "?")),
-        action=str(report.get("action", "none")),
+        action=str(report.get("action", Action.NONE)),
         psi={str(k): float(v) for k, v in psi.items() if v is not None},
         drift_share=_float(report.get("drift_share")),
         live_mae=_float(report.get("live_mae")),
         reference_mae=_float(report.get("reference_mae")),
+        estimated_mae=_float(report.get("estimated_mae")),
+        triggers=tuple(str(trigger) for trigger in report.get("triggers") or ()),
+        labelled_rows=int(report.get("labelled_rows") or 0),
         alerted=bool(report.get("alerted")),
         report_path=report.get("report_path"),
     )
@@ -686,28 +571,6 @@ def _monitor_run(report: Mapping[str, Any], label: str, at: float) -> MonitorRun
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def _usd(value: float | None) -> str:
-    """A price error in 100k USD as ``28.4 k USD``."""
-    return "-" if value is None else f"{value * TARGET_UNIT_USD / 1000:.1f} k USD"
-
-
-def _stop_trainer(home: Path) -> list[str]:
-    """Stop a trainer the monitor launched under ``home``, if it still runs.
-
-    The local launcher's lock file names the trainer's process (a session leader) with its start time,
-    so a recycled pid is never signalled.
-    """
-    from services.monitor.launchers.local import read_lock, trainer_running
-
-    lock = read_lock(home)
-    if not lock or not trainer_running(home):
-        return []
-    pid = int(lock["pid"])
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    return [f"trainer (pid {pid})"]
 
 
 def run_demo(home: Path, output: Path, *, keep_postgres: bool = False, knobs: Knobs | None = None) -> int:

@@ -1,4 +1,5 @@
-"""The demo's HTML report: PSI per feature per monitor run, rolling live error with the loop's events.
+"""The demo's HTML report: PSI per feature per monitor run, rolling live error with the loop's events and
+each run's label-free estimated MAE.
 
 :func:`build_report` is a pure function of a :class:`DemoRecord` and returns one self-contained HTML page
 (plotly.js is inlined from the installed package, so the page works offline).
@@ -42,8 +43,11 @@ class MonitorRun:
     drift_share: float | None = None
     live_mae: float | None = None
     reference_mae: float | None = None
+    estimated_mae: float | None = None  # the label-free estimate (None: no error model, too few rows)
     alerted: bool = False
     report_path: str | None = None
+    triggers: tuple[str, ...] = ()
+    labelled_rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -119,10 +123,14 @@ def _psi_figure(runs: Sequence[MonitorRun], threshold: float) -> object:
 
 
 def _error_figure(
-    points: Sequence[ErrorPoint], events: Sequence[Event], reference_mae: float | None
+    points: Sequence[ErrorPoint],
+    events: Sequence[Event],
+    reference_mae: float | None,
+    runs: Sequence[MonitorRun] = (),
 ) -> object:
     """Rolling MAE against the labelled predictions in the order they were made (the quiet spells between
-    traffic bursts, while the monitor works, take no room); the loop's events are marked where they fell."""
+    traffic bursts, while the monitor works, take no room); the loop's events are marked where they fell,
+    and each monitor run's label-free estimate where the run was made."""
     import plotly.graph_objects as go
 
     rolled = rolling_mae(points)
@@ -139,6 +147,19 @@ def _error_figure(
                 marker={"size": 3},
                 name=f"model v{version}",
                 hovertemplate="%{y:.1f} k USD at %{customdata}<extra>v" + str(version) + "</extra>",
+            )
+        )
+    estimated = [run for run in runs if run.estimated_mae is not None]
+    if estimated:
+        figure.add_trace(
+            go.Scatter(
+                x=[bisect.bisect_left(times, run.at) - 0.5 for run in estimated],
+                y=[(run.estimated_mae or 0.0) * TARGET_UNIT_USD / 1000 for run in estimated],
+                customdata=[f"{clock(run.at)}, {run.label}" for run in estimated],
+                mode="markers",
+                marker={"size": 11, "symbol": "diamond", "color": "black"},
+                name="estimated MAE at a monitor run (no labels)",
+                hovertemplate="estimated %{y:.1f} k USD at %{customdata}<extra></extra>",
             )
         )
     if reference_mae is not None:
@@ -177,7 +198,8 @@ def _error_figure(
 
 def _run_table(runs: Sequence[MonitorRun], threshold: float) -> str:
     head = "".join(f"<th>{name}</th>" for name in ("#", "at", "traffic", "status", "action", "alert"))
-    head += "".join(f"<th>{name}</th>" for name in FEATURE_NAMES) + "<th>drift share</th><th>live MAE</th>"
+    head += "".join(f"<th>{name}</th>" for name in FEATURE_NAMES)
+    head += "<th>drift share</th><th>live MAE</th><th>estimated MAE</th>"
     rows = []
     for number, run in enumerate(runs, 1):
         cells = [
@@ -194,9 +216,8 @@ def _run_table(runs: Sequence[MonitorRun], threshold: float) -> str:
             hot = ' class="hot"' if value is not None and value >= threshold else ""
             row += f"<td{hot}>{'' if value is None else f'{value:.3f}'}</td>"
         row += f"<td>{'' if run.drift_share is None else f'{run.drift_share:.2f}'}</td>"
-        row += (
-            f"<td>{'' if run.live_mae is None else f'{run.live_mae * TARGET_UNIT_USD / 1000:.1f} k USD'}</td>"
-        )
+        for figure in (run.live_mae, run.estimated_mae):
+            row += f"<td>{'' if figure is None else f'{figure * TARGET_UNIT_USD / 1000:.1f} k USD'}</td>"
         rows.append(f"<tr>{row}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
@@ -235,7 +256,7 @@ def build_report(record: DemoRecord) -> str:
         else "<p>No monitor run judged drift.</p>"
     )
     error_html = pio.to_html(
-        _error_figure(record.errors, record.events, reference),
+        _error_figure(record.errors, record.events, reference, record.runs),
         include_plotlyjs=not any(run.psi for run in record.runs),
         full_html=False,
     )

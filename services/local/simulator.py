@@ -59,6 +59,7 @@ class SimulationSummary:
     versions: Counter[int] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    withheld: list[tuple[str, float]] = field(default_factory=list)  # (prediction id, price): labels to come
 
     def note_error(self, message: str) -> None:
         if len(self.errors) < MAX_ERRORS_KEPT:
@@ -178,11 +179,14 @@ class Simulator:
         feedback_delay: float,
         stop: threading.Event | None = None,
         on_progress: Callable[[SimulationSummary], None] | None = None,
+        withhold: bool = False,
     ) -> SimulationSummary:
         """Send ``rows`` at ``rate`` rows/s; post ``prices_usd`` (in order) ``feedback_delay`` s after each.
 
         Returns when every row was sent (or ``stop`` was set) and every due feedback was posted. A request
-        that fails counts its rows as failed; nothing is retried, so failures stay visible.
+        that fails counts its rows as failed; nothing is retried, so failures stay visible. With
+        ``withhold`` no price is posted: the answered rows' (prediction id, price) wait in
+        ``summary.withheld`` for :meth:`post_feedback`, as labels that arrive months later would.
         """
         if len(rows) != len(prices_usd):
             raise ValueError(f"{len(rows)} rows but {len(prices_usd)} prices")
@@ -190,7 +194,7 @@ class Simulator:
         summary = SimulationSummary()
         feedback = (
             _FeedbackPoster(self._client, self._headers, summary, workers=self._feedback_workers)
-            if feedback_delay >= 0
+            if feedback_delay >= 0 and not withhold
             else None
         )
         started = time.monotonic()
@@ -209,7 +213,9 @@ class Simulator:
                     if answer is None:
                         continue
                     summary.versions[int(answer.get("model_version", -1))] += 1
-                    if feedback is not None:
+                    if withhold:
+                        summary.withheld.append((str(answer["prediction_id"]), float(prices_usd[i])))
+                    elif feedback is not None:
                         feedback.schedule(due, str(answer["prediction_id"]), float(prices_usd[i]))
                 if on_progress is not None:
                     on_progress(summary)
@@ -220,6 +226,19 @@ class Simulator:
             summary.seconds = time.monotonic() - started
         if on_progress is not None:
             on_progress(summary)
+        return summary
+
+    def post_feedback(self, labels: Sequence[tuple[str, float]]) -> SimulationSummary:
+        """Post withheld prices now: (prediction id, price in USD) pairs from ``summary.withheld``."""
+        summary = SimulationSummary()
+        started = time.monotonic()
+        feedback = _FeedbackPoster(self._client, self._headers, summary, workers=self._feedback_workers)
+        try:
+            for prediction_id, price in labels:
+                feedback.schedule(started, prediction_id, price)
+        finally:
+            feedback.close()
+            summary.seconds = time.monotonic() - started
         return summary
 
     def _predict(

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 import httpx
 import psycopg
 
+from services.common.vocabulary import AlertKind
+
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 3
@@ -26,7 +28,7 @@ BACKOFF_SECONDS = 0.5
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str
+    kind: str  # the AlertKind values due, joined by ", "
     text: str
     payload: dict[str, Any] = field(default_factory=dict)
 
@@ -94,7 +96,7 @@ def deliver(
 
 @dataclass(frozen=True)
 class EpisodeState:
-    kind: str
+    kind: AlertKind
     active: bool
     new_episode: bool
     episode_alerted: bool
@@ -108,7 +110,7 @@ class EpisodeState:
 
 
 def observe(
-    conn: psycopg.Connection, kind: str, active: bool, now: datetime, *, subject: str | None = None
+    conn: psycopg.Connection, kind: AlertKind, active: bool, now: datetime, *, subject: str | None = None
 ) -> EpisodeState:
     """Record whether this run sees ``kind`` (about ``subject``); start or end its episode.
 
@@ -140,7 +142,7 @@ def observe(
     return EpisodeState(kind, active, new_episode, alerted, last_alert_at)
 
 
-def mark_alerted(conn: psycopg.Connection, kind: str, now: datetime) -> None:
+def mark_alerted(conn: psycopg.Connection, kind: AlertKind, now: datetime) -> None:
     conn.execute(
         "INSERT INTO monitor_alert_state (kind, active, episode_alerted, last_alert_at)"
         " VALUES (%s, true, true, %s)"

@@ -28,6 +28,7 @@ def monitor(
     from services.common.finite import dumps_summary
     from services.common.progress import Stages
     from services.common.registry import RegistryError
+    from services.common.vocabulary import RunStatus
     from services.monitor.alerts import Channel, TelegramChannel, WebhookChannel
     from services.monitor.launchers import Launcher
     from services.monitor.run import RUN_STAGES, MonitorFailed, MonitorParts, error_row, run_monitor
@@ -71,7 +72,7 @@ def monitor(
     except MonitorFailed as error:
         print(f"error: {error}", file=sys.stderr)
         if as_json:
-            print(dumps_summary({"status": "error", "error": str(error)}))
+            print(dumps_summary({"status": RunStatus.ERROR, "error": str(error)}))
         raise typer.Exit(1) from error
     if as_json:
         print(dumps_summary(summary.as_dict()))
@@ -80,10 +81,11 @@ def monitor(
 
 
 def _describe(summary: object) -> str:
+    from services.common.vocabulary import RunStatus
     from services.monitor.run import RunSummary
 
     assert isinstance(summary, RunSummary)
-    if summary.status == "locked":
+    if summary.status == RunStatus.LOCKED:
         return "another monitor run holds the lock: this one did nothing"
     text = f"report {summary.report_id}: {summary.status}, action {summary.action}"
     if summary.psi:
@@ -93,6 +95,10 @@ def _describe(summary: object) -> str:
     if summary.live_mae is not None:
         text += f"\nlive MAE {summary.live_mae:.3f} on {summary.labelled_rows} rows"
         text += f" (training {summary.reference_mae})"
+    if summary.estimated_mae is not None:
+        text += (
+            f"\nestimated MAE {summary.estimated_mae:.3f} without labels (training {summary.reference_mae})"
+        )
     if summary.detail:
         text += f"\n{summary.detail}"
     if summary.report_path:

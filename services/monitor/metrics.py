@@ -24,6 +24,7 @@ def push_metrics(
     finished_at: float,
     duration_seconds: float,
     grouping_key: Mapping[str, str],
+    estimated_mae: float | None = None,
     timeout: float = 5.0,
 ) -> str | None:
     """Push the gauges under job="housing-monitor" and ``grouping_key`` (namespace, release: one group
@@ -44,6 +45,10 @@ def push_metrics(
         "housing_drift_detected": ("1 when the last run called drift", float(drift_detected)),
         "housing_live_mae": ("Champion's live MAE (100k USD) on labelled predictions", live_mae),
         "housing_reference_mae": ("Champion's holdout MAE at training (100k USD)", reference_mae),
+        "housing_estimated_mae": (
+            "Champion's MAE (100k USD) estimated without labels by its error model on the last window",
+            estimated_mae,
+        ),
         "housing_trainer_failed": (
             "1 when the newest finished trainer failed (or hit its deadline), 0 when it succeeded",
             None if trainer_failed is None else float(trainer_failed),

@@ -1,11 +1,13 @@
-"""The ``drift_reports`` row of a run, and the values its ``status`` and ``action`` take.
+"""The ``drift_reports`` row of a run: stored once, when the run has judged, acted and alerted.
 
+The values of ``status`` and ``action`` are ``RunStatus`` and ``Action`` (services/common/vocabulary.py).
 status:
 - ``ok``: enough rows, no drift, live error within tolerance.
 - ``drift``: a feature's PSI reached PSI_THRESHOLD, or Evidently's drifted share reached
   DRIFT_SHARE_THRESHOLD.
 - ``degraded``: no drift, but the champion's live MAE is beyond LIVE_MAE_TOLERANCE of its training MAE,
-  or the champion was rolled back.
+  or its label-free estimate beyond ESTIMATED_MAE_TOLERANCE, or the champion is worse live than its
+  predecessor (a rollback was due), or, before enough labels, estimated worse than it.
 - ``insufficient_data``: fewer than DRIFT_MIN_ROWS predictions in the window, or no champion yet.
 - ``error``: the run could not judge (no reference profile, registry down, ...); ``details.error`` says why.
 
@@ -16,6 +18,9 @@ action:
 - ``launch_failed``: starting it failed (RBAC, API unreachable, bad template); ``details.launch`` says why.
 - ``rolled_back``: the fresh champion was worse live than its predecessor: champion ← previous.
 - ``rollback_failed``: a rollback was due but the registry refused it (``details.rollback``).
+
+A run reserves its row's id first (the trainer Job and the rollback event name the report that caused
+them) and inserts the row with that id at its end.
 """
 
 from __future__ import annotations
@@ -27,22 +32,23 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from services.common.finite import NON_FINITE, finite_document
+from services.common.vocabulary import Action, RunStatus
 
-STATUSES = ("ok", "drift", "degraded", "insufficient_data", "error")
-ACTIONS = (
-    "none",
-    "trainer_launched",
-    "trainer_already_running",
-    "launch_failed",
-    "rolled_back",
-    "rollback_failed",
-)
+STORED_STATUSES = frozenset(RunStatus) - {RunStatus.LOCKED}  # a locked run stores nothing
+
+
+def reserve_report_id(conn: psycopg.Connection) -> int:
+    """An id for a report row inserted later in the run (``insert_report(report_id=...)``)."""
+    row = conn.execute("SELECT nextval(pg_get_serial_sequence('drift_reports', 'id'))").fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def insert_report(
     conn: psycopg.Connection,
     *,
-    status: str,
+    status: RunStatus,
+    report_id: int | None = None,
     window_start: datetime | None = None,
     window_end: datetime | None = None,
     model_version: int | None = None,
@@ -53,15 +59,18 @@ def insert_report(
     drift_share: float | None = None,
     live_mae: float | None = None,
     reference_mae: float | None = None,
-    action: str = "none",
+    estimated_mae: float | None = None,
+    action: Action = Action.NONE,
+    alerted: bool = False,
+    report_path: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> int:
-    """Insert a report row and return its id (the caller owns the transaction).
+    """Insert a report row (with ``report_id`` when reserved) and return its id; the caller commits.
 
     Figures are finite or null: a NaN or infinity (in the float columns too, where Postgres would keep
     it and every threshold query would skip it) goes through the storage guard, noted in ``details``.
     """
-    assert status in STATUSES and action in ACTIONS
+    assert status in STORED_STATUSES and action in set(Action)
     figures = finite_document(
         {
             "psi": psi or {},
@@ -69,6 +78,7 @@ def insert_report(
             "drift_share": drift_share,
             "live_mae": live_mae,
             "reference_mae": reference_mae,
+            "estimated_mae": estimated_mae,
             "details": details or {},
         },
         where="drift_reports",
@@ -76,10 +86,13 @@ def insert_report(
     nulled = figures.pop(NON_FINITE, None)
     stored_details = {**figures["details"], **({NON_FINITE: nulled} if nulled else {})}
     row = conn.execute(
-        "INSERT INTO drift_reports (window_start, window_end, model_version, rows, labelled_rows, psi, tests,"
-        " drift_share, live_mae, reference_mae, status, action, details)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        "INSERT INTO drift_reports (id, window_start, window_end, model_version, rows, labelled_rows, psi,"
+        " tests, drift_share, live_mae, reference_mae, estimated_mae, status, action, alerted, report_path,"
+        " details)"
+        " VALUES (coalesce(%s::bigint, nextval(pg_get_serial_sequence('drift_reports', 'id'))),"
+        " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
         (
+            report_id,
             window_start,
             window_end,
             model_version,
@@ -90,47 +103,13 @@ def insert_report(
             figures["drift_share"],
             figures["live_mae"],
             figures["reference_mae"],
-            status,
-            action,
+            figures["estimated_mae"],
+            str(status),
+            str(action),
+            alerted,
+            report_path,
             Jsonb(stored_details),
         ),
     ).fetchone()
     assert row is not None
     return int(row[0])
-
-
-def update_report(
-    conn: psycopg.Connection,
-    report_id: int,
-    *,
-    status: str | None = None,
-    action: str | None = None,
-    alerted: bool | None = None,
-    report_path: str | None = None,
-    details: dict[str, Any] | None = None,
-) -> None:
-    """Set the outcome of a report row; ``details`` are merged into the stored ones."""
-    assert status is None or status in STATUSES
-    assert action is None or action in ACTIONS
-    cleaned = finite_document(details or {}, where="drift_reports.details")
-    nulled = Jsonb(cleaned.pop(NON_FINITE, {}))
-    # The guard's notes join those the row has (a plain `||` would replace them).
-    conn.execute(
-        "UPDATE drift_reports SET status = coalesce(%s, status), action = coalesce(%s, action),"
-        " alerted = coalesce(%s, alerted), report_path = coalesce(%s, report_path),"
-        " details = details || %s || CASE WHEN %s = '{}'::jsonb THEN '{}'::jsonb"
-        " ELSE jsonb_build_object(%s::text, coalesce(details->%s::text, '{}'::jsonb) || %s) END"
-        " WHERE id = %s",
-        (
-            status,
-            action,
-            alerted,
-            report_path,
-            Jsonb(cleaned),
-            nulled,
-            NON_FINITE,
-            NON_FINITE,
-            nulled,
-            report_id,
-        ),
-    )

@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 from services.common.features import FEATURE_COLUMNS
+from services.common.vocabulary import ModelEvent
 from services.monitor.live_error import LiveError
 
 # Rows a check scores at most (the newest): enough for a stable MAE, bounded in memory and time.
@@ -32,17 +33,17 @@ Predictor = Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]
 class Promotion:
     version: int
     previous: int | None
-    event: str
+    event: ModelEvent
     at: datetime
 
 
 @dataclass(frozen=True)
-class RollbackCheck:
+class RollbackFigures:
+    """What the check measured; whether to roll back is the verdict's (``decide_rollback``)."""
+
     promotion: Promotion
     champion: LiveError
     previous: LiveError
-    roll_back: bool
-    reason: str
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -53,8 +54,6 @@ class RollbackCheck:
             "champion_rows": self.champion.rows,
             "previous_live_mae": self.previous.mae,
             "previous_rows": self.previous.rows,
-            "roll_back": self.roll_back,
-            "reason": self.reason,
         }
 
 
@@ -62,11 +61,11 @@ def last_promotion(conn: psycopg.Connection, version: int) -> Promotion | None:
     """The event that made ``version`` champion most recently (promoted, forced or rolled_back)."""
     row = conn.execute(
         "SELECT model_version, previous_version, event, created_at FROM model_events"
-        " WHERE event IN ('promoted', 'forced', 'rolled_back') AND model_version = %s"
+        " WHERE event IN (%s, %s, %s) AND model_version = %s"
         " ORDER BY created_at DESC, id DESC LIMIT 1",
-        (version,),
+        (ModelEvent.PROMOTED, ModelEvent.FORCED, ModelEvent.ROLLED_BACK, version),
     ).fetchone()
-    return Promotion(int(row[0]), row[1], str(row[2]), row[3]) if row else None
+    return Promotion(int(row[0]), row[1], ModelEvent(row[2]), row[3]) if row else None
 
 
 def decide_rollback(
@@ -123,16 +122,15 @@ def check_rollback(
     *,
     now: datetime,
     predictor: Callable[[int], Predictor],
-    tolerance: float,
     min_rows: int,
-) -> RollbackCheck | None:
-    """The rollback check for a champion promoted over another version; None when there is nothing to check.
+) -> RollbackFigures | None:
+    """The rollback figures of a champion promoted over another version; None when there is nothing to check.
 
     A champion restored by a rollback is not checked (it was the good one), nor one whose predecessor
     is no longer the ``previous`` alias (a rollback would restore something else).
     """
     promotion = last_promotion(conn, champion)
-    if promotion is None or promotion.event == "rolled_back" or promotion.previous is None:
+    if promotion is None or promotion.event == ModelEvent.ROLLED_BACK or promotion.previous is None:
         return None
     if previous_alias != promotion.previous:
         return None
@@ -141,5 +139,4 @@ def check_rollback(
     before = LiveError(promotion.previous, 0, None)
     if len(actual) >= min_rows:  # load the predecessor only when the check can decide
         before = LiveError(promotion.previous, len(actual), _mae(predictor(promotion.previous)(x), actual))
-    roll_back, reason = decide_rollback(current, before, tolerance=tolerance, min_rows=min_rows)
-    return RollbackCheck(promotion, current, before, roll_back, reason)
+    return RollbackFigures(promotion, current, before)

@@ -18,39 +18,43 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import psycopg
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from services.common.database import connect, first_line
+from services.common.error_model import ErrorModel, load_error_model
 from services.common.features import FEATURE_NAMES
 from services.common.profile import ReferenceProfile
 from services.common.progress import Stages
 from services.common.registry import (
-    CHAMPION,
+    ERROR_MODEL_ARTIFACT,
     METRIC_HOLDOUT_MAE,
-    PREVIOUS,
     PROFILE_ARTIFACT,
     RegistryError,
     alias_version,
     current_aliases,
+    get_version,
     model_uri,
     version_figures,
 )
 from services.common.rollback import roll_back
+from services.common.vocabulary import Action, AlertKind, Plan, Role, RunStatus, Trigger
 from services.monitor.alerts import Alert, Channel, deliver, mark_alerted, observe
 from services.monitor.evidently_drift import EvidentlyResult, run_drift_preset
 from services.monitor.histograms import window_counts
 from services.monitor.launchers import Launcher, LaunchResult, TrainerOutcome
-from services.monitor.live_error import degraded, live_error
+from services.monitor.live_error import live_error
 from services.monitor.lock import monitor_lock
 from services.monitor.metrics import push_metrics
 from services.monitor.psi import psi
-from services.monitor.report import insert_report, update_report
-from services.monitor.rollback_check import Predictor, RollbackCheck, check_rollback, last_promotion
+from services.monitor.report import insert_report, reserve_report_id
+from services.monitor.rollback_check import Predictor, RollbackFigures, check_rollback, last_promotion
 from services.monitor.sample import sample_window
 from services.monitor.settings import MonitorSettings
+from services.monitor.verdict import Limits, Measured, Verdict, judge
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +67,15 @@ class MonitorFailed(RuntimeError):
 
 
 def load_predictor(version: int) -> Predictor:
-    """A registered version's ``predict`` with one OpenMP thread (the rollback check re-scores rows)."""
+    """A registered version's ``predict`` with one OpenMP thread (the rollback check and the estimates
+    score the window's rows)."""
     import mlflow.sklearn
     from threadpoolctl import threadpool_limits
 
     try:
         model = mlflow.sklearn.load_model(model_uri(version))
     except (MlflowException, OSError) as error:
-        raise MonitorFailed(f"cannot load model version {version} for the rollback check: {error}") from error
+        raise MonitorFailed(f"cannot load model version {version}: {error}") from error
 
     def predict(x: np.ndarray) -> np.ndarray:
         with threadpool_limits(1):
@@ -83,7 +88,7 @@ def load_predictor(version: int) -> Predictor:
 class RunSummary:
     """What one run found and did: printed by ``housing monitor --json``."""
 
-    status: str
+    status: RunStatus
     report_id: int | None = None
     model_version: int | None = None
     window_start: datetime | None = None
@@ -95,10 +100,11 @@ class RunSummary:
     drift: bool = False
     live_mae: float | None = None
     reference_mae: float | None = None
+    estimated_mae: float | None = None  # label-free, from the champion's error model
     trainer: TrainerOutcome | None = None
     trainer_checked: bool = False  # the launcher could look at its trainers this run
-    triggers: list[str] = field(default_factory=list)
-    action: str = "none"
+    triggers: list[Trigger] = field(default_factory=list)
+    action: Action = Action.NONE
     alerted: bool = False
     report_path: str | None = None
     detail: str = ""
@@ -119,6 +125,7 @@ class RunSummary:
             "drift": self.drift,
             "live_mae": self.live_mae,
             "reference_mae": self.reference_mae,
+            "estimated_mae": self.estimated_mae,
             "trainer": self.trainer.as_dict() if self.trainer else None,
             "triggers": self.triggers,
             "action": self.action,
@@ -148,7 +155,7 @@ def run_monitor(parts: MonitorParts) -> RunSummary:
     with monitor_lock(parts.database_url) as held:
         if not held:
             parts.stages.say("another monitor run holds the lock: nothing to do")
-            return RunSummary("locked", detail="another monitor run holds the lock")
+            return RunSummary(RunStatus.LOCKED, detail="another monitor run holds the lock")
         try:
             summary = _locked_run(parts)
         except MonitorFailed:
@@ -167,6 +174,7 @@ def run_monitor(parts: MonitorParts) -> RunSummary:
             drift_detected=summary.drift,
             live_mae=summary.live_mae,
             reference_mae=summary.reference_mae,
+            estimated_mae=summary.estimated_mae,
             trainer_failed=summary.trainer.failed if summary.trainer else None,
             finished_at=time.time(),
             duration_seconds=summary.duration_seconds,
@@ -179,12 +187,13 @@ def run_monitor(parts: MonitorParts) -> RunSummary:
         if problem:
             summary.details["metrics"] = problem
     log.info(
-        "monitor: status=%s rows=%d psi=%s drift_share=%s live_mae=%s action=%s alerted=%s",
+        "monitor: status=%s rows=%d psi=%s drift_share=%s live_mae=%s estimated_mae=%s action=%s alerted=%s",
         summary.status,
         summary.rows,
         summary.psi,
         summary.drift_share,
         summary.live_mae,
+        summary.estimated_mae,
         summary.action,
         summary.alerted,
     )
@@ -195,7 +204,7 @@ def error_row(database_url: str, message: str, **figures: Any) -> int | None:
     """Store an `error` report saying why the run failed; never raises (the database may be what failed)."""
     try:
         with connect(database_url) as conn:
-            return insert_report(conn, status="error", details={"error": message}, **figures)
+            return insert_report(conn, status=RunStatus.ERROR, details={"error": message}, **figures)
     except Exception:  # the database is what failed: the exit code and stderr carry the message
         log.exception("could not store the error report")
         return None
@@ -216,7 +225,8 @@ def _window_start(
     if promotion is not None:
         start = max(start, promotion.at)
     row = conn.execute(
-        "SELECT max(window_end) FROM drift_reports WHERE action IN ('trainer_launched', 'rolled_back')"
+        "SELECT max(window_end) FROM drift_reports WHERE action IN (%s, %s)",
+        (Action.TRAINER_LAUNCHED, Action.ROLLED_BACK),
     ).fetchone()
     if row and row[0] is not None:
         start = max(start, row[0])
@@ -232,144 +242,109 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
         timings[name] = round(time.perf_counter() - started, 3)
 
 
+@dataclass(frozen=True)
+class Champion:
+    """The champion a run judges: its version, training figures, reference profile and the ``previous``."""
+
+    version: int
+    reference_mae: float | None
+    profile: ReferenceProfile
+    previous_alias: int | None
+    error_model: ErrorModel | None  # None: registered without one (no estimate), or unreadable
+    error_model_note: str | None = None  # why there is no estimate
+
+
+def _read_champion(parts: MonitorParts) -> Champion | None:
+    """The champion and its reference profile; None when there is none yet. Raises MonitorFailed."""
+    client = parts.client
+    try:
+        champion_mv = alias_version(client, Role.CHAMPION)
+    except RegistryError as error:
+        error_row(parts.database_url, str(error))
+        raise MonitorFailed(str(error)) from error
+    if champion_mv is None:
+        return None
+    version = int(champion_mv.version)
+    try:
+        figures = version_figures(client, champion_mv)
+        profile = _load_reference(client, figures.run_id)
+        previous_alias = current_aliases(client)[Role.PREVIOUS]
+    except (MlflowException, OSError, ValueError, RegistryError) as error:
+        message = (
+            f"cannot read the reference profile ({PROFILE_ARTIFACT}) of champion v{version}: "
+            f"{first_line(error)}; retrain with `housing train` or check MLFLOW_TRACKING_URI"
+        )
+        error_row(parts.database_url, message, model_version=version)
+        raise MonitorFailed(message) from error
+    error_model, note = _load_error_model(client, figures.run_id, version)
+    return Champion(
+        version, figures.metrics.get(METRIC_HOLDOUT_MAE), profile, previous_alias, error_model, note
+    )
+
+
+def _load_error_model(
+    client: MlflowClient, run_id: str, version: int, role: str = "champion"
+) -> tuple[ErrorModel | None, str | None]:
+    """A version's error model, or None and why; never raises (without it, the run estimates nothing)."""
+    folder = str(Path(ERROR_MODEL_ARTIFACT).parent)
+    try:
+        if not any(item.path == ERROR_MODEL_ARTIFACT for item in client.list_artifacts(run_id, folder)):
+            return None, f"{role} v{version} has no error model (registered before it existed): no estimate"
+        with tempfile.TemporaryDirectory() as temporary:
+            return load_error_model(
+                Path(client.download_artifacts(run_id, ERROR_MODEL_ARTIFACT, temporary))
+            ), None
+    except Exception as error:  # a broken artifact costs the estimate, not the run
+        return None, f"cannot read the error model of {role} v{version}: {first_line(error)}; no estimate"
+
+
 def _locked_run(parts: MonitorParts) -> RunSummary:
-    settings, stages, client = parts.settings, parts.stages, parts.client
+    """Measure, judge, act, alert; then store the report row once and log the run to MLflow."""
+    settings, stages = parts.settings, parts.stages
     timings: dict[str, float] = {}
     with stages.stage("reading the champion and its reference profile"), _timed(timings, "reference"):
-        try:
-            champion_mv = alias_version(client, CHAMPION)
-        except RegistryError as error:
-            error_row(parts.database_url, str(error))
-            raise MonitorFailed(str(error)) from error
-        if champion_mv is None:
+        champion = _read_champion(parts)
+        if champion is None:
             message = "no champion yet: nothing to monitor (train one with `housing train`)"
             with connect(parts.database_url) as conn:
-                report_id = insert_report(conn, status="insufficient_data", details={"reason": message})
+                report_id = insert_report(
+                    conn, status=RunStatus.INSUFFICIENT_DATA, details={"reason": message}
+                )
             stages.say(message, end=" ")
-            return RunSummary("insufficient_data", report_id=report_id, detail=message)
-        champion = int(champion_mv.version)
-        try:
-            figures = version_figures(client, champion_mv)
-            profile = _load_reference(client, figures.run_id)
-            previous_alias = current_aliases(client)[PREVIOUS]
-        except (MlflowException, OSError, ValueError, RegistryError) as error:
-            message = (
-                f"cannot read the reference profile ({PROFILE_ARTIFACT}) of champion v{champion}: "
-                f"{first_line(error)}; retrain with `housing train` or check MLFLOW_TRACKING_URI"
-            )
-            error_row(parts.database_url, message, model_version=champion)
-            raise MonitorFailed(message) from error
-        reference_mae = figures.metrics.get(METRIC_HOLDOUT_MAE)
-        stages.say(f"v{champion}", end=" ")
+            return RunSummary(RunStatus.INSUFFICIENT_DATA, report_id=report_id, detail=message)
+        stages.say(f"v{champion.version}", end=" ")
 
     with connect(parts.database_url) as conn:
         row = conn.execute("SELECT now()").fetchone()
         assert row is not None
         now: datetime = row[0]
-        start = _window_start(conn, settings, champion, now)
+        start = _window_start(conn, settings, champion.version, now)
         summary = RunSummary(
-            "ok", model_version=champion, window_start=start, window_end=now, reference_mae=reference_mae
-        )
-        with stages.stage("PSI from SQL histograms"), _timed(timings, "histograms"):
-            counts = window_counts(
-                conn, profile, start, now, now=now, retention=timedelta(hours=2 * settings.drift_window_hours)
-            )
-            conn.commit()
-            summary.rows = counts.rows
-            summary.details["histograms"] = {**counts.details, "scanned_rows": counts.scanned}
-            if counts.rows >= settings.drift_min_rows:
-                summary.psi = {
-                    name: psi(profile.bins[name].expected, counts.counts[name]) for name in FEATURE_NAMES
-                }
-            stages.say(f"{counts.rows} rows ({counts.scanned} read)", end=" ")
-        summary.details["timings"] = timings
-
-        evidently: EvidentlyResult | None = None
-        with stages.stage("Evidently drift preset on a random sample"), _timed(timings, "evidently"):
-            if counts.rows >= settings.drift_min_rows:
-                current, plan = sample_window(
-                    conn, start, now, rows=settings.drift_sample_rows, window_rows=counts.rows
-                )
-                evidently = run_drift_preset(
-                    np.asarray(profile.sample, dtype=np.float64),
-                    current,
-                    drift_share=settings.drift_share_threshold,
-                )
-                summary.drift_share = evidently.drift_share
-                summary.details["sample"] = {"rows": len(current), "plan": plan}
-                stages.say(
-                    f"{len(current)} rows ({plan}), drifted share {evidently.drift_share:.2f}", end=" "
-                )
-            else:
-                stages.say("skipped: too few rows", end=" ")
-
-        with stages.stage("live error and rollback check"), _timed(timings, "live_error"):
-            live = live_error(conn, champion, start, now)
-            summary.live_mae, summary.labelled_rows = live.mae, live.rows
-            rollback = check_rollback(
-                conn,
-                champion,
-                previous_alias,
-                now=now,
-                predictor=load_predictor,
-                tolerance=settings.rollback_tolerance,
-                min_rows=settings.rollback_min_rows,
-            )
-            if rollback is not None:
-                summary.details["rollback_check"] = rollback.as_dict()
-            is_degraded = degraded(
-                live.mae,
-                reference_mae,
-                live.rows,
-                tolerance=settings.live_mae_tolerance,
-                min_rows=settings.rollback_min_rows,
-            )
-            stages.say(
-                f"MAE {live.mae if live.mae is not None else float('nan'):.3f} on {live.rows} rows", end=" "
-            )
-
-        enough = counts.rows >= settings.drift_min_rows
-        psi_drift = [name for name, value in summary.psi.items() if value >= settings.psi_threshold]
-        share_drift = evidently is not None and evidently.drift_share >= settings.drift_share_threshold
-        summary.drift = enough and (bool(psi_drift) or share_drift)
-        if psi_drift:
-            summary.triggers.append("psi")
-        if share_drift:
-            summary.triggers.append("drift_share")
-        if is_degraded:
-            summary.triggers.append("live_error")
-        if rollback is not None and rollback.roll_back:
-            summary.triggers.append("rollback")
-        if not enough and not is_degraded:
-            summary.status = "insufficient_data"
-            summary.detail = f"{counts.rows} predictions in the window; {settings.drift_min_rows} needed"
-        else:
-            summary.status = "drift" if summary.drift else "degraded" if is_degraded else "ok"
-        summary.report_id = insert_report(
-            conn,
-            status=summary.status,
+            RunStatus.OK,
+            model_version=champion.version,
             window_start=start,
             window_end=now,
-            model_version=champion,
-            rows=counts.rows,
-            labelled_rows=live.rows,
-            psi=summary.psi,
-            tests={
-                "psi_threshold": settings.psi_threshold,
-                "psi_drifted": psi_drift,
-                "evidently": {k: v.as_dict() for k, v in evidently.tests.items()} if evidently else {},
-                "drift_share_threshold": settings.drift_share_threshold,
-            },
-            drift_share=summary.drift_share,
-            live_mae=live.mae,
-            reference_mae=reference_mae,
-            details={**summary.details, "triggers": summary.triggers},
+            reference_mae=champion.reference_mae,
         )
+        summary.details["timings"] = timings
+        launcher = _launcher(parts, summary)
+        measured, evidently, rollback = _measure(parts, conn, champion, summary, start, now, timings)
+
+        verdict = judge(measured, Limits.of(settings))
+        summary.status, summary.drift, summary.detail = verdict.status, verdict.drift, verdict.detail
+        summary.triggers = list(verdict.triggers)
+        summary.details["reasons"] = list(verdict.reasons)
+        if rollback is not None:
+            summary.details["rollback_check"] = {
+                **rollback.as_dict(),
+                "roll_back": verdict.rollback_due,
+                "reason": verdict.rollback_reason,
+            }
+        summary.report_id = reserve_report_id(conn)
         conn.commit()
 
         with stages.stage("acting"), _timed(timings, "act"):
-            launcher = _launcher(parts, summary)
-            _act(parts, launcher, summary, rollback, is_degraded)
+            _act(parts, launcher, summary, verdict, rollback)
             stages.say(summary.action, end=" ")
 
         with stages.stage("writing the Evidently report"), _timed(timings, "html"):
@@ -380,25 +355,161 @@ def _locked_run(parts: MonitorParts) -> RunSummary:
                 stages.say(str(path), end=" ")
 
         with stages.stage("alerting"), _timed(timings, "alert"):
-            _alert(parts, conn, summary, now, is_degraded)
+            _alert(parts, conn, summary, now, verdict)
             stages.say("alert sent" if summary.alerted else "no alert", end=" ")
-        update_report(
+
+        with _timed(timings, "mlflow"):
+            _log_to_mlflow(parts, summary)
+        insert_report(
             conn,
-            summary.report_id,
+            report_id=summary.report_id,
             status=summary.status,
+            window_start=start,
+            window_end=now,
+            model_version=champion.version,
+            rows=summary.rows,
+            labelled_rows=summary.labelled_rows,
+            psi=summary.psi,
+            tests={
+                "psi_threshold": settings.psi_threshold,
+                "psi_drifted": list(verdict.psi_drifted),
+                "evidently": {k: v.as_dict() for k, v in evidently.tests.items()} if evidently else {},
+                "drift_share_threshold": settings.drift_share_threshold,
+            },
+            drift_share=summary.drift_share,
+            live_mae=summary.live_mae,
+            reference_mae=champion.reference_mae,
+            estimated_mae=summary.estimated_mae,
             action=summary.action,
             alerted=summary.alerted,
             report_path=summary.report_path,
             details={**summary.details, "triggers": summary.triggers},
         )
         conn.commit()
-
-    with _timed(timings, "mlflow"):
-        mlflow_run = _log_to_mlflow(parts, summary)
-    if mlflow_run:
-        with connect(parts.database_url) as conn:
-            update_report(conn, summary.report_id, details={"mlflow_run_id": mlflow_run, "timings": timings})
     return summary
+
+
+def _measure(
+    parts: MonitorParts,
+    conn: psycopg.Connection,
+    champion: Champion,
+    summary: RunSummary,
+    start: datetime,
+    now: datetime,
+    timings: dict[str, float],
+) -> tuple[Measured, EvidentlyResult | None, RollbackFigures | None]:
+    """The window's figures for ``judge()``, recorded in ``summary`` as they come (with the trainer's)."""
+    settings, stages, profile = parts.settings, parts.stages, champion.profile
+    with stages.stage("PSI from SQL histograms"), _timed(timings, "histograms"):
+        counts = window_counts(
+            conn, profile, start, now, now=now, retention=timedelta(hours=2 * settings.drift_window_hours)
+        )
+        conn.commit()
+        summary.rows = counts.rows
+        summary.details["histograms"] = {**counts.details, "scanned_rows": counts.scanned}
+        if counts.rows >= settings.drift_min_rows:
+            summary.psi = {
+                name: psi(profile.bins[name].expected, counts.counts[name]) for name in FEATURE_NAMES
+            }
+        stages.say(f"{counts.rows} rows ({counts.scanned} read)", end=" ")
+
+    evidently: EvidentlyResult | None = None
+    sample: npt.NDArray[np.float64] | None = None
+    with stages.stage("Evidently drift preset on a random sample"), _timed(timings, "evidently"):
+        if counts.rows >= settings.drift_min_rows:
+            current, plan = sample_window(
+                conn, start, now, rows=settings.drift_sample_rows, window_rows=counts.rows
+            )
+            evidently = run_drift_preset(
+                np.asarray(profile.sample, dtype=np.float64),
+                current,
+                drift_share=settings.drift_share_threshold,
+            )
+            summary.drift_share = evidently.drift_share
+            summary.details["sample"] = {"rows": len(current), "plan": plan}
+            sample = current
+            stages.say(f"{len(current)} rows ({plan}), drifted share {evidently.drift_share:.2f}", end=" ")
+        else:
+            stages.say("skipped: too few rows", end=" ")
+
+    with stages.stage("live and estimated error, rollback check"), _timed(timings, "live_error"):
+        estimated_rows = _estimate(champion, sample, summary)
+        live = live_error(conn, champion.version, start, now)
+        summary.live_mae, summary.labelled_rows = live.mae, live.rows
+        rollback = check_rollback(
+            conn,
+            champion.version,
+            champion.previous_alias,
+            now=now,
+            predictor=load_predictor,
+            min_rows=settings.rollback_min_rows,
+        )
+        previous_estimate = None
+        if rollback is not None and rollback.champion.rows < settings.rollback_min_rows:
+            previous_estimate = _estimate_previous(parts.client, rollback.previous.version, sample, summary)
+        stages.say(
+            f"MAE {live.mae if live.mae is not None else float('nan'):.3f} on {live.rows} rows", end=" "
+        )
+    measured = Measured(
+        rows=counts.rows,
+        psi=summary.psi,
+        drift_share=summary.drift_share,
+        live_mae=live.mae,
+        labelled_rows=live.rows,
+        reference_mae=champion.reference_mae,
+        estimated_mae=summary.estimated_mae,
+        estimated_rows=estimated_rows,
+        rollback=rollback,
+        previous_estimated_mae=previous_estimate,
+        trainer=summary.trainer,
+    )
+    return measured, evidently, rollback
+
+
+def _estimate(champion: Champion, sample: npt.NDArray[np.float64] | None, summary: RunSummary) -> int:
+    """The label-free MAE estimate on the window's sample into ``summary``; the rows it averaged."""
+    if champion.error_model is None:
+        summary.details["estimate"] = champion.error_model_note
+        if champion.error_model_note:
+            log.info("%s", champion.error_model_note)
+        return 0
+    if sample is None or len(sample) == 0:
+        summary.details["estimate"] = "too few rows in the window: no estimate"
+        return 0
+    try:
+        predictions = load_predictor(champion.version)(sample)
+    except MonitorFailed as error:  # the estimate is lost, the run goes on (its other figures stand)
+        summary.details["estimate"] = f"cannot score the sample for the estimate: {error}"
+        log.warning("%s", summary.details["estimate"])
+        return 0
+    summary.estimated_mae = champion.error_model.estimate_mae(sample, predictions)
+    summary.details["estimate"] = {"rows": len(sample), "estimated_mae": summary.estimated_mae}
+    return len(sample)
+
+
+def _estimate_previous(
+    client: MlflowClient, version: int, sample: npt.NDArray[np.float64] | None, summary: RunSummary
+) -> float | None:
+    """The predecessor's estimated MAE on the champion's sample, while labels cannot judge the rollback."""
+    if summary.estimated_mae is None or sample is None or len(sample) == 0:
+        return None
+    try:
+        run_id = get_version(client, version).run_id or ""
+        error_model, note = _load_error_model(client, run_id, version, role="previous")
+        if error_model is None:
+            summary.details["rollback_estimate"] = note
+            return None
+        estimate = error_model.estimate_mae(sample, load_predictor(version)(sample))
+    except (RegistryError, MlflowException, MonitorFailed) as error:
+        summary.details["rollback_estimate"] = f"cannot estimate v{version}: {first_line(error)}"
+        return None
+    summary.details["rollback_estimate"] = {
+        "champion_estimated_mae": summary.estimated_mae,
+        "previous": version,
+        "previous_estimated_mae": estimate,
+        "rows": len(sample),
+    }
+    return estimate
 
 
 def _launcher(parts: MonitorParts, summary: RunSummary) -> Launcher | str:
@@ -414,8 +525,6 @@ def _launcher(parts: MonitorParts, summary: RunSummary) -> Launcher | str:
         return launcher
     summary.trainer_checked = True
     summary.details["trainer"] = summary.trainer.as_dict() if summary.trainer else None
-    if summary.trainer is not None and summary.trainer.failed:
-        summary.triggers.append("trainer_failed")
     return launcher
 
 
@@ -423,32 +532,39 @@ def _act(
     parts: MonitorParts,
     launcher: Launcher | str,
     summary: RunSummary,
-    rollback: RollbackCheck | None,
-    is_degraded: bool,
+    verdict: Verdict,
+    rollback: RollbackFigures | None,
 ) -> None:
-    if rollback is not None and rollback.roll_back:
+    """Carry out the verdict's plan; ``summary.action`` says how it went."""
+    if verdict.plan is Plan.ROLL_BACK:
+        assert rollback is not None and verdict.rollback_reason is not None
+        reason = verdict.rollback_reason
         try:
             bad, good = roll_back(
                 parts.client,
                 parts.database_url,
                 actor=ACTOR,
-                reasons=[rollback.reason],
-                figures={**rollback.as_dict(), "drift_report": summary.report_id},
+                reasons=[reason],
+                figures={
+                    **rollback.as_dict(),
+                    "roll_back": True,
+                    "reason": reason,
+                    "drift_report": summary.report_id,
+                },
             )
         except (RegistryError, MlflowException, psycopg.Error) as error:
-            summary.action = "rollback_failed"
-            summary.detail = f"rollback was due ({rollback.reason}) but failed: {first_line(error)}"
+            summary.action = Action.ROLLBACK_FAILED
+            summary.detail = f"rollback was due ({reason}) but failed: {first_line(error)}"
             summary.details["rollback"] = {"error": summary.detail}
             return
-        summary.action = "rolled_back"
-        summary.status = "drift" if summary.drift else "degraded"
-        summary.detail = f"rolled back: v{good} is champion again, v{bad} retired ({rollback.reason})"
-        summary.details["rollback"] = {"bad": bad, "restored": good, "reason": rollback.reason}
+        summary.action = Action.ROLLED_BACK
+        summary.detail = f"rolled back: v{good} is champion again, v{bad} retired ({reason})"
+        summary.details["rollback"] = {"bad": bad, "restored": good, "reason": reason}
         return
-    if not (summary.drift or is_degraded):
+    if verdict.plan is not Plan.LAUNCH_TRAINER:
         return
     if isinstance(launcher, str):
-        result = LaunchResult("launch_failed", launcher)
+        result = LaunchResult(Action.LAUNCH_FAILED, launcher)
     else:
         result = launcher.launch(summary.report_id or 0)
     summary.action = result.action
@@ -456,7 +572,7 @@ def _act(
     summary.details["launch"] = {"detail": result.detail, **result.info}
 
 
-def _alert_text(summary: RunSummary, settings: MonitorSettings, kinds: list[str]) -> str:
+def _alert_text(summary: RunSummary, settings: MonitorSettings, kinds: list[AlertKind]) -> str:
     lines = [
         f"Cali Housing monitor: {', '.join(kinds)}"
         f" (report {summary.report_id}, champion v{summary.model_version})"
@@ -473,6 +589,11 @@ def _alert_text(summary: RunSummary, settings: MonitorSettings, kinds: list[str]
             f"live MAE {summary.live_mae:.3f} on {summary.labelled_rows} rows"
             f" vs {summary.reference_mae or math.nan:.3f} at training"
         )
+    if summary.estimated_mae is not None:
+        lines.append(
+            f"estimated MAE {summary.estimated_mae:.3f} without labels"
+            f" vs {summary.reference_mae or math.nan:.3f} at training"
+        )
     if summary.trainer is not None and summary.trainer.failed:
         lines.append(f"the last trainer failed: {summary.trainer.trainer} ({summary.trainer.reason})")
     lines.append(f"action: {summary.action}" + (f" ({summary.detail})" if summary.detail else ""))
@@ -480,30 +601,34 @@ def _alert_text(summary: RunSummary, settings: MonitorSettings, kinds: list[str]
 
 
 def _alert(
-    parts: MonitorParts, conn: psycopg.Connection, summary: RunSummary, now: datetime, is_degraded: bool
+    parts: MonitorParts, conn: psycopg.Connection, summary: RunSummary, now: datetime, verdict: Verdict
 ) -> None:
     settings = parts.settings
     cooldown = timedelta(minutes=settings.alert_cooldown_minutes)
-    judged = summary.status != "insufficient_data"
-    due: list[str] = []
+    judged = summary.status != RunStatus.INSUFFICIENT_DATA
+    due: list[AlertKind] = []
     trainer = summary.trainer
     # Each failed trainer is its own episode (its name is the subject); a success ends it.
     if summary.trainer_checked:
         failed = trainer if trainer is not None and trainer.failed else None
         subject = failed.trainer if failed is not None else None
-        state = observe(conn, "trainer_failed", failed is not None, now, subject=subject)
+        state = observe(conn, AlertKind.TRAINER_FAILED, failed is not None, now, subject=subject)
         if state.due(now, cooldown):
-            due.append("trainer_failed")
+            due.append(AlertKind.TRAINER_FAILED)
     if judged:
         for kind, active in (
-            ("drift", summary.drift),
-            ("live_error", is_degraded),
-            ("launch_failed", summary.action == "launch_failed"),
+            (AlertKind.DRIFT, summary.drift),
+            (AlertKind.LIVE_ERROR, verdict.live_degraded),
+            (AlertKind.ESTIMATED_DEGRADATION, verdict.estimated_degraded),
+            (AlertKind.ESTIMATED_REGRESSION, verdict.estimated_regression),
+            (AlertKind.LAUNCH_FAILED, summary.action == Action.LAUNCH_FAILED),
         ):
             if observe(conn, kind, active, now).due(now, cooldown):
                 due.append(kind)
-    if summary.action in {"rolled_back", "rollback_failed"}:
-        due.append(summary.action)  # an event, not an episode: always alerted
+    if summary.action is Action.ROLLED_BACK:  # an event, not an episode: always alerted
+        due.append(AlertKind.ROLLED_BACK)
+    elif summary.action is Action.ROLLBACK_FAILED:
+        due.append(AlertKind.ROLLBACK_FAILED)
     conn.commit()
     if not due:
         return
@@ -521,10 +646,12 @@ def _alert(
         conn.commit()
 
 
-def _log_to_mlflow(parts: MonitorParts, summary: RunSummary) -> str | None:
-    """A run in the project's experiment with the report's figures and its HTML; None when it failed."""
-    if summary.report_id is None or (summary.status == "insufficient_data" and not summary.report_path):
-        return None
+def _log_to_mlflow(parts: MonitorParts, summary: RunSummary) -> None:
+    """A run in the project's experiment with the report's figures and its HTML (its id in the details)."""
+    if summary.report_id is None or (
+        summary.status == RunStatus.INSUFFICIENT_DATA and not summary.report_path
+    ):
+        return
     client = parts.client
     try:
         run = client.create_run(
@@ -545,6 +672,7 @@ def _log_to_mlflow(parts: MonitorParts, summary: RunSummary) -> str | None:
                 "drift_share": summary.drift_share,
                 "live_mae": summary.live_mae,
                 "reference_mae": summary.reference_mae,
+                "estimated_mae": summary.estimated_mae,
                 "rows": summary.rows,
                 "labelled_rows": summary.labelled_rows,
                 "drift_detected": float(summary.drift),
@@ -560,6 +688,5 @@ def _log_to_mlflow(parts: MonitorParts, summary: RunSummary) -> str | None:
     except (MlflowException, OSError) as error:
         log.warning("could not log the report to MLflow: %s", first_line(error))
         summary.details["mlflow"] = f"could not log to MLflow: {first_line(error)}"
-        return None
+        return
     summary.details["mlflow_run_id"] = run.info.run_id
-    return str(run.info.run_id)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from services.common.settings import CommonSettings
+from services.common.vocabulary import RetrainSignal
 
 # Where Kubernetes mounts the pod's service-account namespace.
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -47,6 +48,17 @@ class MonitorSettings(CommonSettings):
         default=0.25,
         ge=0,
         description="Degraded when the champion's live MAE exceeds its holdout MAE by this fraction.",
+    )
+    estimated_mae_tolerance: float = Field(
+        default=0.20,
+        ge=0,
+        description="Degraded (trigger estimated_degradation) when the label-free MAE estimate of a window "
+        "with DRIFT_MIN_ROWS rows exceeds the champion's holdout MAE by this fraction.",
+    )
+    retrain_on: str = Field(
+        default="drift,estimated_degradation,live_degradation",
+        description="Comma-separated signals that launch the trainer (drift, estimated_degradation, "
+        "live_degradation); the others only alert.",
     )
     rollback_tolerance: float = Field(
         default=0.10,
@@ -107,6 +119,19 @@ class MonitorSettings(CommonSettings):
         if bool(self.telegram_bot_token) != bool(self.telegram_chat_id):
             raise ValueError("TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID go together: set both or neither")
         return self
+
+    @field_validator("retrain_on")
+    @classmethod
+    def _known_signals(cls, value: str) -> str:
+        known = {signal.value for signal in RetrainSignal}
+        unknown = sorted({word.strip() for word in value.split(",") if word.strip()} - known)
+        if unknown:
+            raise ValueError(f"unknown RETRAIN_ON signals {unknown}; known: {', '.join(sorted(known))}")
+        return value
+
+    @property
+    def retrain_signals(self) -> frozenset[RetrainSignal]:
+        return frozenset(RetrainSignal(word.strip()) for word in self.retrain_on.split(",") if word.strip())
 
     @property
     def reports_folder(self) -> Path:

@@ -11,6 +11,7 @@ import psycopg
 from psycopg import sql
 
 from services.common.features import FEATURE_COLUMNS
+from services.common.vocabulary import Role
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,11 @@ def fetch_labelled(conn: psycopg.Connection, since: datetime, after: datetime | 
     query = sql.SQL(
         "SELECT {columns}, f.actual, p.created_at FROM predictions p"
         " JOIN feedback f ON f.prediction_id = p.id AND f.predicted_at = p.created_at"
-        " WHERE p.role = 'champion' AND p.created_at >= %s AND (%s::timestamptz IS NULL OR p.created_at > %s)"
+        " WHERE p.role = %s AND p.created_at >= %s AND (%s::timestamptz IS NULL OR p.created_at > %s)"
         " AND f.predicted_at >= %s AND (%s::timestamptz IS NULL OR f.predicted_at > %s)"
         " ORDER BY p.created_at, p.id"
     ).format(columns=sql.SQL(", ").join(sql.Identifier("p", column) for column in FEATURE_COLUMNS))
-    rows = conn.execute(query, (since, after, after, since, after, after)).fetchall()
+    rows = conn.execute(query, (Role.CHAMPION, since, after, after, since, after, after)).fetchall()
     if not rows:
         return empty()
     width = len(FEATURE_COLUMNS)

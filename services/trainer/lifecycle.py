@@ -21,8 +21,6 @@ from services.common.dataset import Dataset
 from services.common.events import record_event
 from services.common.features import FEATURE_NAMES
 from services.common.registry import (
-    CHALLENGER,
-    CHAMPION,
     RegistryError,
     alias_version,
     current_aliases,
@@ -32,6 +30,7 @@ from services.common.registry import (
     promote,
     tag_decision,
 )
+from services.common.vocabulary import GateDecision, ModelEvent, Role
 from services.trainer.evaluate import Regressor, evaluate, probe_matrix, probe_problems
 from services.trainer.gate import Decision, Figures, Thresholds, decide
 from services.trainer.labelled import LabelledRows, fetch_labelled
@@ -154,7 +153,7 @@ def gate_version(
     """
     now = now or datetime.now(UTC)
     candidate_mv = get_version(client, version)
-    champion_mv = alias_version(client, CHAMPION)
+    champion_mv = alias_version(client, Role.CHAMPION)
     if champion_mv is not None and int(champion_mv.version) == version:
         raise RegistryError(f"version {version} is already the champion")
     window_start = now - timedelta(hours=settings.train_labelled_window_hours)
@@ -197,7 +196,7 @@ def _apply(client: MlflowClient, database_url: str, result: GateResult, *, actor
     with connect(database_url) as conn:
         record_event(
             conn,
-            "promoted" if passed else "rejected",
+            ModelEvent.PROMOTED if passed else ModelEvent.REJECTED,
             result.version,
             actor=actor,
             previous_version=result.champion_before,
@@ -208,15 +207,15 @@ def _apply(client: MlflowClient, database_url: str, result: GateResult, *, actor
             before = current_aliases(client)
             promote(client, result.version)
             _commit_or_restore(conn, client, before)
-            tag_decision(client, result.version, "passed", result.decision.reasons)
+            tag_decision(client, result.version, GateDecision.PASSED, result.decision.reasons)
         else:
-            if current_aliases(client)[CHALLENGER] == result.version:
-                move_aliases(client, {CHALLENGER: None})
+            if current_aliases(client)[Role.CHALLENGER] == result.version:
+                move_aliases(client, {Role.CHALLENGER: None})
             conn.commit()
-            tag_decision(client, result.version, "rejected", result.decision.reasons)
+            tag_decision(client, result.version, GateDecision.REJECTED, result.decision.reasons)
 
 
-def _commit_or_restore(conn: Any, client: MlflowClient, before: dict[str, int | None]) -> None:
+def _commit_or_restore(conn: Any, client: MlflowClient, before: dict[Role, int | None]) -> None:
     """Commit the event; if that fails, put the aliases back as they were."""
     try:
         conn.commit()
@@ -231,11 +230,11 @@ def force_promote(
     """Make ``version`` champion without the gate, recording who and why. Returns the old champion."""
     get_version(client, version)
     before = current_aliases(client)
-    old = before[CHAMPION]
+    old = before[Role.CHAMPION]
     reasons = [f"forced past the gate: {reason}"]
     with connect(database_url) as conn:
-        record_event(conn, "forced", version, actor=actor, previous_version=old, reasons=reasons)
+        record_event(conn, ModelEvent.FORCED, version, actor=actor, previous_version=old, reasons=reasons)
         promote(client, version)
         _commit_or_restore(conn, client, before)
-    tag_decision(client, version, "forced", reasons)
+    tag_decision(client, version, GateDecision.FORCED, reasons)
     return old

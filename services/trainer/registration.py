@@ -21,10 +21,18 @@ from mlflow.types import ColSpec, Schema
 from sklearn.pipeline import Pipeline
 
 from services.common import compiled
+from services.common.error_model import ErrorModel, save_error_model
 from services.common.features import EXAMPLE, FEATURE_NAMES, TARGET
 from services.common.finite import NON_FINITE, finite_document
 from services.common.profile import ReferenceProfile
-from services.common.registry import CHALLENGER, MODEL_ARTIFACT, MODEL_NAME, PROFILE_ARTIFACT
+from services.common.registry import (
+    ERROR_MODEL_ARTIFACT,
+    METRIC_ERROR_MODEL_OOF_MAE,
+    MODEL_ARTIFACT,
+    MODEL_NAME,
+    PROFILE_ARTIFACT,
+)
+from services.common.vocabulary import Role
 from services.trainer.model import PARAMS
 
 # MLflow saves scikit-learn models with skops by default, and skops refuses HistGradientBoosting's
@@ -66,6 +74,7 @@ class TrainingRecord:
     metrics: dict[str, float]
     profile: ReferenceProfile
     undefined: dict[str, str] = field(default_factory=dict)  # metric name → why it is not in ``metrics``
+    error_model: ErrorModel | None = None  # None: ERROR_MODEL_FOLDS=0, the monitor makes no estimate
 
 
 def run_figures(record: TrainingRecord) -> tuple[dict[str, float], dict[str, str]]:
@@ -102,6 +111,12 @@ def register_candidate(client: MlflowClient, experiment_id: str, record: Trainin
         with tempfile.TemporaryDirectory() as folder:
             path = record.profile.save(Path(folder) / Path(PROFILE_ARTIFACT).name)
             mlflow.log_artifact(str(path), artifact_path=str(Path(PROFILE_ARTIFACT).parent))
+            if record.error_model is not None:
+                path = Path(folder) / Path(ERROR_MODEL_ARTIFACT).name
+                save_error_model(record.error_model, path)
+                mlflow.log_artifact(str(path), artifact_path=str(Path(ERROR_MODEL_ARTIFACT).parent))
+                mlflow.log_metric(METRIC_ERROR_MODEL_OOF_MAE, record.error_model.out_of_fold_mae)
+                mlflow.log_param("error_model.folds", record.error_model.folds)
         with warnings.catch_warnings():
             # MLflow checks the input example through pyfunc, which passes a DataFrame to a model
             # fitted on numpy (on purpose, see model.py): scikit-learn's name warning is expected.
@@ -121,7 +136,7 @@ def register_candidate(client: MlflowClient, experiment_id: str, record: Trainin
         runtime = _log_compiled(record.model)
     if runtime is not None:
         client.set_model_version_tag(MODEL_NAME, str(version), compiled.TAG_COMPILED, runtime)
-    client.set_registered_model_alias(MODEL_NAME, CHALLENGER, str(version))
+    client.set_registered_model_alias(MODEL_NAME, Role.CHALLENGER, str(version))
     return version, run.info.run_id
 
 

@@ -34,6 +34,12 @@ class TrainerSettings(CommonSettings):
     gate_shifted_holdout_tolerance: float = Field(
         default=0.25, ge=0, description="With enough recent rows: allowed relative MAE loss on the holdout."
     )
+    error_model_folds: int = Field(
+        default=5,
+        ge=0,
+        description="Folds of the out-of-fold errors the error model (the monitor's label-free MAE estimate) "
+        "is fitted on; 0 registers versions without one.",
+    )
     gate_min_recent_rows: int = Field(
         default=200, ge=1, description="Recent labelled rows needed before they decide the gate."
     )

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from mlflow.tracking import MlflowClient
+from threadpoolctl import threadpool_limits
 
 from services.common.database import connect
 from services.common.dataset import Dataset
+from services.common.error_model import fit_error_model
 from services.common.events import record_event
 from services.common.profile import build_profile
 from services.common.progress import Stages
 from services.common.registry import (
     METRIC_RECENT_MAE,
 )
+from services.common.vocabulary import ModelEvent
 from services.trainer.evaluate import evaluate
 from services.trainer.labelled import fetch_labelled
 from services.trainer.lifecycle import GateResult, gate_version
@@ -88,6 +93,10 @@ def run_training(
             [np.ones(len(dataset.y_train)), np.full(len(older), settings.train_recent_weight)]
         )
         model = fit_model(x, y, weights)
+        error_model = None
+        if settings.error_model_folds:
+            error_model = fit_error_model(x, y, _fitter, weights=weights, folds=settings.error_model_folds)
+            stages.say(f"error model on {settings.error_model_folds}-fold out-of-fold errors", end=" ")
 
     with stages.stage("evaluating on the reference holdout"):
         holdout = evaluate(model, dataset.x_holdout, dataset.y_holdout)
@@ -115,11 +124,12 @@ def run_training(
             metrics=metrics,
             undefined=undefined,
             profile=build_profile(newest.x if len(newest) >= PROFILE_MIN_RECENT_ROWS else x),
+            error_model=error_model,
         )
         version, run_id = register_candidate(client, experiment_id, record)
         with connect(database_url) as conn:
             record_event(
-                conn, "registered", version, actor=actor, figures={**metrics, "undefined": undefined}
+                conn, ModelEvent.REGISTERED, version, actor=actor, figures={**metrics, "undefined": undefined}
             )
         stages.say(f"version {version}", end=" ")
 
@@ -131,6 +141,19 @@ def run_training(
     return TrainSummary(
         version, run_id, metrics, len(dataset.y_train), len(older), len(newest), gate, undefined
     )
+
+
+def _fitter(
+    x: npt.NDArray[np.float64], y: npt.NDArray[np.float64], weights: npt.NDArray[np.float64] | None
+) -> Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]:
+    """The model as trained here, fitted on one fold: its predict (for the error model's errors)."""
+    model = fit_model(x, y, weights)
+
+    def predict(rows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        with threadpool_limits(1):
+            return np.asarray(model.predict(rows), dtype=np.float64)
+
+    return predict
 
 
 def _shown(figure: float | None) -> str:

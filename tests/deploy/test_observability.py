@@ -34,6 +34,7 @@ MONITOR_METRICS = {
     "housing_drift_detected",
     "housing_live_mae",
     "housing_reference_mae",
+    "housing_estimated_mae",
     "housing_monitor_last_run_timestamp_seconds",
     "housing_monitor_run_duration_seconds",
     "housing_trainer_failed",
@@ -76,6 +77,7 @@ def test_rules_cover_the_issue_and_use_known_metrics(rendered: dict[str, Rendere
     required = {
         "HousingDataDrift",
         "HousingLiveErrorHigh",
+        "HousingEstimatedErrorHigh",
         "HousingHighErrorRate",
         "HousingHighPredictLatency",
         "HousingPredictionLogDropping",

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from services.common.database import LIVENESS, connect, create_pool
+from services.common.vocabulary import Role
 from services.inference.feedback import record_feedback
 
 
@@ -38,7 +39,7 @@ def test_a_feedback_write_stuck_behind_another_transaction_gives_up(database_url
             "INSERT INTO predictions (id, created_at, model_version, role, prediction, latency_ms,"
             " med_inc, house_age, ave_rooms, ave_bedrms, population, ave_occup, latitude, longitude)"
             " VALUES (%s, %s, 1, %s, 2.0, 1.0, 3, 20, 5, 1, 1000, 3, 34, -118)",
-            (prediction, made, "champion"),
+            (prediction, made, Role.CHAMPION),
         )
     with connect(database_url) as holder, connect(database_url) as request:
         holder.execute(

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from services.common.features import EXAMPLE, FEATURE_NAMES
+from services.common.vocabulary import Role
 from tests.conftest import Registry
 from tests.integration.test_inference_support import ROW, count, make_app, serving, settings_for, wait_for
 
@@ -79,7 +80,7 @@ def test_predictions_land_and_feedback_joins(
         ).fetchall()
     assert len(joined) == 1
     version, role, med_inc, prediction, actual, latency_ms = joined[0]
-    assert (version, role, med_inc) == (1, "champion", EXAMPLE["MedInc"])
+    assert (version, role, med_inc) == (1, Role.CHAMPION, EXAMPLE["MedInc"])
     assert prediction == pytest.approx(body["predicted_price_usd"] / 100_000, abs=1e-6)
     assert actual == pytest.approx(4.526)
     assert latency_ms > 0

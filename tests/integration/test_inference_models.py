@@ -9,7 +9,8 @@ import httpx
 import psycopg
 import pytest
 
-from services.common.registry import CHALLENGER, MODEL_NAME, promote
+from services.common.registry import MODEL_NAME, promote
+from services.common.vocabulary import Role
 from tests.conftest import Registry
 from tests.integration.test_inference_support import (
     ROW,
@@ -65,7 +66,7 @@ def test_shadow_challenger_scores_the_same_rows(
     champion_registry: Registry, database_url: str, tmp_path: Path
 ) -> None:
     version = _second_version(champion_registry)
-    champion_registry.client.set_registered_model_alias(MODEL_NAME, CHALLENGER, str(version))
+    champion_registry.client.set_registered_model_alias(MODEL_NAME, Role.CHALLENGER, str(version))
     settings = settings_for(tmp_path, shadow_challenger=True)
     with (
         serving(make_app(settings, database_url, champion_registry.uri)) as server,

@@ -11,8 +11,9 @@ import pytest
 from benchmarks.monitor_data import insert_predictions
 from services.common.dataset import Dataset
 from services.common.finite import NON_FINITE
+from services.common.vocabulary import RunStatus
 from services.monitor.live_error import live_error
-from services.monitor.report import insert_report, update_report
+from services.monitor.report import insert_report
 
 FIGURES = {"psi": {"MedInc": math.nan, "HouseAge": 0.1}, "drift_share": math.inf, "live_mae": 0.3}
 
@@ -21,15 +22,19 @@ def test_a_report_with_a_nan_stores_null_and_says_so(
     database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with psycopg.connect(database_url) as conn:
-        report = insert_report(conn, status="ok", details={"rows": 3}, **FIGURES)  # type: ignore[arg-type]
-        update_report(conn, report, details={"rollback_check": {"previous_live_mae": math.nan}})
+        details = {"rows": 3, "rollback_check": {"previous_live_mae": math.nan}}
+        report = insert_report(conn, status=RunStatus.OK, details=details, **FIGURES)  # type: ignore[arg-type]
         psi, share, mae, details = conn.execute(
             "SELECT psi, drift_share, live_mae, details FROM drift_reports WHERE id = %s", (report,)
         ).fetchone()
     assert psi == {"MedInc": None, "HouseAge": 0.1}
     assert share is None and mae == 0.3
     assert details["rows"] == 3 and details["rollback_check"] == {"previous_live_mae": None}
-    assert set(details[NON_FINITE]) == {"psi.MedInc", "drift_share", "rollback_check.previous_live_mae"}
+    assert set(details[NON_FINITE]) == {
+        "psi.MedInc",
+        "drift_share",
+        "details.rollback_check.previous_live_mae",
+    }
     assert "drift_reports: psi.MedInc=nan, drift_share=inf" in caplog.text
 
 

@@ -22,7 +22,8 @@ import pytest
 from benchmarks.monitor_data import insert_predictions
 from services.common.dataset import Dataset
 from services.common.progress import Stages
-from services.common.registry import MODEL_NAME, current_aliases
+from services.common.registry import MODEL_NAME, TAG_DECISION, current_aliases
+from services.common.vocabulary import Action, AlertKind, GateDecision, ModelEvent, Role, RunStatus, Trigger
 from services.monitor.alerts import Channel, TelegramChannel, WebhookChannel
 from services.monitor.launchers.local import LocalLauncher, read_lock, trainer_running
 from services.monitor.run import MonitorParts, run_monitor
@@ -118,9 +119,9 @@ def _shifted(dataset: Dataset) -> np.ndarray:
 
 def test_without_a_champion_the_run_says_so(database_url: str, registry: Registry, tmp_path: Path) -> None:
     summary = run_monitor(_parts(_settings(database_url, tmp_path), registry, []))
-    assert summary.status == "insufficient_data" and "no champion" in summary.detail
+    assert summary.status == RunStatus.INSUFFICIENT_DATA and "no champion" in summary.detail
     with psycopg.connect(database_url) as conn:
-        assert conn.execute("SELECT status FROM drift_reports").fetchall() == [("insufficient_data",)]
+        assert conn.execute("SELECT status FROM drift_reports").fetchall() == [(RunStatus.INSUFFICIENT_DATA,)]
 
 
 def test_drift_launches_once_and_alerts_once_per_episode(
@@ -136,21 +137,24 @@ def test_drift_launches_once_and_alerts_once_per_episode(
     try:
         # too little data first: a report, no alert, no launch
         _log(database_url, dataset.x_holdout[:100], _db_now(database_url))
-        assert run_monitor(parts).status == "insufficient_data"
+        assert run_monitor(parts).status == RunStatus.INSUFFICIENT_DATA
 
         _log(database_url, _shifted(dataset), _db_now(database_url))
         first = run_monitor(parts)
-        assert first.status == "drift", first
-        assert first.psi["MedInc"] >= 0.2 and first.action == "trainer_launched" and first.alerted
+        assert first.status == RunStatus.DRIFT, first
+        assert first.psi["MedInc"] >= 0.2 and first.action == Action.TRAINER_LAUNCHED and first.alerted
         assert first.report_path and Path(first.report_path).stat().st_size > 100_000
         with psycopg.connect(database_url) as conn:
             row = conn.execute(
-                "SELECT status, action, alerted, report_path, rows, psi->>'MedInc', details->>'mlflow_run_id'"
+                "SELECT status, action, alerted, report_path, rows, psi->>'MedInc',"
+                " details->>'mlflow_run_id', details->'reasons', (SELECT count(*) FROM drift_reports)"
                 " FROM drift_reports WHERE id = %s",
                 (first.report_id,),
             ).fetchone()
         assert row is not None
-        assert row[:5] == ("drift", "trainer_launched", True, first.report_path, first.rows)
+        assert row[:5] == (RunStatus.DRIFT, Action.TRAINER_LAUNCHED, True, first.report_path, first.rows)
+        assert row[7][0].startswith("PSI reached 0.2: MedInc") and row[8] == 2  # one row per run
+        assert first.estimated_mae is not None and first.estimated_mae > 0  # the champion has an error model
         assert float(row[5]) == pytest.approx(first.psi["MedInc"])
         artifacts = champion_registry.client.list_artifacts(row[6], "monitor")
         assert [a.path for a in artifacts] == [f"monitor/drift-report-{first.report_id}.html"]
@@ -158,17 +162,22 @@ def test_drift_launches_once_and_alerts_once_per_episode(
         # the same episode: the trainer still runs, and nobody is alerted twice
         _log(database_url, _shifted(dataset), _db_now(database_url))
         second = run_monitor(parts)
-        assert second.status == "drift" and second.action == "trainer_already_running" and not second.alerted
+        assert (
+            second.status == RunStatus.DRIFT
+            and second.action == Action.TRAINER_ALREADY_RUNNING
+            and not second.alerted
+        )
         assert len(webhook.posts) == 1 and len(telegram.posts) == 1
         path, body = telegram.posts[0]
         assert path == "/bot123:secret/sendMessage" and body["chat_id"] == "-1001" and "drift" in body["text"]
         assert (
-            webhook.posts[0][1]["kind"] == "drift" and webhook.posts[0][1]["report"]["psi"]["MedInc"] >= 0.2
+            webhook.posts[0][1]["kind"] == AlertKind.DRIFT
+            and webhook.posts[0][1]["report"]["psi"]["MedInc"] >= 0.2
         )
 
         # the episode ends on a run without drift; the next drift is a new episode: one more alert
         _log(database_url, dataset.x_holdout, _db_now(database_url))
-        assert run_monitor(parts).status == "ok"
+        assert run_monitor(parts).status == RunStatus.OK
         _log(database_url, _shifted(dataset), _db_now(database_url))
         assert run_monitor(parts).alerted
         assert len(webhook.posts) == 2 and len(telegram.posts) == 2
@@ -192,16 +201,16 @@ def test_each_failed_trainer_is_alerted_once_recorded_and_does_not_block_the_nex
     parts = _parts(settings, champion_registry, [WebhookChannel(webhook.url, 0.5)], failing)
 
     _log(database_url, _shifted(dataset), _db_now(database_url))
-    assert run_monitor(parts).action == "trainer_launched"
+    assert run_monitor(parts).action == Action.TRAINER_LAUNCHED
     _wait_trainer(tmp_path)
 
     # The next run sees the failure (too few new rows to judge drift): alerted and recorded.
     noticed = run_monitor(parts)
-    assert noticed.status == "insufficient_data" and noticed.alerted
+    assert noticed.status == RunStatus.INSUFFICIENT_DATA and noticed.alerted
     assert noticed.trainer is not None and noticed.trainer.failed and "exited 3" in noticed.trainer.reason
-    assert "trainer_failed" in noticed.triggers
+    assert Trigger.TRAINER_FAILED in noticed.triggers
     kinds = [body["kind"] for _, body in webhook.posts]
-    assert kinds == ["drift", "trainer_failed"]
+    assert kinds == [AlertKind.DRIFT, AlertKind.TRAINER_FAILED]
     assert "the last trainer failed" in webhook.posts[-1][1]["text"]
     assert webhook.posts[-1][1]["report"]["trainer"]["failed"] is True
     with psycopg.connect(database_url) as conn:
@@ -209,7 +218,7 @@ def test_each_failed_trainer_is_alerted_once_recorded_and_does_not_block_the_nex
             "SELECT details->'trainer', details->'triggers' FROM drift_reports WHERE id = %s",
             (noticed.report_id,),
         ).fetchone()
-    assert row is not None and row[0]["failed"] is True and "trainer_failed" in row[1]
+    assert row is not None and row[0]["failed"] is True and Trigger.TRAINER_FAILED in row[1]
 
     # The same failure again: no second alert.
     assert not run_monitor(parts).alerted
@@ -217,20 +226,168 @@ def test_each_failed_trainer_is_alerted_once_recorded_and_does_not_block_the_nex
 
     # Drift again: the failed trainer does not block a new launch; its failure is a new alert.
     _log(database_url, _shifted(dataset), _db_now(database_url))
-    assert run_monitor(parts).action == "trainer_launched"
+    assert run_monitor(parts).action == Action.TRAINER_LAUNCHED
     _wait_trainer(tmp_path)
     again = run_monitor(parts)
-    assert again.alerted and [body["kind"] for _, body in webhook.posts][-1] == "trainer_failed"
+    assert again.alerted and [body["kind"] for _, body in webhook.posts][-1] == AlertKind.TRAINER_FAILED
     assert again.trainer is not None and noticed.trainer.trainer != again.trainer.trainer
 
     # A trainer that succeeds ends the episode.
     succeeding = [sys.executable, "-c", ""]
     parts = _parts(settings, champion_registry, [WebhookChannel(webhook.url, 0.5)], succeeding)
     _log(database_url, _shifted(dataset), _db_now(database_url))
-    assert run_monitor(parts).action == "trainer_launched"
+    assert run_monitor(parts).action == Action.TRAINER_LAUNCHED
     _wait_trainer(tmp_path)
     fine = run_monitor(parts)
-    assert fine.trainer is not None and not fine.trainer.failed and "trainer_failed" not in fine.triggers
+    assert (
+        fine.trainer is not None and not fine.trainer.failed and Trigger.TRAINER_FAILED not in fine.triggers
+    )
+
+
+def _top_income(dataset: Dataset) -> np.ndarray:
+    """Real districts the model errs more on: the holdout's top 40% by income (in range, no labels)."""
+    income = dataset.x_holdout[:, 0]
+    return dataset.x_holdout[income >= np.quantile(income, 0.6)]
+
+
+def test_an_estimated_degradation_launches_the_trainer_before_any_label(
+    database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path, receivers: Any
+) -> None:
+    webhook, _ = receivers
+    # Drift cannot fire here: only the label-free estimate can speak.
+    quiet = {"psi_threshold": 100.0, "drift_share_threshold": 1.0, "estimated_mae_tolerance": 0.05}
+    settings = _settings(database_url, tmp_path, **quiet)
+    parts = _parts(settings, champion_registry, [WebhookChannel(webhook.url, 0.5)])
+    try:
+        _log(database_url, _top_income(dataset), _db_now(database_url))
+        summary = run_monitor(parts)
+        assert summary.labelled_rows == 0 and summary.live_mae is None
+        assert summary.estimated_mae is not None and summary.reference_mae is not None
+        assert summary.estimated_mae > summary.reference_mae * 1.05
+        assert summary.triggers == [Trigger.ESTIMATED_DEGRADATION]
+        assert (summary.status, summary.action) == (RunStatus.DEGRADED, Action.TRAINER_LAUNCHED)
+        assert summary.alerted and webhook.posts[-1][1]["kind"] == AlertKind.ESTIMATED_DEGRADATION
+        assert "estimated MAE" in webhook.posts[-1][1]["text"]
+        with psycopg.connect(database_url) as conn:
+            stored = conn.execute(
+                "SELECT estimated_mae FROM drift_reports WHERE id = %s", (summary.report_id,)
+            ).fetchone()
+        assert stored is not None and stored[0] == pytest.approx(summary.estimated_mae)
+    finally:
+        _stop_trainer(tmp_path)
+
+
+def test_retrain_on_can_leave_the_estimate_to_alert_only(
+    database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path
+) -> None:
+    quiet = {"psi_threshold": 100.0, "drift_share_threshold": 1.0, "estimated_mae_tolerance": 0.05}
+    settings = _settings(database_url, tmp_path, retrain_on="drift,live_degradation", **quiet)
+    _log(database_url, _top_income(dataset), _db_now(database_url))
+    summary = run_monitor(_parts(settings, champion_registry, []))
+    assert summary.triggers == [Trigger.ESTIMATED_DEGRADATION]
+    assert (summary.status, summary.action) == (RunStatus.DEGRADED, Action.NONE)
+    assert "estimated_degradation only alerts (RETRAIN_ON)" in summary.details["reasons"]
+
+
+def test_a_model_that_cannot_be_loaded_costs_the_estimate_not_the_run(
+    database_url: str,
+    champion_registry: Registry,
+    dataset: Dataset,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import services.monitor.run as monitor_run
+
+    def unloadable(version: int) -> Any:
+        raise monitor_run.MonitorFailed(f"cannot load model version {version}: the store is gone")
+
+    monkeypatch.setattr(monitor_run, "load_predictor", unloadable)
+    _log(database_url, dataset.x_holdout, _db_now(database_url))
+    summary = run_monitor(_parts(_settings(database_url, tmp_path), champion_registry, []))
+    assert summary.status == RunStatus.OK and summary.estimated_mae is None
+    assert summary.details["estimate"] == (
+        "cannot score the sample for the estimate: cannot load model version 1: the store is gone"
+    )
+
+
+def test_a_champion_without_an_error_model_is_judged_without_an_estimate(
+    database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path
+) -> None:
+    from services.trainer.lifecycle import force_promote
+    from services.trainer.settings import TrainerSettings
+    from services.trainer.train import run_training
+
+    client = champion_registry.client
+    older = run_training(
+        client,
+        champion_registry.experiment_id,
+        database_url,
+        dataset,
+        TrainerSettings(error_model_folds=0),
+        promote=False,
+    )
+    force_promote(client, database_url, older.version, actor="test", reason="a version from before")
+    _log(database_url, dataset.x_holdout, _db_now(database_url), model_version=older.version)
+    summary = run_monitor(_parts(_settings(database_url, tmp_path), champion_registry, []))
+    assert summary.status == RunStatus.OK and summary.estimated_mae is None
+    assert summary.details["estimate"] == (
+        f"champion v{older.version} has no error model (registered before it existed): no estimate"
+    )
+
+
+def test_before_labels_a_champion_estimated_worse_than_its_predecessor_is_alerted_not_rolled_back(
+    database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path, receivers: Any
+) -> None:
+    from datetime import UTC
+
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import Pipeline
+
+    from services.common.error_model import fit_error_model
+    from services.common.profile import build_profile
+    from services.trainer.lifecycle import force_promote
+    from services.trainer.registration import TrainingRecord, register_candidate
+
+    webhook, _ = receivers
+    client = champion_registry.client
+    x, y = dataset.x_train, dataset.y_train
+
+    def linear(
+        rows: np.ndarray, prices: np.ndarray, weights: np.ndarray | None
+    ) -> Any:  # a weaker model than v1's
+        model = Pipeline([("regressor", LinearRegression())]).fit(rows, prices)
+        return lambda features: np.asarray(model.predict(features), dtype=np.float64)
+
+    weak = Pipeline([("regressor", LinearRegression())]).fit(x, y)
+    holdout_mae = float(np.mean(np.abs(weak.predict(dataset.x_holdout) - dataset.y_holdout)))
+    record = TrainingRecord(
+        model=weak,
+        x_train=x,
+        y_train=y,
+        base_rows=len(y),
+        labelled_rows=0,
+        labelled_since=datetime.now(UTC),
+        labelled_until=None,
+        metrics={"holdout_mae": holdout_mae},
+        profile=build_profile(x),
+        error_model=fit_error_model(x, y, linear),
+    )
+    version, _ = register_candidate(client, champion_registry.experiment_id, record)
+    force_promote(client, database_url, version, actor="test", reason="a weaker model, no labels yet")
+    _log(database_url, dataset.x_holdout[:1500], _db_now(database_url), model_version=version)
+
+    summary = run_monitor(
+        _parts(_settings(database_url, tmp_path), champion_registry, [WebhookChannel(webhook.url, 0.5)])
+    )
+    assert summary.triggers == [Trigger.ESTIMATED_REGRESSION], summary.details["reasons"]
+    assert (summary.status, summary.action) == (RunStatus.DEGRADED, Action.NONE)
+    assert current_aliases(client)[Role.CHAMPION] == version  # an estimate never rolls back
+    estimate = summary.details["rollback_estimate"]
+    assert (
+        estimate["previous"] == 1
+        and estimate["champion_estimated_mae"] > 1.1 * estimate["previous_estimated_mae"]
+    )
+    assert summary.alerted and webhook.posts[-1][1]["kind"] == AlertKind.ESTIMATED_REGRESSION
 
 
 def test_failing_or_hanging_alert_endpoints_do_not_fail_the_run(
@@ -245,7 +402,7 @@ def test_failing_or_hanging_alert_endpoints_do_not_fail_the_run(
         _log(database_url, _shifted(dataset), _db_now(database_url))
         started = time.monotonic()
         summary = run_monitor(parts)
-        assert summary.status == "drift" and not summary.alerted
+        assert summary.status == RunStatus.DRIFT and not summary.alerted
         assert time.monotonic() - started < 30
         assert len(broken.posts) == 3  # retried
         with psycopg.connect(database_url) as conn:
@@ -284,7 +441,7 @@ def test_a_champion_worse_than_its_predecessor_is_rolled_back(
         client, champion_registry.experiment_id, database_url, dataset, TrainerSettings(), promote=False
     )
     force_promote(client, database_url, summary.version, actor="test", reason="a deliberately bad model")
-    assert current_aliases(client)["champion"] == summary.version
+    assert current_aliases(client)[Role.CHAMPION] == summary.version
     # the new champion is far worse live
     _log(
         database_url,
@@ -297,20 +454,21 @@ def test_a_champion_worse_than_its_predecessor_is_rolled_back(
 
     settings = _settings(database_url, tmp_path)
     report = run_monitor(_parts(settings, champion_registry, [WebhookChannel(webhook.url, 0.5)]))
-    assert report.action == "rolled_back", report
-    assert report.status == "degraded" and report.alerted
-    assert current_aliases(client)["champion"] == 1
+    assert report.action == Action.ROLLED_BACK, report
+    assert report.status == RunStatus.DEGRADED and report.alerted
+    assert current_aliases(client)[Role.CHAMPION] == 1
     with psycopg.connect(database_url) as conn:
         event = conn.execute(
-            "SELECT model_version, previous_version, actor FROM model_events WHERE event = 'rolled_back'"
+            "SELECT model_version, previous_version, actor FROM model_events WHERE event = %s",
+            (ModelEvent.ROLLED_BACK,),
         ).fetchone()
     assert event == (1, summary.version, "housing monitor")
     tags = client.get_model_version(MODEL_NAME, str(summary.version)).tags
-    assert tags["gate.decision"] == "rolled_back"
-    assert webhook.posts and "rolled_back" in webhook.posts[-1][1]["kind"]
+    assert tags[TAG_DECISION] == GateDecision.ROLLED_BACK
+    assert webhook.posts and AlertKind.ROLLED_BACK in webhook.posts[-1][1]["kind"]
     # the restored champion is not rolled back again
     again = run_monitor(_parts(settings, champion_registry, []))
-    assert again.action != "rolled_back"
+    assert again.action != Action.ROLLED_BACK
 
 
 def test_a_champion_promoted_into_a_moved_world_is_not_rolled_back(
@@ -348,8 +506,8 @@ def test_a_champion_promoted_into_a_moved_world_is_not_rolled_back(
         actual=new_truth,
     )
     report = run_monitor(_parts(_settings(database_url, tmp_path), champion_registry, []))
-    assert report.action != "rolled_back", report
-    assert current_aliases(client)["champion"] == summary.version
+    assert report.action != Action.ROLLED_BACK, report
+    assert current_aliases(client)[Role.CHAMPION] == summary.version
     check = report.details["rollback_check"]
     assert check["champion_rows"] == check["previous_rows"] == 300
     assert check["previous_live_mae"] > 0.3 > check["champion_live_mae"]
@@ -371,7 +529,7 @@ def test_the_cli_runs_a_real_trainer_on_drift(
         [*housing, "monitor", "--json"], env=env, capture_output=True, text=True, timeout=120
     )
     assert quiet.returncode == 0, quiet.stderr
-    assert json.loads(quiet.stdout)["status"] == "insufficient_data"
+    assert json.loads(quiet.stdout)["status"] == RunStatus.INSUFFICIENT_DATA
 
     _log(database_url, _shifted(dataset), _db_now(database_url))
     done = subprocess.run(
@@ -386,11 +544,13 @@ def test_the_cli_runs_a_real_trainer_on_drift(
         "drift_share",
         "live_mae",
         "reference_mae",
+        "estimated_mae",
         "action",
         "alerted",
         "report_path",
     } <= set(summary)
-    assert summary["status"] == "drift" and summary["action"] == "trainer_launched"
+    assert summary["status"] == RunStatus.DRIFT and summary["action"] == Action.TRAINER_LAUNCHED
+    assert summary["estimated_mae"] > 0
     assert "[1/7]" in done.stderr
     deadline = time.monotonic() + 240
     while trainer_running(tmp_path):

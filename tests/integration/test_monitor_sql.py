@@ -11,6 +11,7 @@ from benchmarks.monitor_data import insert_predictions
 from services.common.dataset import Dataset
 from services.common.features import FEATURE_NAMES
 from services.common.profile import build_profile
+from services.common.vocabulary import Role
 from services.monitor.histograms import count_range, window_counts
 from services.monitor.lock import monitor_lock
 from services.monitor.psi import psi
@@ -29,7 +30,7 @@ def test_psi_from_sql_equals_psi_in_memory_on_the_same_rows(database_url: str, d
     start = now - timedelta(hours=2)
     with psycopg.connect(database_url) as conn:
         insert_predictions(conn, rows, start=start, spacing=timedelta(seconds=1.7))
-        insert_predictions(conn, rows[:50], start=start, spacing=timedelta(seconds=1), role="challenger")
+        insert_predictions(conn, rows[:50], start=start, spacing=timedelta(seconds=1), role=Role.CHALLENGER)
         conn.commit()
         counts = window_counts(conn, profile, start, now, now=now, retention=timedelta(hours=48))
         conn.commit()

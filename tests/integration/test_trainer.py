@@ -19,12 +19,12 @@ from sklearn.pipeline import Pipeline
 from services.common import compiled
 from services.common.database import connect
 from services.common.dataset import Dataset
+from services.common.error_model import load_error_model
 from services.common.features import FEATURE_COLUMNS, FEATURE_NAMES
 from services.common.profile import ReferenceProfile, build_profile
 from services.common.registry import (
-    CHALLENGER,
-    CHAMPION,
-    PREVIOUS,
+    ERROR_MODEL_ARTIFACT,
+    METRIC_ERROR_MODEL_OOF_MAE,
     PROFILE_ARTIFACT,
     TAG_DECISION,
     RegistryError,
@@ -32,6 +32,7 @@ from services.common.registry import (
     model_uri,
 )
 from services.common.rollback import roll_back
+from services.common.vocabulary import GateDecision, Role
 from services.trainer.lifecycle import force_promote, gate_version
 from services.trainer.model import fit_model
 from services.trainer.registration import TrainingRecord, register_candidate
@@ -80,14 +81,14 @@ def test_first_training_registers_a_champion_that_reaches_the_bar(
     champion_registry: Registry, dataset: Dataset, tmp_path: Path
 ) -> None:
     client = champion_registry.client
-    assert current_aliases(client) == {CHAMPION: 1, CHALLENGER: None, PREVIOUS: None}
+    assert current_aliases(client) == {Role.CHAMPION: 1, Role.CHALLENGER: None, Role.PREVIOUS: None}
     version = client.get_model_version("cali-housing", "1")
     run = client.get_run(version.run_id)
     assert run.data.metrics["holdout_r2"] >= 0.84
     assert run.data.metrics["holdout_mae"] <= 0.31
     assert run.data.params["base_rows"] == str(len(dataset.y_train))
     assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.digest
-    assert version.tags[TAG_DECISION] == "passed"
+    assert version.tags[TAG_DECISION] == GateDecision.PASSED
 
     profile_path = mlflow.artifacts.download_artifacts(
         run_id=version.run_id, artifact_path=PROFILE_ARTIFACT, dst_path=str(tmp_path)
@@ -99,8 +100,19 @@ def test_first_training_registers_a_champion_that_reaches_the_bar(
     assert info.signature.inputs.input_names() == list(FEATURE_NAMES)
     assert info.saved_input_example_info is not None
 
-    model = mlflow.sklearn.load_model(model_uri(CHAMPION))
+    model = mlflow.sklearn.load_model(model_uri(Role.CHAMPION))
     assert model.predict(dataset.x_holdout[:5]).shape == (5,)
+
+    # The error model, fitted on out-of-fold errors of the training rows only, estimates the MAE on the
+    # reference holdout without its prices.
+    error_path = mlflow.artifacts.download_artifacts(
+        run_id=version.run_id, artifact_path=ERROR_MODEL_ARTIFACT, dst_path=str(tmp_path)
+    )
+    error_model = load_error_model(Path(error_path))
+    assert (error_model.folds, error_model.training_rows) == (5, len(dataset.y_train))
+    assert run.data.metrics[METRIC_ERROR_MODEL_OOF_MAE] == pytest.approx(error_model.out_of_fold_mae)
+    estimated = error_model.estimate_mae(dataset.x_holdout, model.predict(dataset.x_holdout))
+    assert estimated == pytest.approx(run.data.metrics["holdout_mae"], rel=0.10)
 
 
 def test_gate_rejects_a_dummy_and_a_nan_model(
@@ -114,7 +126,7 @@ def test_gate_rejects_a_dummy_and_a_nan_model(
         assert not result.decision.passed
         assert any(words in reason for reason in result.decision.reasons), result.decision.reasons
         aliases = current_aliases(client)
-        assert aliases[CHAMPION] == 1 and aliases[CHALLENGER] is None
+        assert aliases[Role.CHAMPION] == 1 and aliases[Role.CHALLENGER] is None
         tags = client.get_model_version("cali-housing", str(version)).tags
         assert tags[TAG_DECISION] == "rejected" and json.loads(tags["gate.reasons"])
     assert [e for e, _, _ in events(database_url)] == ["rejected", "rejected"]
@@ -126,18 +138,18 @@ def test_gate_promotes_an_equal_model_then_rollback_restores(
     client = champion_registry.client
     summary = run_training(client, champion_registry.experiment_id, database_url, dataset, TrainerSettings())
     assert summary.gate is not None and summary.gate.decision.passed, summary.gate
-    assert current_aliases(client) == {CHAMPION: 2, CHALLENGER: None, PREVIOUS: 1}
+    assert current_aliases(client) == {Role.CHAMPION: 2, Role.CHALLENGER: None, Role.PREVIOUS: 1}
     assert events(database_url) == [("registered", 2, None), ("promoted", 2, 1)]
 
     bad, good = roll_back(client, database_url, actor="test", reasons=["live error"])
     assert (bad, good) == (2, 1)
-    assert current_aliases(client) == {CHAMPION: 1, CHALLENGER: None, PREVIOUS: None}
+    assert current_aliases(client) == {Role.CHAMPION: 1, Role.CHALLENGER: None, Role.PREVIOUS: None}
     assert events(database_url)[-1] == ("rolled_back", 1, 2)
     assert client.get_model_version("cali-housing", "2").tags[TAG_DECISION] == "rolled_back"
 
     with pytest.raises(RegistryError, match="no previous version"):
         roll_back(client, database_url, actor="test", reasons=["again"])
-    assert current_aliases(client)[CHAMPION] == 1
+    assert current_aliases(client)[Role.CHAMPION] == 1
 
 
 def test_forced_promotion_is_recorded(
@@ -146,7 +158,7 @@ def test_forced_promotion_is_recorded(
     client = champion_registry.client
     version = register(champion_registry, dataset, dummy(dataset))
     assert force_promote(client, database_url, version, actor="test", reason="demo") == 1
-    assert current_aliases(client) == {CHAMPION: version, CHALLENGER: None, PREVIOUS: 1}
+    assert current_aliases(client) == {Role.CHAMPION: version, Role.CHALLENGER: None, Role.PREVIOUS: 1}
     assert events(database_url) == [("forced", version, 1)]
 
 
@@ -170,7 +182,7 @@ def insert_labelled(url: str, x: np.ndarray, y: np.ndarray, start: datetime) -> 
             for i, row in enumerate(x):
                 pid = f"00000000-0000-4000-8000-{i:012d}"
                 ids.append(pid)
-                copy.write_row([pid, start + timedelta(seconds=i), 1, "champion", *row.tolist(), 0.0, 1.0])
+                copy.write_row([pid, start + timedelta(seconds=i), 1, Role.CHAMPION, *row.tolist(), 0.0, 1.0])
         with cur.copy("COPY feedback (prediction_id, predicted_at, actual) FROM STDIN") as copy:
             for i, (pid, actual) in enumerate(zip(ids, y, strict=True)):
                 copy.write_row([pid, start + timedelta(seconds=i), float(actual)])

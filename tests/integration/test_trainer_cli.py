@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from services.common.registry import CHAMPION, PREVIOUS, current_aliases
+from services.common.registry import current_aliases
+from services.common.vocabulary import Role
 from tests.conftest import Registry
 
 HOUSING = str(Path(sys.executable).with_name("housing"))
@@ -46,7 +47,7 @@ def test_promote_unknown_version(env: dict[str, str], champion_registry: Registr
     result = housing("promote", "42", env=env)
     assert result.returncode == 1
     assert last_line(result) == "error: model version 42 of cali-housing does not exist; known versions: 1"
-    assert current_aliases(champion_registry.client)[CHAMPION] == 1
+    assert current_aliases(champion_registry.client)[Role.CHAMPION] == 1
 
 
 def test_rollback_without_previous(env: dict[str, str], champion_registry: Registry) -> None:
@@ -54,7 +55,7 @@ def test_rollback_without_previous(env: dict[str, str], champion_registry: Regis
     assert result.returncode == 1
     assert "no previous version to roll back to" in last_line(result)
     assert "housing promote VERSION" in last_line(result)
-    assert current_aliases(champion_registry.client)[PREVIOUS] is None
+    assert current_aliases(champion_registry.client)[Role.PREVIOUS] is None
 
 
 def test_force_needs_a_reason(env: dict[str, str]) -> None:

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from services.common.features import FEATURE_NAMES
+from services.common.vocabulary import Action, RunStatus
 from services.local.report import DemoRecord, ErrorPoint, MonitorRun, build_report, rolling_mae
 from services.local.timeline import Event, Timeline, clock
 
@@ -53,11 +54,22 @@ def record() -> DemoRecord:
             ),
         ],
         runs=[
-            MonitorRun(20.0, "steady", "ok", "none", psi_ok, 0.0, 0.27, 0.28),
+            MonitorRun(20.0, "steady", RunStatus.OK, Action.NONE, psi_ok, 0.0, 0.27, 0.28),
             MonitorRun(
-                40.0, "shifted", "drift", "trainer_launched", psi_drift, 0.38, 0.55, 0.28, alerted=True
+                40.0,
+                "shifted",
+                RunStatus.DRIFT,
+                Action.TRAINER_LAUNCHED,
+                psi_drift,
+                0.38,
+                0.55,
+                0.28,
+                estimated_mae=0.36,
+                alerted=True,
             ),
-            MonitorRun(90.0, "bad model", "degraded", "rolled_back", psi_ok, 0.0, 0.9, 0.9, alerted=True),
+            MonitorRun(
+                90.0, "bad model", RunStatus.DEGRADED, Action.ROLLED_BACK, psi_ok, 0.0, 0.9, 0.9, alerted=True
+            ),
         ],
         errors=[ErrorPoint(15.0 + i / 10, 1 if i < 300 else 2, 0.3) for i in range(400)],
         evidently_report="demo-evidently.html",
@@ -85,6 +97,7 @@ def test_report_shows_runs_timeline_and_facts() -> None:
     for text in ("#2 shifted", "trainer_launched", "rolled_back", "serving v1", "2:31.0", "v2 serves"):
         assert text in page
     assert '<td class="hot">0.450</td>' in page  # PSI over the threshold is highlighted
+    assert "<td>36.0 k USD</td>" in page and "estimated MAE at a monitor run (no labels)" in page
     assert "<script>alert(1)</script>" not in page  # event text is escaped
     assert "&lt;script&gt;" in page
 

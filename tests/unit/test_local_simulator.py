@@ -119,6 +119,21 @@ def test_sends_in_batches_and_posts_every_true_price_after_the_delay(serve: Any)
     assert all(stub.feedback[pid][1] - stub.answered[pid] >= 0.29 for pid in stub.feedback)
 
 
+def test_withheld_prices_arrive_only_when_posted(serve: Any) -> None:
+    stub = Stub(token="t")
+    with httpx.Client(base_url=serve(stub), timeout=5) as client:
+        simulator = Simulator(client, token="t")
+        summary = simulator.run(
+            rows(20), [float(i) for i in range(20)], rate=0, feedback_delay=0, withhold=True
+        )
+        time.sleep(0.1)
+        assert summary.sent == 20 and summary.feedback_posted == 0 and stub.feedback == {}
+        assert sorted(price for _, price in summary.withheld) == [float(i) for i in range(20)]
+        later = simulator.post_feedback(summary.withheld)
+    assert (later.feedback_posted, later.feedback_failed) == (20, 0)
+    assert {pid: price for pid, (price, _) in stub.feedback.items()} == dict(summary.withheld)
+
+
 def test_low_rate_sends_one_row_per_request(serve: Any) -> None:
     stub = Stub()
     with httpx.Client(base_url=serve(stub), timeout=5) as client:

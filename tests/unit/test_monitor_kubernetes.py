@@ -18,6 +18,7 @@ import kubernetes_validate
 import pytest
 from kubernetes import client
 
+from services.common.vocabulary import Action
 from services.monitor.launchers.kubernetes import KubernetesLauncher, load_template, stamp_job
 
 TEMPLATE: dict[str, Any] = {
@@ -186,7 +187,7 @@ def _job(name: str, conditions: list[dict[str, str]] | None) -> dict[str, Any]:
 def test_it_lists_by_label_then_creates_the_stamped_job(api: FakeApiServer) -> None:
     api.jobs = [_job("housing-trainer-old", [{"type": "Complete", "status": "True"}])]
     result = KubernetesLauncher(_batch(api.url), "housing", TEMPLATE).launch(7)
-    assert result.action == "trainer_launched", result.detail
+    assert result.action == Action.TRAINER_LAUNCHED, result.detail
     assert result.info["job"] == "housing-trainer-x7k2q"
     listing, creation = api.requests
     assert (listing["method"], listing["path"]) == ("GET", JOBS)
@@ -199,21 +200,21 @@ def test_it_lists_by_label_then_creates_the_stamped_job(api: FakeApiServer) -> N
 def test_an_active_trainer_job_means_no_second_one(api: FakeApiServer) -> None:
     api.jobs = [_job("housing-trainer-abc", None)]
     result = KubernetesLauncher(_batch(api.url), "housing", TEMPLATE).launch(8)
-    assert result.action == "trainer_already_running"
+    assert result.action == Action.TRAINER_ALREADY_RUNNING
     assert [r["method"] for r in api.requests] == ["GET"]
 
 
 def test_a_failed_job_does_not_block_but_is_named(api: FakeApiServer) -> None:
     api.jobs = [_job("housing-trainer-bad", [{"type": "Failed", "status": "True"}])]
     result = KubernetesLauncher(_batch(api.url), "housing", TEMPLATE).launch(9)
-    assert result.action == "trainer_launched"
+    assert result.action == Action.TRAINER_LAUNCHED
     assert result.info["failed_jobs"] == ["housing-trainer-bad"]
 
 
 def test_rbac_refusal_is_a_clear_launch_failure(api: FakeApiServer) -> None:
     api.status = 403
     result = KubernetesLauncher(_batch(api.url), "housing", TEMPLATE).launch(10)
-    assert result.action == "launch_failed"
+    assert result.action == Action.LAUNCH_FAILED
     assert "403" in result.detail and "service account" in result.detail and "housing" in result.detail
     assert [r["method"] for r in api.requests] == ["GET"]  # never a create after a refusal
 
@@ -223,7 +224,7 @@ def test_an_unreachable_api_is_a_clear_launch_failure() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     result = KubernetesLauncher(_batch(f"http://127.0.0.1:{port}"), "housing", TEMPLATE).launch(11)
-    assert result.action == "launch_failed"
+    assert result.action == Action.LAUNCH_FAILED
     assert "unreachable" in result.detail
 
 

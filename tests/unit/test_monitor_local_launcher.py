@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+from services.common.vocabulary import Action
 from services.monitor.launchers.local import (
     LocalLauncher,
     last_trainer_exit,
@@ -27,14 +28,14 @@ def test_a_second_launch_while_one_runs_is_a_no_op(tmp_path: Path) -> None:
     launcher = LocalLauncher(tmp_path, command)
     first = launcher.launch(1)
     second = LocalLauncher(tmp_path, command).launch(2)
-    assert first.action == "trainer_launched"
-    assert second.action == "trainer_already_running"
+    assert first.action == Action.TRAINER_LAUNCHED
+    assert second.action == Action.TRAINER_ALREADY_RUNNING
     assert trainer_running(tmp_path)
     _wait_done(tmp_path)
     assert marker.read_text() == "x"
     assert last_trainer_exit(tmp_path)[0] == 0
     assert Path(first.info["log"]).parent == tmp_path / "logs"
-    assert launcher.launch(3).action == "trainer_launched"  # finished: the next launch goes ahead
+    assert launcher.launch(3).action == Action.TRAINER_LAUNCHED  # finished: the next launch goes ahead
     _wait_done(tmp_path)
     assert marker.read_text() == "xx"
 
@@ -45,7 +46,7 @@ def test_a_failed_trainer_is_reported_by_the_next_launch(tmp_path: Path) -> None
     _wait_done(tmp_path)
     assert last_trainer_exit(tmp_path)[0] == 3
     result = LocalLauncher(tmp_path, [sys.executable, "-c", "pass"]).launch(2)
-    assert result.action == "trainer_launched"
+    assert result.action == Action.TRAINER_LAUNCHED
     assert "previous trainer failed (exit 3" in result.detail
     _wait_done(tmp_path)
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-LaunchAction = Literal["trainer_launched", "trainer_already_running", "launch_failed"]
+from services.common.vocabulary import Action
 
 
 @dataclass(frozen=True)
 class LaunchResult:
     """What a launch did: ``action`` goes into drift_reports.action, ``detail`` is for people."""
 
-    action: LaunchAction
+    action: Action  # trainer_launched, trainer_already_running or launch_failed
     detail: str
     info: dict[str, Any] = field(default_factory=dict)
 

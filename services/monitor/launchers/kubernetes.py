@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from services.common.vocabulary import Action
 from services.monitor.launchers import LauncherError, LaunchResult, TrainerOutcome
 
 COMPONENT_LABEL = "app.kubernetes.io/component"
@@ -172,27 +173,27 @@ class KubernetesLauncher:
                 self.namespace, label_selector=info["selector"], _request_timeout=REQUEST_TIMEOUT
             )
         except ApiException as error:
-            return LaunchResult("launch_failed", _api_message(error, self.namespace, "list"), info)
+            return LaunchResult(Action.LAUNCH_FAILED, _api_message(error, self.namespace, "list"), info)
         except (HTTPError, OSError) as error:
-            return LaunchResult("launch_failed", f"the Kubernetes API is unreachable ({error})", info)
+            return LaunchResult(Action.LAUNCH_FAILED, f"the Kubernetes API is unreachable ({error})", info)
         finished = {job.metadata.name: job_finished(job) for job in jobs.items}
         running = sorted(name for name, state in finished.items() if state is None)
         info["failed_jobs"] = sorted(name for name, state in finished.items() if state == "Failed")
         if running:
             info["running"] = running
             return LaunchResult(
-                "trainer_already_running", f"trainer Job {', '.join(running)} is still active", info
+                Action.TRAINER_ALREADY_RUNNING, f"trainer Job {', '.join(running)} is still active", info
             )
         try:
             created = self.batch.create_namespaced_job(
                 self.namespace, stamp_job(self.template, report_id), _request_timeout=REQUEST_TIMEOUT
             )
         except ApiException as error:
-            return LaunchResult("launch_failed", _api_message(error, self.namespace, "create"), info)
+            return LaunchResult(Action.LAUNCH_FAILED, _api_message(error, self.namespace, "create"), info)
         except (HTTPError, OSError) as error:
-            return LaunchResult("launch_failed", f"the Kubernetes API is unreachable ({error})", info)
+            return LaunchResult(Action.LAUNCH_FAILED, f"the Kubernetes API is unreachable ({error})", info)
         info["job"] = created.metadata.name
-        return LaunchResult("trainer_launched", f"created trainer Job {created.metadata.name}", info)
+        return LaunchResult(Action.TRAINER_LAUNCHED, f"created trainer Job {created.metadata.name}", info)
 
 
 def batch_api() -> Any:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from services.common.vocabulary import Action
 from services.monitor.launchers import LaunchResult, TrainerOutcome
 
 LOCK_FILE = "trainer.lock"
@@ -118,7 +119,7 @@ class LocalLauncher:
         lock = read_lock(self.home)
         if lock and trainer_running(self.home):
             return LaunchResult(
-                "trainer_already_running",
+                Action.TRAINER_ALREADY_RUNNING,
                 f"a trainer (pid {lock['pid']}) is still running; log: {lock.get('log')}",
                 {"pid": lock["pid"], "log": lock.get("log")},
             )
@@ -145,7 +146,7 @@ class LocalLauncher:
                 )
         except OSError as error:
             return LaunchResult(
-                "launch_failed", f"cannot start the trainer ({error})", {"command": self.command}
+                Action.LAUNCH_FAILED, f"cannot start the trainer ({error})", {"command": self.command}
             )
         record = {
             "pid": child.pid,
@@ -160,4 +161,4 @@ class LocalLauncher:
         if previous_exit not in (None, 0):
             detail += f"; the previous trainer failed (exit {previous_exit}, log: {previous_log})"
         info = {**record, "previous_trainer": {"exit_code": previous_exit, "log": previous_log}}
-        return LaunchResult("trainer_launched", detail, info)
+        return LaunchResult(Action.TRAINER_LAUNCHED, detail, info)

@@ -1,0 +1,263 @@
+"""The monitor's verdict as a pure function of measured figures and thresholds: a table of cases."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+import pytest
+
+from services.common.vocabulary import ModelEvent, Plan, RetrainSignal, RunStatus, Trigger
+from services.monitor.launchers import TrainerOutcome
+from services.monitor.live_error import LiveError
+from services.monitor.rollback_check import Promotion, RollbackFigures
+from services.monitor.verdict import Limits, Measured, judge
+
+LIMITS = Limits(
+    drift_min_rows=500,
+    psi_threshold=0.2,
+    drift_share_threshold=0.5,
+    live_mae_tolerance=0.25,
+    rollback_tolerance=0.10,
+    rollback_min_rows=200,
+)
+CALM_PSI = {"MedInc": 0.03, "HouseAge": 0.01}
+STEADY = Measured(
+    rows=2000, psi=CALM_PSI, drift_share=0.1, live_mae=0.33, labelled_rows=300, reference_mae=0.32
+)
+PROMOTION = Promotion(version=2, previous=1, event=ModelEvent.PROMOTED, at=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def rollback(champion_mae: float | None, previous_mae: float | None, rows: int = 300) -> RollbackFigures:
+    return RollbackFigures(PROMOTION, LiveError(2, rows, champion_mae), LiveError(1, rows, previous_mae))
+
+
+FAILED = TrainerOutcome("housing-trainer-42", failed=True, reason="exited 3")
+SUCCEEDED = TrainerOutcome("housing-trainer-43", failed=False, reason="succeeded")
+
+
+@dataclass(frozen=True)
+class Case:
+    measured: Measured
+    status: RunStatus
+    triggers: tuple[Trigger, ...]
+    plan: Plan
+
+
+CASES = {
+    "steady traffic is ok and asks nothing": Case(STEADY, RunStatus.OK, (), Plan.NOTHING),
+    "a feature's PSI at the threshold is drift: retrain": Case(
+        replace(STEADY, psi={**CALM_PSI, "MedInc": 0.2}), RunStatus.DRIFT, (Trigger.PSI,), Plan.LAUNCH_TRAINER
+    ),
+    "Evidently's drifted share alone is drift": Case(
+        replace(STEADY, drift_share=0.5), RunStatus.DRIFT, (Trigger.DRIFT_SHARE,), Plan.LAUNCH_TRAINER
+    ),
+    "both drift tests name both triggers": Case(
+        replace(STEADY, psi={"MedInc": 0.9}, drift_share=0.8),
+        RunStatus.DRIFT,
+        (Trigger.PSI, Trigger.DRIFT_SHARE),
+        Plan.LAUNCH_TRAINER,
+    ),
+    "a NaN PSI is never drift": Case(
+        replace(STEADY, psi={"MedInc": math.nan}), RunStatus.OK, (), Plan.NOTHING
+    ),
+    "too few rows cannot drift, whatever their figures": Case(
+        replace(STEADY, rows=499, psi={"MedInc": 5.0}, drift_share=1.0, labelled_rows=0, live_mae=None),
+        RunStatus.INSUFFICIENT_DATA,
+        (),
+        Plan.NOTHING,
+    ),
+    "a live MAE beyond tolerance degrades: retrain": Case(
+        replace(STEADY, live_mae=0.41), RunStatus.DEGRADED, (Trigger.LIVE_ERROR,), Plan.LAUNCH_TRAINER
+    ),
+    "a live MAE within tolerance is ok": Case(replace(STEADY, live_mae=0.40), RunStatus.OK, (), Plan.NOTHING),
+    "a degraded champion is judged on a window too small for drift": Case(
+        replace(STEADY, rows=300, live_mae=0.9),
+        RunStatus.DEGRADED,
+        (Trigger.LIVE_ERROR,),
+        Plan.LAUNCH_TRAINER,
+    ),
+    "too few labelled rows never degrade": Case(
+        replace(STEADY, live_mae=0.9, labelled_rows=199), RunStatus.OK, (), Plan.NOTHING
+    ),
+    "an undefined live MAE never degrades": Case(
+        replace(STEADY, live_mae=None), RunStatus.OK, (), Plan.NOTHING
+    ),
+    "no training MAE: nothing to degrade from": Case(
+        replace(STEADY, live_mae=0.9, reference_mae=None), RunStatus.OK, (), Plan.NOTHING
+    ),
+    "drift outranks a degraded champion in the status": Case(
+        replace(STEADY, psi={"MedInc": 0.5}, live_mae=0.9),
+        RunStatus.DRIFT,
+        (Trigger.PSI, Trigger.LIVE_ERROR),
+        Plan.LAUNCH_TRAINER,
+    ),
+    "a champion worse live than its predecessor is rolled back": Case(
+        replace(STEADY, rollback=rollback(0.9, 0.3)), RunStatus.DEGRADED, (Trigger.ROLLBACK,), Plan.ROLL_BACK
+    ),
+    "a rollback comes before a retrain, drift or not": Case(
+        replace(STEADY, psi={"MedInc": 0.5}, rollback=rollback(0.9, 0.3)),
+        RunStatus.DRIFT,
+        (Trigger.PSI, Trigger.ROLLBACK),
+        Plan.ROLL_BACK,
+    ),
+    "a rollback is judged on a window too small for drift": Case(
+        replace(STEADY, rows=10, rollback=rollback(0.9, 0.3)),
+        RunStatus.DEGRADED,
+        (Trigger.ROLLBACK,),
+        Plan.ROLL_BACK,
+    ),
+    "a champion within tolerance of its predecessor stays": Case(
+        replace(STEADY, rollback=rollback(0.32, 0.30)), RunStatus.OK, (), Plan.NOTHING
+    ),
+    "too few labelled rows since the promotion never roll back": Case(
+        replace(STEADY, rollback=rollback(0.9, 0.3, rows=199)), RunStatus.OK, (), Plan.NOTHING
+    ),
+    "a failed trainer is a trigger that asks nothing": Case(
+        replace(STEADY, rows=10, labelled_rows=0, live_mae=None, trainer=FAILED),
+        RunStatus.INSUFFICIENT_DATA,
+        (Trigger.TRAINER_FAILED,),
+        Plan.NOTHING,
+    ),
+    "a failed trainer does not stop a retrain on drift": Case(
+        replace(STEADY, psi={"MedInc": 0.5}, trainer=FAILED),
+        RunStatus.DRIFT,
+        (Trigger.PSI, Trigger.TRAINER_FAILED),
+        Plan.LAUNCH_TRAINER,
+    ),
+    "an estimate beyond its tolerance degrades before any label: retrain": Case(
+        replace(STEADY, estimated_mae=0.39, estimated_rows=2000, live_mae=None, labelled_rows=0),
+        RunStatus.DEGRADED,
+        (Trigger.ESTIMATED_DEGRADATION,),
+        Plan.LAUNCH_TRAINER,
+    ),
+    "an estimate within its tolerance is ok": Case(
+        replace(STEADY, estimated_mae=0.38, estimated_rows=2000), RunStatus.OK, (), Plan.NOTHING
+    ),
+    "an estimate on a window too small for drift is not judged": Case(
+        replace(STEADY, rows=499, estimated_mae=0.9, estimated_rows=499, live_mae=None, labelled_rows=0),
+        RunStatus.INSUFFICIENT_DATA,
+        (),
+        Plan.NOTHING,
+    ),
+    "no estimate (no error model) is no trigger": Case(
+        replace(STEADY, estimated_mae=None), RunStatus.OK, (), Plan.NOTHING
+    ),
+    "an estimate never rolls back": Case(
+        replace(STEADY, estimated_mae=0.9, estimated_rows=2000, rollback=rollback(0.33, 0.32)),
+        RunStatus.DEGRADED,
+        (Trigger.ESTIMATED_DEGRADATION,),
+        Plan.LAUNCH_TRAINER,
+    ),
+    "before the labels, a champion estimated worse than its predecessor is alerted, not rolled back": Case(
+        replace(
+            STEADY,
+            estimated_mae=0.36,
+            estimated_rows=2000,
+            previous_estimated_mae=0.30,
+            rollback=rollback(None, None, rows=20),
+        ),
+        RunStatus.DEGRADED,
+        (Trigger.ESTIMATED_REGRESSION,),
+        Plan.NOTHING,
+    ),
+    "an estimated regression within the rollback tolerance is nothing": Case(
+        replace(
+            STEADY,
+            estimated_mae=0.32,
+            estimated_rows=2000,
+            previous_estimated_mae=0.30,
+            rollback=rollback(None, None, rows=20),
+        ),
+        RunStatus.OK,
+        (),
+        Plan.NOTHING,
+    ),
+    "once the labels can judge, the estimates are not compared": Case(
+        replace(STEADY, estimated_mae=0.36, previous_estimated_mae=0.30, rollback=rollback(0.32, 0.31)),
+        RunStatus.OK,
+        (),
+        Plan.NOTHING,
+    ),
+    "a trainer that succeeded is no trigger": Case(
+        replace(STEADY, trainer=SUCCEEDED), RunStatus.OK, (), Plan.NOTHING
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_the_verdict_table(case: Case) -> None:
+    verdict = judge(case.measured, LIMITS)
+    assert (verdict.status, verdict.triggers, verdict.plan) == (case.status, case.triggers, case.plan)
+    assert verdict.drift == (verdict.status is RunStatus.DRIFT)
+
+
+def test_the_reasons_name_each_figure_against_its_threshold() -> None:
+    verdict = judge(
+        replace(STEADY, psi={"MedInc": 0.456, "HouseAge": 0.01}, drift_share=0.3, live_mae=0.5), LIMITS
+    )
+    assert verdict.psi_drifted == ("MedInc",)
+    assert verdict.reasons[:2] == (
+        "PSI reached 0.2: MedInc 0.456",
+        "Evidently's drifted share 0.30 is below 0.5",
+    )
+    assert "live MAE 0.500 on 300 rows is beyond 25% of the training MAE 0.320" in verdict.reasons
+
+
+def test_an_insufficient_window_says_how_many_rows_it_needs() -> None:
+    verdict = judge(Measured(rows=120), LIMITS)
+    assert verdict.detail == "120 predictions in the window; 500 needed"
+    assert verdict.reasons[0] == verdict.detail
+    assert "0 labelled predictions; 200 needed to judge the live MAE" in verdict.reasons
+
+
+def test_the_rollback_reason_is_kept_whether_or_not_it_is_due() -> None:
+    due = judge(replace(STEADY, rollback=rollback(0.9, 0.3)), LIMITS)
+    assert due.rollback_due and due.rollback_reason and "worse than v1's 0.300" in due.rollback_reason
+    short = judge(replace(STEADY, rollback=rollback(0.9, 0.3, rows=50)), LIMITS)
+    assert not short.rollback_due
+    assert short.rollback_reason == "v2 has 50 labelled predictions (needs 200)"
+    assert judge(STEADY, LIMITS).rollback_reason is None
+
+
+def test_a_failed_trainer_is_named_in_the_reasons() -> None:
+    verdict = judge(replace(STEADY, trainer=FAILED), LIMITS)
+    assert "the last trainer failed: housing-trainer-42 (exited 3)" in verdict.reasons
+
+
+def test_retrain_on_leaves_the_other_signals_to_alert() -> None:
+    estimated = replace(STEADY, estimated_mae=0.5, estimated_rows=2000)
+    drift_only = replace(LIMITS, retrain_on=frozenset({RetrainSignal.DRIFT}))
+    verdict = judge(estimated, drift_only)
+    assert (verdict.status, verdict.triggers, verdict.plan) == (
+        RunStatus.DEGRADED,
+        (Trigger.ESTIMATED_DEGRADATION,),
+        Plan.NOTHING,
+    )
+    assert verdict.estimated_degraded and "estimated_degradation only alerts (RETRAIN_ON)" in verdict.reasons
+    assert judge(replace(STEADY, live_mae=0.9), drift_only).plan is Plan.NOTHING
+    assert judge(replace(STEADY, psi={"MedInc": 0.5}), drift_only).plan is Plan.LAUNCH_TRAINER
+    nothing = replace(LIMITS, retrain_on=frozenset())
+    assert judge(replace(STEADY, psi={"MedInc": 0.5}), nothing).plan is Plan.NOTHING
+    assert judge(replace(STEADY, rollback=rollback(0.9, 0.3)), nothing).plan is Plan.ROLL_BACK
+
+
+def test_the_estimate_is_named_in_the_reasons() -> None:
+    verdict = judge(replace(STEADY, estimated_mae=0.4, estimated_rows=1500), LIMITS)
+    assert "estimated MAE 0.400 on 1500 rows without labels is beyond 20% of the training MAE 0.320" in (
+        verdict.reasons
+    )
+
+
+def test_the_limits_come_from_the_settings_and_retrain_on_is_checked() -> None:
+    from pydantic import ValidationError
+
+    from services.monitor.settings import MonitorSettings
+
+    limits = Limits.of(MonitorSettings(retrain_on=" drift , live_degradation", estimated_mae_tolerance=0.3))
+    assert limits.retrain_on == {RetrainSignal.DRIFT, RetrainSignal.LIVE_DEGRADATION}
+    assert limits.estimated_mae_tolerance == 0.3
+    assert Limits.of(MonitorSettings()).retrain_on == set(RetrainSignal)
+    with pytest.raises(ValidationError, match="unknown RETRAIN_ON signals \\['psi'\\]"):
+        MonitorSettings(retrain_on="drift,psi")
