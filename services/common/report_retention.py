@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from mlflow.entities import ViewType
+from mlflow.entities import Run, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
@@ -46,26 +46,31 @@ def prune_monitor_runs(client: MlflowClient, experiment_id: str, before: datetim
     """Delete the monitor runs of ``experiment_id`` that started before ``before``, artifacts first."""
     done = ReportPruning()
     query = f"{MONITOR_RUNS} AND attributes.start_time < {int(before.timestamp() * 1000)}"
+    # List every page first, then delete: deleting while paging would shift the pages under us, and
+    # re-asking for the first page would find a run that could not be deleted again and again.
+    runs: list[Run] = []
+    token: str | None = None
     while True:
         page = client.search_runs(
-            [experiment_id], query, run_view_type=ViewType.ACTIVE_ONLY, max_results=PAGE
+            [experiment_id], query, run_view_type=ViewType.ACTIVE_ONLY, max_results=PAGE, page_token=token
         )
-        todo = [run for run in page if run.info.run_id not in done.kept]
-        for run in todo:
-            run_id = run.info.run_id
-            try:
-                if run.info.artifact_uri:
-                    get_artifact_repository(run.info.artifact_uri).delete_artifacts()
-                client.delete_run(run_id)
-            except (MlflowException, OSError) as error:
-                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-                log.warning("kept monitor run %s for the next pass: %s", run_id, reason)
-                done.kept[run_id] = reason
-                continue
-            done.runs.append(run_id)
-        # A page of runs that could all not be deleted would come back forever: stop there.
-        if len(page) < PAGE or not todo:
-            return done
+        runs.extend(page)
+        token = page.token
+        if not token:
+            break
+    for run in runs:
+        run_id = run.info.run_id
+        try:
+            if run.info.artifact_uri:
+                get_artifact_repository(run.info.artifact_uri).delete_artifacts()
+            client.delete_run(run_id)
+        except (MlflowException, OSError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            log.warning("kept monitor run %s for the next pass: %s", run_id, reason)
+            done.kept[run_id] = reason
+            continue
+        done.runs.append(run_id)
+    return done
 
 
 def prune_report_files(folder: Path, before: datetime) -> list[str]:
