@@ -287,6 +287,13 @@ def table(results: list[Result]) -> str:
             f"- c=16 vs no-op ceiling: {ours.requests_per_second / noop.requests_per_second:.0%} "
             "(goal >= 60%)"
         )
+    at1 = {r.server: r for r in results if r.concurrency == 1}
+    ours1, noop1 = at1.get("housing serve (logging on)"), at1.get("no-op FastAPI")
+    if ours1 and noop1:
+        lines.append(
+            f"- c=1 vs no-op ceiling: {ours1.requests_per_second / noop1.requests_per_second:.0%} "
+            "(goal >= 40%)"
+        )
     if ours and off:
         cost = 1 - ours.requests_per_second / off.requests_per_second
         lines.append(f"- logging on costs {cost:.0%} of throughput against logging off (goal <= 15%)")
