@@ -37,6 +37,24 @@ from services.common.vocabulary import Action, RunStatus
 STORED_STATUSES = frozenset(RunStatus) - {RunStatus.LOCKED}  # a locked run stores nothing
 
 
+def last_logged_to_mlflow(conn: psycopg.Connection) -> datetime | None:
+    """When the newest report that was logged to MLflow was made (None: never)."""
+    row = conn.execute("SELECT max(created_at) FROM drift_reports WHERE details ? 'mlflow_run_id'").fetchone()
+    return row[0] if row else None
+
+
+def mlflow_due(status: str, action: str, last: datetime | None, now: datetime, every_hours: float) -> bool:
+    """Whether a run's report goes to MLflow: it found something, or the last logged one is old enough.
+
+    A monitor run every 10 minutes that logged each ~4 MB HTML report would fill the registry's store
+    with hundreds of MB a day of reports that say "ok"; those stay files under REPORTS_DIR.
+    """
+    found = status in (RunStatus.DRIFT, RunStatus.DEGRADED)
+    if found or action in (Action.ROLLED_BACK, Action.ROLLBACK_FAILED):
+        return True
+    return last is None or (now - last).total_seconds() >= every_hours * 3600
+
+
 def reserve_report_id(conn: psycopg.Connection) -> int:
     """An id for a report row inserted later in the run (``insert_report(report_id=...)``)."""
     row = conn.execute("SELECT nextval(pg_get_serial_sequence('drift_reports', 'id'))").fetchone()

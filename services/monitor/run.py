@@ -50,7 +50,7 @@ from services.monitor.live_error import live_error
 from services.monitor.lock import monitor_lock
 from services.monitor.metrics import push_metrics
 from services.monitor.psi import psi
-from services.monitor.report import insert_report, reserve_report_id
+from services.monitor.report import insert_report, last_logged_to_mlflow, mlflow_due, reserve_report_id
 from services.monitor.rollback_check import Predictor, RollbackFigures, check_rollback, last_promotion
 from services.monitor.sample import sample_window
 from services.monitor.settings import MonitorSettings
@@ -359,7 +359,14 @@ def _locked_run(parts: MonitorParts) -> RunSummary:
             stages.say("alert sent" if summary.alerted else "no alert", end=" ")
 
         with _timed(timings, "mlflow"):
-            _log_to_mlflow(parts, summary)
+            last = last_logged_to_mlflow(conn)
+            if mlflow_due(summary.status, summary.action, last, now, settings.report_every_hours):
+                _log_to_mlflow(parts, summary)
+            elif summary.report_path:
+                summary.details["mlflow"] = (
+                    f"nothing found: the report stays a file ({summary.report_path}); one is logged to "
+                    f"MLflow at least every {settings.report_every_hours:g} h"
+                )
         insert_report(
             conn,
             report_id=summary.report_id,

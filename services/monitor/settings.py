@@ -113,6 +113,12 @@ class MonitorSettings(CommonSettings):
     reports_dir: Path | None = Field(
         default=None, description="Folder for the Evidently HTML reports. Default: HOUSING_HOME/reports."
     )
+    report_every_hours: float = Field(
+        default=24,
+        gt=0,
+        description="A run that finds nothing logs its report to MLflow only when the last logged one is "
+        "older than this; a run that finds drift, degradation or a rollback always logs it.",
+    )
 
     @model_validator(mode="after")
     def _telegram_pair(self) -> MonitorSettings:

@@ -390,6 +390,34 @@ def test_before_labels_a_champion_estimated_worse_than_its_predecessor_is_alerte
     assert summary.alerted and webhook.posts[-1][1]["kind"] == AlertKind.ESTIMATED_REGRESSION
 
 
+def test_only_runs_that_find_something_fill_the_registry(
+    database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path
+) -> None:
+    parts = _parts(_settings(database_url, tmp_path), champion_registry, [])
+    try:
+        _log(database_url, dataset.x_holdout, _db_now(database_url))
+        first = run_monitor(parts)
+        _log(database_url, dataset.x_holdout, _db_now(database_url))
+        second = run_monitor(parts)
+        assert (first.status, second.status) == ("ok", "ok")
+        with psycopg.connect(database_url) as conn:
+            logged = dict(
+                conn.execute(
+                    "SELECT id, details ? 'mlflow_run_id' FROM drift_reports WHERE id = ANY(%s)",
+                    ([first.report_id, second.report_id],),
+                ).fetchall()
+            )
+            note = conn.execute(
+                "SELECT details->>'mlflow' FROM drift_reports WHERE id = %s", (second.report_id,)
+            ).fetchone()
+        # The first "ok" is logged (none was yet), the second stays a file (a drift is always logged:
+        # test_drift_launches_once_and_alerts_once_per_episode finds its HTML in MLflow).
+        assert logged == {first.report_id: True, second.report_id: False}
+        assert note is not None and "stays a file" in note[0] and Path(second.report_path or "").is_file()
+    finally:
+        _stop_trainer(tmp_path)
+
+
 def test_failing_or_hanging_alert_endpoints_do_not_fail_the_run(
     database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path
 ) -> None:
