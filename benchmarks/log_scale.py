@@ -30,6 +30,8 @@ from typing import Any
 
 import psycopg
 
+from services.common.vocabulary import Role
+
 DAYS = 30
 ROWS_PER_DAY = 100_000_000
 RETENTION_DAYS = 30
@@ -86,11 +88,11 @@ def _fill(url: str, source: Any, rows: int, now: datetime) -> float:
                     " SELECT encode(overlay(uuid_send(gen_random_uuid()) PLACING"
                     "   substring(int8send((extract(epoch FROM t.at) * 1000)::bigint) FROM 3 FOR 6)"
                     "   FROM 1 FOR 6), 'hex')::uuid,"
-                    " t.at, 1, 'champion', {values}, 2.0, 1.0"
+                    " t.at, 1, {role}, {values}, 2.0, 1.0"
                     " FROM generate_series(0, %s - 1) AS g"
                     " CROSS JOIN LATERAL (SELECT %s + %s * (g::float8 / %s) AS at) AS t"
                     " JOIN source_rows s ON s.i = g %% %s"
-                ).format(columns=columns, values=values),
+                ).format(columns=columns, values=values, role=sql.Literal(Role.CHAMPION)),
                 (count, start, timedelta(days=1), count, len(source)),
             )
             print(f"  day {day + 1}/{DAYS}: {count:,} rows", file=sys.stderr, flush=True)
@@ -114,7 +116,7 @@ def _ingest(url: str, source: Any, rows: int, batch: int, spool_dir: Path) -> fl
     at = datetime.now(UTC)
     batches: list[list[PredictionRow]] = [
         [
-            (ids[i], at, 1, "champion", None, *features[i % len(features)], 2.0, 1.5)  # type: ignore[misc]
+            (ids[i], at, 1, Role.CHAMPION, None, *features[i % len(features)], 2.0, 1.5)  # type: ignore[misc]
             for i in range(first, min(first + batch, rows))
         ]
         for first in range(0, rows, batch)

@@ -88,9 +88,9 @@ def generate_predictions(
     conn.execute(
         sql.SQL(
             "INSERT INTO predictions (id, created_at, model_version, role, {columns}, prediction, latency_ms)"
-            " SELECT gen_random_uuid(), %s + (%s::interval * ((g - 1)::float8 / %s)), %s, 'champion',"
+            " SELECT gen_random_uuid(), %s + (%s::interval * ((g - 1)::float8 / %s)), %s, {role},"
             " {values},"
             " 2.0, 1.0 FROM generate_series(1, %s) AS g JOIN source_rows s ON s.i = (g - 1) %% %s"
-        ).format(columns=columns, values=sql.SQL(", ").join(values)),
+        ).format(columns=columns, values=sql.SQL(", ").join(values), role=sql.Literal(Role.CHAMPION)),
         (start, end - start, rows, model_version, rows, len(source)),
     )

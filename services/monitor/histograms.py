@@ -31,6 +31,7 @@ from psycopg import sql
 
 from services.common.features import FEATURES
 from services.common.profile import ReferenceProfile
+from services.common.vocabulary import Role
 
 BUCKET = timedelta(minutes=10)
 SETTLE = timedelta(minutes=2)
@@ -97,11 +98,12 @@ def _binned(profile: ReferenceProfile, *, by_bucket: bool) -> tuple[sql.Composed
     bucket_params: list[object] = [BUCKET, _EPOCH] if by_bucket else []
     query = sql.SQL(
         "WITH c AS (SELECT {bucket}{aggregates} FROM predictions p"
-        " WHERE p.role = 'champion' AND p.created_at >= %s AND p.created_at < %s{group})"
+        " WHERE p.role = {role} AND p.created_at >= %s AND p.created_at < %s{group})"
         " SELECT {select}v.feature, v.bin, v.rows FROM c"
         " CROSS JOIN LATERAL (VALUES {bins}) AS v(feature, bin, rows) WHERE v.rows > 0"
     ).format(
         bucket=bucket,
+        role=sql.Literal(Role.CHAMPION),
         aggregates=sql.SQL(", ").join(aggregates),
         group=sql.SQL(" GROUP BY 1") if by_bucket else sql.SQL(""),
         select=sql.SQL("c.bucket, ") if by_bucket else sql.SQL(""),

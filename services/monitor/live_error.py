@@ -8,6 +8,8 @@ from datetime import datetime
 
 import psycopg
 
+from services.common.vocabulary import Role
+
 
 @dataclass(frozen=True)
 class LiveError:
@@ -25,10 +27,10 @@ def live_error(conn: psycopg.Connection, version: int, start: datetime | None, e
     row = conn.execute(
         "SELECT count(*), avg(abs(p.prediction - f.actual)) FROM predictions p"
         " JOIN feedback f ON f.prediction_id = p.id AND f.predicted_at = p.created_at"
-        " WHERE p.role = 'champion' AND p.model_version = %s"
+        " WHERE p.role = %s AND p.model_version = %s"
         " AND (%s::timestamptz IS NULL OR p.created_at >= %s) AND p.created_at < %s"
         " AND (%s::timestamptz IS NULL OR f.predicted_at >= %s) AND f.predicted_at < %s",
-        (version, start, start, end, start, start, end),
+        (Role.CHAMPION, version, start, start, end, start, start, end),
     ).fetchone()
     rows = int(row[0]) if row else 0
     mae = float(row[1]) if row and row[1] is not None else None

@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from services.common.features import FEATURE_COLUMNS
-from services.common.vocabulary import ModelEvent
+from services.common.vocabulary import ModelEvent, Role
 from services.monitor.live_error import LiveError
 
 # Rows a check scores at most (the newest): enough for a stable MAE, bounded in memory and time.
@@ -99,10 +99,13 @@ def _labelled_since(
     query = sql.SQL(
         "SELECT {columns}, p.prediction, f.actual"
         " FROM predictions p JOIN feedback f ON f.prediction_id = p.id AND f.predicted_at = p.created_at"
-        " WHERE p.role = 'champion' AND p.model_version = %s AND p.created_at >= %s AND p.created_at < %s"
+        " WHERE p.role = {role} AND p.model_version = %s AND p.created_at >= %s AND p.created_at < %s"
         " AND f.predicted_at >= %s AND f.predicted_at < %s"
         " ORDER BY p.created_at DESC LIMIT %s"
-    ).format(columns=sql.SQL(", ").join(sql.Identifier("p", column) for column in FEATURE_COLUMNS))
+    ).format(
+        columns=sql.SQL(", ").join(sql.Identifier("p", column) for column in FEATURE_COLUMNS),
+        role=sql.Literal(Role.CHAMPION),
+    )
     rows = conn.execute(query, (version, start, end, start, end, MAX_ROWS)).fetchall()
     matrix = np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_COLUMNS) + 2)
     width = len(FEATURE_COLUMNS)

@@ -283,7 +283,7 @@ def _read_champion(parts: MonitorParts) -> Champion | None:
 
 
 def _load_error_model(
-    client: MlflowClient, run_id: str, version: int, role: str = "champion"
+    client: MlflowClient, run_id: str, version: int, role: str = Role.CHAMPION
 ) -> tuple[ErrorModel | None, str | None]:
     """A version's error model, or None and why; never raises (without it, the run estimates nothing)."""
     folder = str(Path(ERROR_MODEL_ARTIFACT).parent)

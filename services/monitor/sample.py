@@ -18,6 +18,7 @@ from psycopg import sql
 
 from services.common.features import FEATURE_COLUMNS
 from services.common.partitions import rows_estimate
+from services.common.vocabulary import Role
 
 # Draw this many times the rows needed from the sampled pages, then keep a random subset of them.
 OVERSAMPLE = 3.0
@@ -34,7 +35,7 @@ def sample_window(
     # What a page sample reads: the day partitions of the window (a partitioned table has no stats).
     table_rows = rows_estimate(conn, "predictions", start, end)
     percent = 100.0 * min(1.0, OVERSAMPLE * rows / max(window_rows, 1))
-    where = sql.SQL("role = 'champion' AND created_at >= %s AND created_at < %s")
+    where = sql.SQL("role = {} AND created_at >= %s AND created_at < %s").format(sql.Literal(Role.CHAMPION))
     # A fraction f of the pages yields about f x window rows of the window, and costs f x table rows.
     if table_rows and percent < 100 and percent / 100 * table_rows < window_rows:
         query = sql.SQL(
