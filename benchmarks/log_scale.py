@@ -30,6 +30,7 @@ from typing import Any
 
 import psycopg
 
+from benchmarks.monitor_data import load_source_rows
 from services.common.vocabulary import Role
 
 DAYS = 30
@@ -66,17 +67,7 @@ def _fill(url: str, source: Any, rows: int, now: datetime) -> float:
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in FEATURE_COLUMNS)
     values = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in FEATURE_COLUMNS)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE TEMPORARY TABLE source_rows (i integer PRIMARY KEY, {})").format(
-                sql.SQL(", ").join(sql.SQL("{} float8").format(sql.Identifier(c)) for c in FEATURE_COLUMNS)
-            )
-        )
-        with (
-            conn.cursor() as cursor,
-            cursor.copy(sql.SQL("COPY source_rows (i, {}) FROM STDIN").format(columns)) as copy,
-        ):
-            for index, row in enumerate(source.tolist()):
-                copy.write_row((index, *row))
+        load_source_rows(conn, source)
         per_day = rows // DAYS
         for day in range(DAYS):
             start = now - timedelta(days=DAYS - day)

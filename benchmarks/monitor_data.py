@@ -55,6 +55,24 @@ def insert_predictions(
     return ids
 
 
+def load_source_rows(conn: psycopg.Connection, source: npt.NDArray[np.float64]) -> None:
+    """``source`` (rows of features in schema order) as the temporary table ``source_rows(i, ...)``,
+    numbered from 0, for INSERT ... SELECT statements that cycle through it."""
+    conn.execute("DROP TABLE IF EXISTS pg_temp.source_rows")
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in FEATURE_COLUMNS)
+    conn.execute(
+        sql.SQL("CREATE TEMPORARY TABLE source_rows (i integer PRIMARY KEY, {})").format(
+            sql.SQL(", ").join(sql.SQL("{} float8").format(sql.Identifier(c)) for c in FEATURE_COLUMNS)
+        )
+    )
+    with (
+        conn.cursor() as cursor,
+        cursor.copy(sql.SQL("COPY source_rows (i, {}) FROM STDIN").format(columns)) as writer,
+    ):
+        for index, row in enumerate(source.tolist()):
+            writer.write_row((index, *row))
+
+
 def generate_predictions(
     conn: psycopg.Connection,
     source: npt.NDArray[np.float64],
@@ -69,19 +87,8 @@ def generate_predictions(
 
     With ``shift`` the median income of every row is multiplied by ``MEDINC_SHIFT``.
     """
-    conn.execute("DROP TABLE IF EXISTS pg_temp.source_rows")
+    load_source_rows(conn, source)
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in FEATURE_COLUMNS)
-    conn.execute(
-        sql.SQL("CREATE TEMPORARY TABLE source_rows (i integer PRIMARY KEY, {})").format(
-            sql.SQL(", ").join(sql.SQL("{} float8").format(sql.Identifier(c)) for c in FEATURE_COLUMNS)
-        )
-    )
-    with (
-        conn.cursor() as cursor,
-        cursor.copy(sql.SQL("COPY source_rows (i, {}) FROM STDIN").format(columns)) as writer,
-    ):
-        for index, row in enumerate(source.tolist()):
-            writer.write_row((index, *row))
     values = [sql.SQL("s.{}").format(sql.Identifier(c)) for c in FEATURE_COLUMNS]
     if shift:
         values[0] = sql.SQL("s.med_inc * {}").format(sql.Literal(MEDINC_SHIFT))

@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -37,9 +37,13 @@ def tool_env() -> dict[str, str]:
 def find_tool(name: str) -> str:
     """Path of a tool on PATH or in .tools; skip (locally) or fail (CI=true) when it is missing."""
     found = shutil.which(name, path=tool_env()["PATH"])
-    if found:
-        return found
-    message = f"{name} not found: run `bash ci/install-tools.sh`"
+    if found is None:
+        missing(f"{name} not found: run `bash ci/install-tools.sh`")
+    return found
+
+
+def missing(message: str) -> NoReturn:
+    """A tool or library a test needs is missing: skip on a user's machine, fail under CI=true."""
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message)
     pytest.skip(message)

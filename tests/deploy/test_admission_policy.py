@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -24,7 +23,7 @@ import yaml
 
 from services.monitor.launchers.kubernetes import stamp_job
 
-from .helpers import KUBE_VERSION, REPO, REQUIRED_SETS, Rendered, find_tool, helm_template, run
+from .helpers import KUBE_VERSION, REPO, REQUIRED_SETS, Rendered, find_tool, helm_template, missing, run
 
 NAMESPACE = "cali-housing"  # the namespace the `rendered` fixture renders into
 MONITOR_USER = f"system:serviceaccount:{NAMESPACE}:cali-housing-monitor"
@@ -37,10 +36,7 @@ def cel_module() -> ModuleType:
     try:
         import celpy
     except ImportError:
-        message = "cel-python not installed: pip install -e '.[dev]'"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("cel-python not installed: pip install -e '.[dev]'")
     return celpy
 
 
