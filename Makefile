@@ -6,9 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# The offline copy of the California housing data (no internet on build machines); with internet
-# and no copy, scikit-learn downloads it on first use.
-DATA := $(firstword $(wildcard $(CURDIR)/../shared/data/scikit_learn_data /work/shared/data/scikit_learn_data))
+# The offline copy of the California housing data (no internet on build machines): a `shared`
+# folder beside this checkout, or beside the repository it was cloned from (a fresh clone in a
+# temporary folder); with internet and no copy, scikit-learn downloads the data on first use.
+ORIGIN := $(shell git config --get remote.origin.url 2>/dev/null)
+DATA := $(firstword $(wildcard $(CURDIR)/../shared/data/scikit_learn_data $(if $(ORIGIN),$(ORIGIN)/../shared/data/scikit_learn_data)))
 ifneq ($(DATA),)
 export SCIKIT_LEARN_DATA ?= $(DATA)
 endif
