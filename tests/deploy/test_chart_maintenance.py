@@ -101,8 +101,9 @@ def test_the_monitors_hardened_pod_without_its_api_token(rendered: dict[str, Ren
         (c,) = pod["containers"]
         assert c["securityContext"] == monitor["containers"][0]["securityContext"], name
         assert c["securityContext"]["readOnlyRootFilesystem"] is True
-        assert {v["name"] for v in pod["volumes"]} == {"housing-home", "tmp"}
-        assert all("emptyDir" in v for v in pod["volumes"])
+        # Scratch space, and the monitor's reports claim (which it prunes).
+        assert {v["name"] for v in pod["volumes"]} == {"housing-home", "tmp", "reports"}
+        assert all("emptyDir" in v for v in pod["volumes"] if v["name"] != "reports")
         # Postgres only: no Kubernetes API token, its own ServiceAccount without a Role.
         assert pod["automountServiceAccountToken"] is False
         assert pod["serviceAccountName"] == "cali-housing-maintain"
@@ -145,6 +146,48 @@ def test_settings_come_from_values_under_the_names_the_code_reads(tool: Callable
     # The chart's defaults are the code's (one source of truth for a fresh install).
     for key, variable in SETTINGS.items():
         assert float(defaults[key]) == float(MaintenanceSettings.model_fields[variable.lower()].default), key
+
+
+def _reports_mount(r: Rendered, cronjob: str) -> tuple[str, str | None]:
+    """(REPORTS_DIR, the claim mounted there or None) of one CronJob's pod."""
+    pod = pod_spec(r.one("CronJob", cronjob))
+    (c,) = pod["containers"]
+    folder = env_of(c)["REPORTS_DIR"]["value"]
+    mounted = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    # The folder is writable in every case: its own claim, or inside the pod's housing home.
+    name = mounted.get(folder)
+    if name is None:
+        assert any(folder.startswith(path + "/") for path in mounted), (cronjob, folder, mounted)
+        return folder, None
+    return folder, volumes[name]["persistentVolumeClaim"]["claimName"]
+
+
+def test_reports_outlive_the_monitors_pod_and_reach_the_maintenance(rendered: dict[str, Rendered]) -> None:
+    """The monitor writes an HTML report every run; `housing db maintain` prunes them past
+    REPORT_RETENTION_DAYS. Both pods see one claim at the REPORTS_DIR they are given, and the claim
+    is kept on uninstall and on Argo CD prune."""
+    for name in ("default", "staging", "prod"):
+        r = rendered[name]
+        folder, claim = _reports_mount(r, "-monitor")
+        assert claim is not None and claim.endswith("-monitor-reports"), (name, claim)
+        assert _reports_mount(r, CRONJOB) == (folder, claim), name
+        pvc = r.one("PersistentVolumeClaim", "-monitor-reports")
+        assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert pvc["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false"
+    # The environments keep it on the node class that survives a re-created claim.
+    for name in ("staging", "prod"):
+        pvc = rendered[name].one("PersistentVolumeClaim", "-monitor-reports")
+        assert pvc["spec"]["storageClassName"] == "local-path-stable", name
+
+
+def test_reports_without_persistence_stay_in_the_pods_own_folder(tool: Callable[[str], str]) -> None:
+    r = render(tool("helm"), "--set", "monitor.reports.persistence.enabled=false")
+    assert not r.kind("PersistentVolumeClaim") or all(
+        not d["metadata"]["name"].endswith("-monitor-reports") for d in r.kind("PersistentVolumeClaim")
+    )
+    assert _reports_mount(r, "-monitor")[1] is None
+    assert _reports_mount(r, CRONJOB)[1] is None
 
 
 def test_disabled_maintenance_renders_nothing_of_it(tool: Callable[[str], str]) -> None:

@@ -223,6 +223,32 @@ Writable folders under a read-only root filesystem.
 {{- end }}
 
 {{/*
+The monitor's reports folder (REPORTS_DIR), shared by the monitor and maintenance CronJobs: a
+claim when monitor.reports.persistence is on, else a folder of the pod's own housing home.
+*/}}
+{{- define "cali-housing.reportsDir" -}}/var/lib/housing/reports{{- end }}
+
+{{- define "cali-housing.reportsEnv" -}}
+- name: REPORTS_DIR
+  value: {{ include "cali-housing.reportsDir" . }}
+{{- end }}
+
+{{- define "cali-housing.reportsMounts" -}}
+{{- if .Values.monitor.reports.persistence.enabled }}
+- name: reports
+  mountPath: {{ include "cali-housing.reportsDir" . }}
+{{- end }}
+{{- end }}
+
+{{- define "cali-housing.reportsVolumes" -}}
+{{- if .Values.monitor.reports.persistence.enabled }}
+- name: reports
+  persistentVolumeClaim:
+    claimName: {{ include "cali-housing.componentName" (list . "monitor-reports") }}
+{{- end }}
+{{- end }}
+
+{{/*
 Selects every pod of the release, the monitor-stamped trainer Jobs included (they carry
 housing.io/release instead of app.kubernetes.io/instance).
 */}}
