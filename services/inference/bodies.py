@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from services.common.features import FEATURE_NAMES, row_problems
 from services.inference.batcher import Matrix
@@ -33,35 +34,34 @@ def _is_json(content_type: str) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
-async def read_json(request: Request, max_bytes: int) -> object:
-    """The request's JSON body.
+async def read_json(headers: Mapping[str, str], receive: Receive, max_bytes: int) -> object:
+    """The JSON body of a request, read from its ASGI ``receive``.
 
     Raises:
         WrongContentType: the Content-Type is not JSON.
         TooLarge: the body is longer than ``max_bytes``.
         NotJson: the body does not parse as strict JSON.
+        ClientDisconnect: the client left before sending the whole body.
     """
-    content_type = request.headers.get("content-type", "")
+    content_type = headers.get("content-type", "")
     if not _is_json(content_type):
         raise WrongContentType(
             f"Content-Type must be application/json, got {content_type or 'none'}",
             ["Content-Type: must be application/json"],
         )
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) <= max_bytes:
-        body = await request.body()
-    else:
-        chunks = bytearray()
-        async for chunk in request.stream():
-            chunks += chunk
-            if len(chunks) > max_bytes:
-                break
-        body = bytes(chunks)
-    if len(body) > max_bytes:
-        raise TooLarge(
-            f"the body is larger than {max_bytes} bytes",
-            [f"body: at most {max_bytes} bytes (PREDICT_MAX_BATCH rows of about {BYTES_PER_ROW} bytes)"],
-        )
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        body += message.get("body", b"")
+        if len(body) > max_bytes:  # stop reading: a huge body is refused, not buffered
+            raise TooLarge(
+                f"the body is larger than {max_bytes} bytes",
+                [f"body: at most {max_bytes} bytes (PREDICT_MAX_BATCH rows of about {BYTES_PER_ROW} bytes)"],
+            )
+        if not message.get("more_body", False):
+            break
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as error:
