@@ -47,7 +47,7 @@ from services.monitor.column_drift import DriftTests, drift_tests
 from services.monitor.evidently_drift import EvidentlyResult, run_drift_preset
 from services.monitor.histograms import window_counts
 from services.monitor.launchers import Launcher, LaunchResult, TrainerOutcome
-from services.monitor.live_error import live_error
+from services.monitor.live_error import kept_live_error
 from services.monitor.lock import monitor_lock
 from services.monitor.metrics import push_metrics
 from services.monitor.psi import psi
@@ -443,8 +443,17 @@ def _measure(
 
     with stages.stage("live and estimated error, rollback check"), _timed(timings, "live_error"):
         estimated_rows = _estimate(champion, sample, summary)
-        live = live_error(conn, champion.version, start, now)
+        kept = kept_live_error(
+            conn,
+            champion.version,
+            start,
+            now,
+            now=now,
+            retention=timedelta(hours=2 * settings.drift_window_hours),
+        )
+        live = kept.error
         summary.live_mae, summary.labelled_rows = live.mae, live.rows
+        summary.details["live_error"] = kept.details
         rollback = check_rollback(
             conn,
             champion.version,
