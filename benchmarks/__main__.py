@@ -2,12 +2,13 @@
 
 Each prints a markdown table with ratios against baselines measured in the same run; the README keeps
 the latest tables. Run one alone: ``python -m benchmarks.serving``, ``python -m benchmarks.monitor_scale``,
-``python -m benchmarks.log_scale``.
+``python -m benchmarks.log_scale``,
+``python -m benchmarks.monitor_process``, ``python -m benchmarks.drift_sample``.
 """
 
 from __future__ import annotations
 
-from benchmarks import log_scale, monitor_scale, serving
+from benchmarks import drift_sample, log_scale, monitor_process, monitor_scale, serving
 
 if __name__ == "__main__":
     print("## Serving (issue 3)\n", flush=True)
@@ -16,3 +17,7 @@ if __name__ == "__main__":
     monitor_scale.main([])
     print("\n## The prediction log at scale (issue 9)\n", flush=True)
     log_scale.main([])
+    print("\n## The monitor as a whole process (issue 9)\n", flush=True)
+    monitor_process.main([])
+    print("\n## The drift sample's size (issue 9)\n", flush=True)
+    drift_sample.main([])

@@ -53,11 +53,15 @@ def _log_size(conn: psycopg.Connection, table: str = "predictions") -> tuple[int
     return int(row[0]), int(row[1]), int(count[0])
 
 
-def _fill(url: str, source: Any, rows: int, now: datetime) -> float:
-    """``rows`` predictions spread evenly over the 30 days before ``now``, one INSERT per day, in SQL.
+def fill_log(
+    url: str, source: Any, rows: int, *, start: datetime, end: datetime, parts: int, analyze: bool = True
+) -> float:
+    """``rows`` predictions spread evenly over [start, end) in ``parts`` INSERTs (one transaction each),
+    written by Postgres from ``source`` (features in schema order); returns the seconds it took.
 
     Ids are time-ordered like the server's UUIDv7 (the creation time's milliseconds in the first six
     bytes of a random uuid), so the primary key grows at its right edge as it does in production.
+    ``analyze`` ends with VACUUM ANALYZE and a checkpoint (a bulk fill); a few rows more need neither.
     """
     from psycopg import sql
 
@@ -66,12 +70,12 @@ def _fill(url: str, source: Any, rows: int, now: datetime) -> float:
     started = time.perf_counter()
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in FEATURE_COLUMNS)
     values = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in FEATURE_COLUMNS)
+    span = (end - start) / parts
     with psycopg.connect(url, autocommit=True) as conn:
         load_source_rows(conn, source)
-        per_day = rows // DAYS
-        for day in range(DAYS):
-            start = now - timedelta(days=DAYS - day)
-            count = per_day + (rows % DAYS if day == DAYS - 1 else 0)
+        per_part = rows // parts
+        for part in range(parts):
+            count = per_part + (rows % parts if part == parts - 1 else 0)
             conn.execute(
                 sql.SQL(
                     "INSERT INTO predictions (id, created_at, model_version, role, {columns},"
@@ -84,11 +88,13 @@ def _fill(url: str, source: Any, rows: int, now: datetime) -> float:
                     " CROSS JOIN LATERAL (SELECT %s + %s * (g::float8 / %s) AS at) AS t"
                     " JOIN source_rows s ON s.i = g %% %s"
                 ).format(columns=columns, values=values, role=sql.Literal(Role.CHAMPION)),
-                (count, start, timedelta(days=1), count, len(source)),
+                (count, start + span * part, span, count, len(source)),
             )
-            print(f"  day {day + 1}/{DAYS}: {count:,} rows", file=sys.stderr, flush=True)
-        conn.execute("VACUUM ANALYZE predictions")
-        conn.execute("CHECKPOINT")
+            if parts > 1:
+                print(f"  part {part + 1}/{parts}: {count:,} rows", file=sys.stderr, flush=True)
+        if analyze:
+            conn.execute("VACUUM ANALYZE predictions")
+            conn.execute("CHECKPOINT")
     return time.perf_counter() - started
 
 
@@ -199,7 +205,7 @@ def _run(rows: int, ingest_rows: int, batch: int) -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("TRUNCATE predictions, feedback")
         print(f"filling {rows:,} rows over {DAYS} days in SQL ...", file=sys.stderr, flush=True)
-        filled_in = _fill(url, source, rows, now)
+        filled_in = fill_log(url, source, rows, start=now - timedelta(days=DAYS), end=now, parts=DAYS)
         print(f"  filled in {filled_in:.0f} s", file=sys.stderr, flush=True)
         with psycopg.connect(url) as conn:
             heap, index, counted = _log_size(conn)

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.datasets import fetch_california_housing
-from sklearn.model_selection import train_test_split
 
 from services.common.features import FEATURE_NAMES, matrix_problems
 
@@ -40,6 +38,11 @@ def load_dataset(data_home: Path | None = None) -> Dataset:
     The loader honours ``SCIKIT_LEARN_DATA`` (or ``data_home``) and downloads only when the cache is
     missing; offline without a cache it raises :class:`DatasetUnavailable` naming the fix.
     """
+    # Here, not at the top: every command imports this module for DatasetUnavailable, and scikit-learn
+    # costs ~1.1 s to import (the monitor's whole run has a 3 s budget).
+    from sklearn.datasets import fetch_california_housing
+    from sklearn.model_selection import train_test_split
+
     try:
         bunch = fetch_california_housing(data_home=str(data_home) if data_home else None, as_frame=True)
     except OSError as error:  # URLError is an OSError: no cache and no network

@@ -16,12 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.model_selection import KFold
 from threadpoolctl import threadpool_limits
+
+if TYPE_CHECKING:  # scikit-learn costs ~1.1 s to import: only a run that estimates pays it
+    from sklearn.ensemble import HistGradientBoostingRegressor
 
 Matrix = npt.NDArray[np.float64]
 Vector = npt.NDArray[np.float64]
@@ -68,6 +70,9 @@ def fit_error_model(
     x: Matrix, y: Vector, fit: Fitter, *, weights: Vector | None = None, folds: int = 5, seed: int = 0
 ) -> ErrorModel:
     """Fit the error model on ``folds``-fold out-of-fold absolute errors of ``fit``'s model over (x, y)."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.model_selection import KFold
+
     if folds < 2:
         raise ValueError(f"an error model needs at least 2 folds, not {folds}")
     oof = np.empty(len(y), dtype=np.float64)

@@ -7,8 +7,9 @@ One run, idempotent (a second run does nothing), safe beside live traffic:
   created late takes its rows out of the DEFAULT partition;
 - drops whole day partitions that ended before the retention window (a catalogue change: seconds
   for any size), feedback with its predictions, and deletes the DEFAULT partitions' rows past it;
-- deletes ``drift_reports``, ``monitor_histograms`` (with their coverage) and inactive alert state
-  older than their own retention; keeps ``model_events`` (the audit trail).
+- deletes ``drift_reports``, ``monitor_histograms`` and the live error's ``live_error_buckets`` (each
+  with its coverage; both with ``MONITOR_HISTOGRAM_RETENTION_DAYS``) and inactive alert state older
+  than their own retention; keeps ``model_events`` (the audit trail).
 
 The monitor's MLflow runs and HTML files are pruned by :mod:`services.common.report_retention`; the
 command line runs both and this report carries what each did.
@@ -128,6 +129,9 @@ def maintain(conn: psycopg.Connection, retention: Retention, *, now: datetime) -
     report.deleted["monitor_histograms"] = _trim_histograms(
         conn, now - timedelta(days=retention.histogram_days)
     )
+    report.deleted["live_error_buckets"] = _trim_live_error(
+        conn, now - timedelta(days=retention.histogram_days)
+    )
     report.deleted["monitor_alert_state"] = _delete(
         conn,
         sql.SQL(
@@ -184,3 +188,15 @@ def _trim_histograms(conn: psycopg.Connection, older_than: datetime) -> int:
         )
         conn.execute("DELETE FROM monitor_histogram_coverage WHERE filled_from >= filled_until")
         return conn.execute("DELETE FROM monitor_histograms WHERE bucket_start < %s", (before,)).rowcount
+
+
+def _trim_live_error(conn: psycopg.Connection, older_than: datetime) -> int:
+    """The live error's kept bucket sums, trimmed like the histograms (whole UTC days, coverage first)."""
+    before = day_start(utc_day(older_than))
+    with conn.transaction():
+        conn.execute(
+            "UPDATE live_error_coverage SET filled_from = greatest(filled_from, %s) WHERE filled_from < %s",
+            (before, before),
+        )
+        conn.execute("DELETE FROM live_error_coverage WHERE filled_from >= filled_until")
+        return conn.execute("DELETE FROM live_error_buckets WHERE bucket_start < %s", (before,)).rowcount

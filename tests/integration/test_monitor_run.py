@@ -410,10 +410,14 @@ def test_only_runs_that_find_something_fill_the_registry(
             note = conn.execute(
                 "SELECT details->>'mlflow' FROM drift_reports WHERE id = %s", (second.report_id,)
             ).fetchone()
-        # The first "ok" is logged (none was yet), the second stays a file (a drift is always logged:
-        # test_drift_launches_once_and_alerts_once_per_episode finds its HTML in MLflow).
+        # The first "ok" is logged with its HTML (none was yet); the second renders no Evidently report
+        # at all (a drift is always rendered and logged: test_drift_launches_once_and_alerts_once_per_episode
+        # finds its HTML in MLflow).
         assert logged == {first.report_id: True, second.report_id: False}
-        assert note is not None and "stays a file" in note[0] and Path(second.report_path or "").is_file()
+        assert first.report_path and Path(first.report_path).is_file()
+        assert second.report_path is None
+        assert note is not None and "no Evidently report this run" in note[0]
+        assert second.drift_share == 0.0 and second.details["sample"]["tests"].startswith("numpy")
     finally:
         _stop_trainer(tmp_path)
 
