@@ -26,6 +26,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from starlette.responses import Response
 
 from services.common.database import create_pool, first_line
+from services.inference import mlflow_scoring, open_inference
 from services.inference.batcher import Batcher, RecentIds, ShadowScorer
 from services.inference.bodies import body_limit, parse_feedback, parse_predict, read_json
 from services.inference.errors import NO_MODEL, Forbidden, Unauthorized, Unavailable, install_handlers
@@ -175,6 +176,9 @@ def create_app(
     install_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     _routes(app)
+    # The protocols other clients already speak, over the same batcher, writer and holder as /predict.
+    app.include_router(open_inference.router(settings.predict_max_batch))
+    app.include_router(mlflow_scoring.router(settings.predict_max_batch))
     return app
 
 

@@ -33,15 +33,15 @@ def _is_json(content_type: str) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
-async def read_json(request: Request, max_bytes: int) -> object:
-    """The request's JSON body.
+async def read_json(request: Request, max_bytes: int, *, default_type: str = "") -> object:
+    """The request's JSON body (``default_type`` stands for a missing Content-Type).
 
     Raises:
         WrongContentType: the Content-Type is not JSON.
         TooLarge: the body is longer than ``max_bytes``.
         NotJson: the body does not parse as strict JSON.
     """
-    content_type = request.headers.get("content-type", "")
+    content_type = request.headers.get("content-type", default_type)
     if not _is_json(content_type):
         raise WrongContentType(
             f"Content-Type must be application/json, got {content_type or 'none'}",
