@@ -29,6 +29,7 @@ from services.inference.responses import JsonResponse
 if TYPE_CHECKING:
     from services.inference.app import Services
 
+INVOCATIONS_PATH = "/invocations"
 # MLflow's databricks-style error codes (mlflow.protos.databricks_pb2), by status
 _ERROR_CODES = {404: "RESOURCE_DOES_NOT_EXIST", 503: "TEMPORARILY_UNAVAILABLE"}
 
@@ -121,7 +122,7 @@ def router(max_batch: int) -> APIRouter:
         return PlainTextResponse(mlflow_version)
 
     @scoring.post(
-        "/invocations",
+        INVOCATIONS_PATH,
         response_model=ScoringAnswer,
         responses={status: {"model": ScoringError} for status in (400, 413, 415, 422, 503)},
         openapi_extra={"requestBody": _invocations_body(max_batch)},
