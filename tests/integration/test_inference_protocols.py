@@ -153,10 +153,8 @@ def test_tritonclient_speaks_v2(server: tuple[Running, str]) -> None:
 
     wait_for(lambda: count(database_url) == before + 16 + 16 + 1 + 1 + 1, message="V2 and /predict rows")
     assert _feedback(running.url, ids[0], 250_000.0).json()["status"] == "recorded"
-    role = count(
-        database_url, f"SELECT count(*) FROM predictions WHERE id = '{ids[-1]}' AND role = 'champion'"
-    )
-    assert role == 1 and Role.CHAMPION == "champion"
+    logged = f"SELECT count(*) FROM predictions WHERE id = '{ids[-1]}' AND role = '{Role.CHAMPION.value}'"
+    assert count(database_url, logged) == 1
     assert count(database_url, f"SELECT count(*) FROM feedback WHERE prediction_id = '{ids[0]}'") == 1
     metrics = httpx.get(f"{running.url}/metrics").text
     assert 'route="/v2/models/{model_name}/infer",status="200"' in metrics
