@@ -38,7 +38,7 @@ from services.inference.tensors import (
 if TYPE_CHECKING:
     from services.inference.app import Services
 
-INFER_PATH = "/v2/models/{model_name}/infer"  # the hot route, first in the app (see app.py)
+INFER_PATH = "/v2/models/{model_name}/infer"  # tried right after /predict (see app.py)
 # tritonclient sends this header with binary tensors (and no Content-Type at all with JSON ones).
 BINARY_HEADER = "inference-header-content-length"
 

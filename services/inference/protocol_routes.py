@@ -20,7 +20,7 @@ from services.inference.batcher import ModelNotReady
 from services.inference.errors import NO_MODEL, ApiError, error_body
 from services.inference.responses import JsonResponse
 
-# (status, detail, problems) -> the protocol's own keys, merged into the common error body
+# (status, detail) -> the protocol's own keys, merged into the common error body
 ProtocolKeys = Callable[[int, str], dict[str, object]]
 
 
