@@ -1,17 +1,20 @@
-"""Serving speed: this service against MLflow's scoring server and a no-op FastAPI, with wrk.
+"""Serving speed: this service against MLServer, MLflow's scoring server and a no-op FastAPI, with wrk.
 
 Starts, one at a time on 127.0.0.1, in a temporary HOUSING_HOME (embedded Postgres, local MLflow
 store, a freshly trained champion):
 
-- ``housing serve`` logging every prediction to the real Postgres,
+- ``housing serve`` logging every prediction to the real Postgres, on ``POST /predict`` and on the
+  Open Inference Protocol's ``POST /v2/models/cali-housing/infer`` (alternating, in one process),
 - the same app with logging off (a writer that discards rows),
+- MLServer 1.7.1 with mlserver-sklearn and its defaults, serving the same registered model's pickle on
+  its V2 endpoint, in its own virtual environment (see :mod:`benchmarks.mlserver`),
 - ``mlflow models serve --env-manager local`` for the same registered model,
 - a no-op FastAPI endpoint that parses the same body (the machine's HTTP ceiling),
 
-drives each with the same one-row request (MLflow's own body format for MLflow) at concurrency 1,
-16 and 64 with wrk and a Lua POST script, and prints a markdown table with requests/s, p50, p99
-and the ratios the issue's goals are stated in. wrk comes from Debian (``apt-get install wrk``);
-it is installed when missing and apt works.
+drives each with the same one-row request (each protocol's own body format: V2 JSON tensors for the
+V2 endpoints, MLflow's for MLflow) at concurrency 1, 16 and 64 with wrk and a Lua POST script, and
+prints a markdown table with requests/s, p50, p99 and the ratios the issues' goals are stated in.
+wrk comes from Debian (``apt-get install wrk``); it is installed when missing and apt works.
 
 Run: ``python -m benchmarks.serving`` (``BENCH_SECONDS`` sets each run's length, default 10).
 """
@@ -35,11 +38,18 @@ from pathlib import Path
 
 import httpx
 
-from services.common.features import EXAMPLE
+from benchmarks import mlserver
+from services.common.features import EXAMPLE, FEATURE_NAMES
+from services.common.registry import MODEL_NAME
+from services.common.vocabulary import Role
 
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 16, 64)
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+OURS = "housing serve (logging on)"
+OURS_V2 = "housing serve (logging on), V2 infer"
+MLSERVER = "MLServer 1.7.1 (V2 infer)"
+V2_PATH = f"/v2/models/{MODEL_NAME}/infer"
 
 
 @dataclass(frozen=True)
@@ -168,95 +178,150 @@ def main() -> None:
             raise SystemExit(f"housing train failed:\n{trained.stderr[-2000:]}")
         one_row = json.dumps(EXAMPLE).encode()
         mlflow_row = json.dumps({"dataframe_records": [EXAMPLE]}).encode()
+        v2_row = json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "features",
+                        "datatype": "FP64",
+                        "shape": [1, len(FEATURE_NAMES)],
+                        "data": [EXAMPLE[name] for name in FEATURE_NAMES],
+                    }
+                ]
+            }
+        ).encode()
         store = folder / "home" / "mlflow" / "mlflow.db"
-        servers: list[tuple[str, list[str], bytes, str, str]] = []
-
-        def add(name: str, command: list[str], body: bytes, path: str, ready: str) -> None:
-            servers.append((name, command, body, path, ready))
-
-        add(
-            "housing serve (logging on)",
-            [*housing, "serve", "--port", "{port}"],
-            one_row,
-            "/predict",
-            "/readyz",
-        )
-        add(
-            "housing serve (logging off)",
-            [sys.executable, "-m", "benchmarks.serving_apps", "nolog", "{port}"],
-            one_row,
-            "/predict",
-            "/readyz",
-        )
-        add(
-            "mlflow models serve",
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "models",
-                "serve",
-                "-m",
-                "models:/cali-housing@champion",
-                "--env-manager",
-                "local",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                "{port}",
-            ],
-            mlflow_row,
-            "/invocations",
-            "/ping",
-        )
-        add(
-            "no-op FastAPI",
-            [sys.executable, "-m", "benchmarks.serving_apps", "noop", "{port}"],
-            one_row,
-            "/predict",
-            "/docs",
-        )
         mlflow_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{store}"}
+        mlserver_bin = mlserver.ensure_venv()
+        mlserver_ports = (free_port(), free_port(), free_port())
+        mlserver_repo = mlserver.model_folder(
+            folder / "mlserver", champion_pickle(f"sqlite:///{store}", folder / "champion"), *mlserver_ports
+        )
+        mlserver_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+        # name, command ({port} filled in), environment, readiness path, then what wrk loads:
+        # (row name, path, body) per target, alternated at each concurrency
+        servers: list[tuple[str, list[str], dict[str, str], str, list[tuple[str, str, bytes]]]] = [
+            (
+                "housing serve",
+                [*housing, "serve", "--port", "{port}"],
+                env,
+                "/readyz",
+                [(OURS, "/predict", one_row), (OURS_V2, V2_PATH, v2_row)],
+            ),
+            (
+                "housing serve (logging off)",
+                [sys.executable, "-m", "benchmarks.serving_apps", "nolog", "{port}"],
+                env,
+                "/readyz",
+                [("housing serve (logging off)", "/predict", one_row)],
+            ),
+            (
+                "MLServer",
+                [str(mlserver_bin), "start", str(mlserver_repo)],
+                mlserver_env,
+                f"/v2/models/{MODEL_NAME}/ready",
+                [(MLSERVER, V2_PATH, v2_row)],
+            ),
+            (
+                "mlflow models serve",
+                [
+                    sys.executable,
+                    "-m",
+                    "mlflow",
+                    "models",
+                    "serve",
+                    "-m",
+                    f"models:/{MODEL_NAME}@{Role.CHAMPION}",
+                    "--env-manager",
+                    "local",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    "{port}",
+                ],
+                mlflow_env,
+                "/ping",
+                [("mlflow models serve", "/invocations", mlflow_row)],
+            ),
+            (
+                "no-op FastAPI",
+                [sys.executable, "-m", "benchmarks.serving_apps", "noop", "{port}"],
+                env,
+                "/docs",
+                [("no-op FastAPI", "/predict", one_row)],
+            ),
+        ]
 
         results: list[Result] = []
-        logged_before = 0
-        for name, template, body, path, ready in servers:
-            port = free_port()
+        for name, template, server_env, ready, targets in servers:
+            port = mlserver_ports[0] if name == "MLServer" else free_port()
             command = [part.replace("{port}", str(port)) for part in template]
-            server_env = mlflow_env if name.startswith("mlflow") else env
             print(f"{name}: starting", file=sys.stderr)
             served = 0
             with running(command, server_env, f"http://127.0.0.1:{port}{ready}", folder / f"{port}.log"):
-                url = f"http://127.0.0.1:{port}{path}"
-                run_wrk(wrk, url, body, 16, 2, folder)  # warm-up
+                for _, path, body in targets:
+                    run_wrk(wrk, f"http://127.0.0.1:{port}{path}", body, 16, 2, folder)  # warm-up
                 for concurrency in CONCURRENCY:
-                    figures = run_wrk(wrk, url, body, concurrency, SECONDS, folder)
-                    served += int(figures["requests"] - figures["errors"])
-                    results.append(
-                        Result(
-                            name,
-                            concurrency,
-                            figures["rps"],
-                            figures["p50"],
-                            figures["p99"],
-                            int(figures["errors"]),
-                            int(figures["requests"]),
+                    for label, path, body in targets:
+                        figures = run_wrk(
+                            wrk, f"http://127.0.0.1:{port}{path}", body, concurrency, SECONDS, folder
                         )
-                    )
-                    print(
-                        f"  c={concurrency}: {figures['rps']:.0f} req/s, p99 {figures['p99']:.1f} ms",
-                        file=sys.stderr,
-                    )
-            if "logging on" in name:
-                logged = count_predictions(env) - logged_before
+                        served += int(figures["requests"] - figures["errors"])
+                        results.append(
+                            Result(
+                                label,
+                                concurrency,
+                                figures["rps"],
+                                figures["p50"],
+                                figures["p99"],
+                                int(figures["errors"]),
+                                int(figures["requests"]),
+                            )
+                        )
+                        print(
+                            f"  {label}, c={concurrency}: {figures['rps']:.0f} req/s,"
+                            f" p99 {figures['p99']:.1f} ms",
+                            file=sys.stderr,
+                        )
+            if name == "housing serve":
                 print(
-                    f"  rows logged after drain: {logged} (timed runs served {served}, plus the warm-up)",
+                    f"  rows logged after drain: {count_predictions(env)} (timed runs served {served},"
+                    " plus the warm-ups)",
                     file=sys.stderr,
                 )
+        results.sort(key=lambda r: ORDER.index(r.server) if r.server in ORDER else len(ORDER))
         print(table(results))
     finally:
         subprocess.run([*housing, "db", "stop"], env=env, check=False, capture_output=True, cwd=ROOT)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def champion_pickle(registry_uri: str, folder: Path) -> Path:
+    """The registered champion's own scikit-learn pickle (its MLflow model folder's ``model.pkl``)."""
+    import mlflow.artifacts
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=registry_uri, registry_uri=registry_uri)
+    version = client.get_model_version_by_alias(MODEL_NAME, Role.CHAMPION)
+    source = client.get_model_version_download_uri(MODEL_NAME, version.version)
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(folder)))
+    return next(local.rglob("model.pkl"))
+
+
+ORDER = (
+    OURS,
+    OURS_V2,
+    "housing serve (logging off)",
+    MLSERVER,
+    "mlflow models serve",
+    "no-op FastAPI",
+)
+
+
+def _ratio(ours: Result | None, other: Result | None) -> float | None:
+    if ours is None or other is None or not other.requests_per_second:
+        return None
+    return ours.requests_per_second / other.requests_per_second
 
 
 def table(results: list[Result]) -> str:
@@ -274,7 +339,7 @@ def table(results: list[Result]) -> str:
             f"| {r.errors} |"
         )
     at16 = {r.server: r for r in results if r.concurrency == 16}
-    ours, off = at16.get("housing serve (logging on)"), at16.get("housing serve (logging off)")
+    ours, off = at16.get(OURS), at16.get("housing serve (logging off)")
     mlflow, noop = at16.get("mlflow models serve"), at16.get("no-op FastAPI")
     lines.append("")
     if ours and mlflow:
@@ -288,7 +353,7 @@ def table(results: list[Result]) -> str:
             "(goal >= 60%)"
         )
     at1 = {r.server: r for r in results if r.concurrency == 1}
-    ours1, noop1 = at1.get("housing serve (logging on)"), at1.get("no-op FastAPI")
+    ours1, noop1 = at1.get(OURS), at1.get("no-op FastAPI")
     if ours1 and noop1:
         lines.append(
             f"- c=1 vs no-op ceiling: {ours1.requests_per_second / noop1.requests_per_second:.0%} "
@@ -297,6 +362,25 @@ def table(results: list[Result]) -> str:
     if ours and off:
         cost = 1 - ours.requests_per_second / off.requests_per_second
         lines.append(f"- logging on costs {cost:.0%} of throughput against logging off (goal <= 15%)")
+    by = {(r.server, r.concurrency): r for r in results}
+    for concurrency, goal in ((1, 2.5), (16, 3.5), (64, None)):
+        versus = by.get((MLSERVER, concurrency))
+        predict, v2 = (
+            _ratio(by.get((OURS, concurrency)), versus),
+            _ratio(by.get((OURS_V2, concurrency)), versus),
+        )
+        if predict is not None and v2 is not None:
+            wanted = f" (goal >= {goal}x)" if goal else ""
+            lines.append(
+                f"- c={concurrency} vs MLServer: /predict {predict:.1f}x, V2 infer {v2:.1f}x"
+                f" throughput{wanted}"
+            )
+    for concurrency in CONCURRENCY:
+        v2_share = _ratio(by.get((OURS_V2, concurrency)), by.get((OURS, concurrency)))
+        if v2_share is not None:
+            lines.append(
+                f"- c={concurrency}: V2 infer at {v2_share:.0%} of /predict's throughput (goal >= 90%)"
+            )
     return "\n".join(lines)
 
 

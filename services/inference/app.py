@@ -11,9 +11,10 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Annotated
 
 import orjson
@@ -25,8 +26,10 @@ from mlflow.tracking import MlflowClient
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import ConnectionPool, PoolTimeout
 from starlette.responses import Response
+from starlette.types import Receive
 
 from services.common.database import create_pool, first_line
+from services.inference import mlflow_scoring, open_inference
 from services.inference.batcher import Batcher, RecentIds, ShadowScorer
 from services.inference.bodies import body_limit, parse_feedback, parse_predict, read_json
 from services.inference.errors import NO_MODEL, Forbidden, Unauthorized, Unavailable, install_handlers
@@ -177,6 +180,9 @@ def create_app(
     install_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     _routes(app)
+    # The protocols other clients already speak, over the same batcher, writer and holder as /predict.
+    app.include_router(open_inference.router(settings.predict_max_batch))
+    app.include_router(mlflow_scoring.router(settings.predict_max_batch))
     return app
 
 
@@ -184,8 +190,9 @@ def _routes(app: ScoringApp) -> None:
     services: Services = app.state.services
     settings = services.settings
 
-    async def score_predict(payload: object, arrived: float) -> bytes:
-        """The answer to a checked JSON body of /predict (``arrived``: perf_counter at arrival)."""
+    async def score_predict(headers: Mapping[str, str], receive: Receive, arrived: float) -> bytes:
+        """The answer to one /predict request (``arrived``: perf_counter at arrival)."""
+        payload = await read_json(headers, receive, services.max_body)
         parsed = parse_predict(payload, services.settings.predict_max_batch)
         scored = await services.batcher.score(parsed.matrix, arrived)
         items = [
@@ -198,7 +205,21 @@ def _routes(app: ScoringApp) -> None:
         ]
         return orjson.dumps({"predictions": items} if parsed.batch else items[0])
 
-    app.serve_hot(services.metrics, HotRoute("/predict", services.max_body, score_predict))
+    app.serve_hot(
+        services.metrics,
+        HotRoute("/predict", score_predict),
+        HotRoute(
+            open_inference.INFER_PATH,
+            partial(open_inference.infer, services),
+            open_inference.error_keys,
+            label=open_inference.INFER_ROUTE,
+        ),
+        HotRoute(
+            mlflow_scoring.INVOCATIONS_PATH,
+            partial(mlflow_scoring.invocations, services),
+            mlflow_scoring.error_keys,
+        ),
+    )
 
     @app.post(
         "/predict",
@@ -217,9 +238,8 @@ def _routes(app: ScoringApp) -> None:
 
         Served by ``hot_path`` ahead of FastAPI; this route describes it (and answers the same).
         """
-        arrived = time.perf_counter()
-        payload = await read_json(request.headers, request.receive, services.max_body)
-        return Response(await score_predict(payload, arrived), media_type="application/json")
+        answer = await score_predict(request.headers, request.receive, time.perf_counter())
+        return Response(answer, media_type="application/json")
 
     @app.post(
         "/feedback",

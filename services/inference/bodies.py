@@ -34,8 +34,11 @@ def _is_json(content_type: str) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
-async def read_json(headers: Mapping[str, str], receive: Receive, max_bytes: int) -> object:
-    """The JSON body of a request, read from its ASGI ``receive``.
+async def read_json(
+    headers: Mapping[str, str], receive: Receive, max_bytes: int, *, default_type: str = ""
+) -> object:
+    """The JSON body of a request, read from its ASGI ``receive`` (``default_type`` stands for a
+    missing Content-Type).
 
     Raises:
         WrongContentType: the Content-Type is not JSON.
@@ -43,7 +46,7 @@ async def read_json(headers: Mapping[str, str], receive: Receive, max_bytes: int
         NotJson: the body does not parse as strict JSON.
         ClientDisconnect: the client left before sending the whole body.
     """
-    content_type = headers.get("content-type", "")
+    content_type = headers.get("content-type", default_type)
     if not _is_json(content_type):
         raise WrongContentType(
             f"Content-Type must be application/json, got {content_type or 'none'}",

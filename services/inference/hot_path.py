@@ -7,17 +7,18 @@ AsyncExitStack layers, routing and dependency solving, with each middleware that
 wrapping ``send``. Answering ``POST /predict`` here instead took the same server from ~3,700 to
 ~7,600 req/s against the no-op FastAPI endpoint's ~9,000 in alternating runs.
 
-A hot route reads and checks its JSON body (the rules of :func:`read_json`), calls its handler,
-answers, and counts itself in the same metrics the middleware feeds for every other route. Errors
-answer with the same body and status as FastAPI's handlers give them (``services.inference.errors``).
-FastAPI still declares these routes, so ``/docs`` and ``/openapi.json`` describe them.
+A hot route's handler reads its body (``read_json``) and answers JSON bytes; here it is called,
+answered, and counted in the same metrics the middleware feeds for every other route. Errors answer
+with the same status and body as FastAPI's handlers give them (``services.inference.errors``), with the
+route's protocol keys added (``services.inference.protocol_routes``). FastAPI still declares these
+routes (their endpoints call the same handlers), so ``/docs`` and ``/openapi.json`` describe them.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -27,25 +28,31 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from services.inference.batcher import ModelNotReady
-from services.inference.bodies import read_json
 from services.inference.errors import NO_MODEL, ApiError, error_body
 from services.inference.metrics import Metrics
+from services.inference.protocol_routes import ProtocolKeys
 
 log = logging.getLogger(__name__)
 
-# A handler takes the parsed JSON body and the request's arrival (perf_counter) and answers JSON bytes.
-Handler = Callable[[object, float], Awaitable[bytes]]
+# A handler takes the request's headers, its ASGI receive and its arrival (perf_counter), and answers
+# JSON bytes or raises a domain error.
+Handler = Callable[[Mapping[str, str], Receive, float], Awaitable[bytes]]
 
 _JSON = (b"content-type", b"application/json")
 
 
 @dataclass(frozen=True)
 class HotRoute:
-    """``POST <path>`` answered by ``handle``; ``max_body`` bytes at most."""
+    """``POST <path>`` answered by ``handle``; errors carry ``keys``'s fields too (a protocol's own)."""
 
     path: str
-    max_body: int
     handle: Handler
+    keys: ProtocolKeys | None = None
+    label: str = ""  # the route label of the metrics (a template, as FastAPI's routes have): the path
+
+    @property
+    def route_label(self) -> str:
+        return self.label or self.path
 
 
 class ScoringApp(FastAPI):
@@ -73,22 +80,26 @@ async def answer(route: HotRoute, metrics: Metrics, scope: Scope, receive: Recei
     headers: list[tuple[bytes, bytes]] = [_JSON]
     status = 200
     try:
-        payload = await read_json(Headers(scope=scope), receive, route.max_body)
-        body = await route.handle(payload, arrived)
+        body = await route.handle(Headers(scope=scope), receive, arrived)
     except ClientDisconnect:
         return  # nobody to answer
     except ApiError as error:
-        status, body = error.status, orjson.dumps(error_body(error.detail, error.problems))
+        status, body = error.status, _error(route, error.status, error.detail, error.problems)
         headers += [(k.lower().encode(), v.encode()) for k, v in (error.headers or {}).items()]
     except ModelNotReady:
-        status, body = 503, orjson.dumps(error_body(NO_MODEL))
+        status, body = 503, _error(route, 503, NO_MODEL, [])
         headers.append((b"retry-after", b"10"))
     except Exception:
         log.exception("POST %s failed", route.path)
         status = 500
-        body = orjson.dumps(error_body("the server failed to answer; the error is in its log"))
+        body = _error(route, 500, "the server failed to answer; the error is in its log", [])
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-    metrics.requests.labels(route.path, "POST", str(status)).inc()
-    metrics.request_seconds.labels(route.path).observe(time.perf_counter() - arrived)
+    metrics.requests.labels(route.route_label, "POST", str(status)).inc()
+    metrics.request_seconds.labels(route.route_label).observe(time.perf_counter() - arrived)
+
+
+def _error(route: HotRoute, status: int, detail: str, problems: list[str]) -> bytes:
+    keys = route.keys(status, detail) if route.keys is not None else {}
+    return orjson.dumps({**keys, **error_body(detail, problems)})

@@ -11,6 +11,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.integration.test_inference_support import (
     ROW,
@@ -214,7 +215,12 @@ def test_schemathesis_finds_no_server_error(server: Running, mode: GenerationMod
     @given(case=schema.as_strategy(generation_mode=mode))
     @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def check(case: schemathesis.Case) -> None:
-        case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"})
+        # JSON Schema cannot say "data holds shape[0] x 8 numbers" or "split rows as long as columns":
+        # the protocols' documented bodies are wider than what the server takes, so a schema-valid body may
+        # get a 422 there (each rule is tested by hand in test_inference_protocols.py).
+        protocol = case.path.startswith(("/v2/", "/invocations"))
+        excluded = [positive_data_acceptance] if protocol else []
+        case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"}, excluded_checks=excluded)
 
     check()
     metrics = httpx.get(f"{server.url}/metrics").text

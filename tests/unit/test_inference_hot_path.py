@@ -7,12 +7,15 @@ real server over HTTP, schemathesis included.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from prometheus_client import generate_latest
+from starlette.types import Receive
 
 from services.inference.batcher import ModelNotReady
+from services.inference.bodies import read_json
 from services.inference.errors import NO_MODEL, Unavailable
 from services.inference.hot_path import HotRoute, ScoringApp
 from services.inference.metrics import Metrics
@@ -50,10 +53,16 @@ def _body(data: bytes) -> list[dict[str, Any]]:
     return [{"type": "http.request", "body": data, "more_body": False}]
 
 
-def _app(handle: Any) -> tuple[ScoringApp, Metrics]:
+def _app(handle: Any, keys: Any = None) -> tuple[ScoringApp, Metrics]:
+    """An app with one hot route, ``/hot``: ``handle`` gets the JSON body (at most 1,000 bytes)."""
     metrics = Metrics()
     app = ScoringApp()
-    app.serve_hot(metrics, HotRoute("/hot", 1000, handle))
+
+    async def read_then_handle(headers: Mapping[str, str], receive: Receive, arrived: float) -> bytes:
+        result: bytes = await handle(await read_json(headers, receive, 1000), arrived)
+        return result
+
+    app.serve_hot(metrics, HotRoute("/hot", read_then_handle, keys))
     return app, metrics
 
 
@@ -108,6 +117,16 @@ def test_domain_errors_answer_as_fastapis_handlers_do() -> None:
     app, metrics = _app(not_ready)
     status, headers, body = _answer(_call(app, "POST", "/hot", _body(b"{}")))
     assert status == 503 and headers[b"retry-after"] == b"10" and body["detail"] == NO_MODEL
+
+
+def test_a_protocols_own_error_keys_join_the_common_body() -> None:
+    async def down(payload: object, arrived: float) -> bytes:
+        raise Unavailable("Postgres is down")
+
+    app, _ = _app(down, keys=lambda status, detail: {"error": f"{status}: {detail}"})
+    status, _, body = _answer(_call(app, "POST", "/hot", _body(b"{}")))
+    assert status == 503
+    assert body == {"error": "503: Postgres is down", "detail": "Postgres is down", "problems": []}
 
 
 def test_bad_bodies_are_refused_before_the_handler() -> None:
