@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -762,7 +763,10 @@ def _log_to_mlflow(parts: MonitorParts, summary: RunSummary) -> None:
         client.log_batch(run.info.run_id, metrics=metrics)
         if summary.report_path:
             client.log_artifact(run.info.run_id, summary.report_path, artifact_path="monitor")
-        client.set_terminated(run.info.run_id)
+        # Over HTTP (the cluster's tracking server) MLflow writes the run's URL to stdout here, which
+        # would come before `housing monitor --json`'s document: it goes to stderr with the logs.
+        with redirect_stdout(sys.stderr):
+            client.set_terminated(run.info.run_id)
     except (MlflowException, OSError) as error:
         log.warning("could not log the report to MLflow: %s", first_line(error))
         summary.details["mlflow"] = f"could not log to MLflow: {first_line(error)}"
