@@ -96,7 +96,12 @@ def run_monitor_process(stack: Stack) -> Timed:
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"housing monitor failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return Timed(seconds, json.loads(done.stdout))
+    try:
+        return Timed(seconds, json.loads(done.stdout))
+    except json.JSONDecodeError as error:  # --json promises one document on stdout
+        raise RuntimeError(
+            f"housing monitor --json printed more than its document:\n{done.stdout[:2000]}"
+        ) from error
 
 
 def db_now(url: str) -> datetime:
