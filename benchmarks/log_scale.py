@@ -54,13 +54,22 @@ def _log_size(conn: psycopg.Connection, table: str = "predictions") -> tuple[int
 
 
 def fill_log(
-    url: str, source: Any, rows: int, *, start: datetime, end: datetime, parts: int, analyze: bool = True
+    url: str,
+    source: Any,
+    rows: int,
+    *,
+    start: datetime,
+    end: datetime,
+    parts: int,
+    analyze: bool = True,
+    prices: Any = None,
 ) -> float:
     """``rows`` predictions spread evenly over [start, end) in ``parts`` INSERTs (one transaction each),
     written by Postgres from ``source`` (features in schema order); returns the seconds it took.
 
     Ids are time-ordered like the server's UUIDv7 (the creation time's milliseconds in the first six
     bytes of a random uuid), so the primary key grows at its right edge as it does in production.
+    ``prices`` (one per source row) are the logged predictions, 2.0 without them.
     ``analyze`` ends with VACUUM ANALYZE and a checkpoint (a bulk fill); a few rows more need neither.
     """
     from psycopg import sql
@@ -72,7 +81,7 @@ def fill_log(
     values = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in FEATURE_COLUMNS)
     span = (end - start) / parts
     with psycopg.connect(url, autocommit=True) as conn:
-        load_source_rows(conn, source)
+        load_source_rows(conn, source, prices)
         per_part = rows // parts
         for part in range(parts):
             count = per_part + (rows % parts if part == parts - 1 else 0)
@@ -83,7 +92,7 @@ def fill_log(
                     " SELECT encode(overlay(uuid_send(gen_random_uuid()) PLACING"
                     "   substring(int8send((extract(epoch FROM t.at) * 1000)::bigint) FROM 3 FOR 6)"
                     "   FROM 1 FOR 6), 'hex')::uuid,"
-                    " t.at, 1, {role}, {values}, 2.0, 1.0"
+                    " t.at, 1, {role}, {values}, s.prediction, 1.0"
                     " FROM generate_series(0, %s - 1) AS g"
                     " CROSS JOIN LATERAL (SELECT %s + %s * (g::float8 / %s) AS at) AS t"
                     " JOIN source_rows s ON s.i = g %% %s"

@@ -55,22 +55,27 @@ def insert_predictions(
     return ids
 
 
-def load_source_rows(conn: psycopg.Connection, source: npt.NDArray[np.float64]) -> None:
-    """``source`` (rows of features in schema order) as the temporary table ``source_rows(i, ...)``,
-    numbered from 0, for INSERT ... SELECT statements that cycle through it."""
+def load_source_rows(
+    conn: psycopg.Connection, source: npt.NDArray[np.float64], prices: npt.NDArray[np.float64] | None = None
+) -> None:
+    """``source`` (rows of features in schema order) as the temporary table
+    ``source_rows(i, ..., prediction)``,
+    numbered from 0, for INSERT ... SELECT statements that cycle through it; ``prediction`` is the
+    row's price in ``prices`` (what a champion served for it), 2.0 without them."""
     conn.execute("DROP TABLE IF EXISTS pg_temp.source_rows")
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in FEATURE_COLUMNS)
     conn.execute(
-        sql.SQL("CREATE TEMPORARY TABLE source_rows (i integer PRIMARY KEY, {})").format(
+        sql.SQL("CREATE TEMPORARY TABLE source_rows (i integer PRIMARY KEY, {}, prediction float8)").format(
             sql.SQL(", ").join(sql.SQL("{} float8").format(sql.Identifier(c)) for c in FEATURE_COLUMNS)
         )
     )
+    served = [2.0] * len(source) if prices is None else np.asarray(prices, dtype=np.float64).tolist()
     with (
         conn.cursor() as cursor,
-        cursor.copy(sql.SQL("COPY source_rows (i, {}) FROM STDIN").format(columns)) as writer,
+        cursor.copy(sql.SQL("COPY source_rows (i, {}, prediction) FROM STDIN").format(columns)) as writer,
     ):
-        for index, row in enumerate(source.tolist()):
-            writer.write_row((index, *row))
+        for index, (row, price) in enumerate(zip(source.tolist(), served, strict=True)):
+            writer.write_row((index, *row, price))
 
 
 def generate_predictions(

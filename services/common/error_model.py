@@ -7,8 +7,11 @@ traffic replaying it, is where the estimate is judged. Squared loss estimates th
 per row, which is what an MAE averages; an absolute loss would estimate its median and come out low
 (~20% on this data set's holdout subsets).
 
-The trainer fits one per registered version and stores it as an artifact of the version's run; the
-monitor averages its predictions over the window's sample. Shared here because both sides read it.
+The trainer fits one per registered version and stores it as an artifact of the version's run, with
+its trees compiled by treelite (``services/common/compiled.py``) when they predict the same errors; the
+monitor averages its predictions over the window's sample, from the compiled trees when the version
+has them (importing scikit-learn to unpickle the regressor costs a run ~1.1 s). Shared here because
+both sides read it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +27,8 @@ from threadpoolctl import threadpool_limits
 
 if TYPE_CHECKING:  # scikit-learn costs ~1.1 s to import: only a run that estimates pays it
     from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from services.common.compiled import CompiledModel
 
 Matrix = npt.NDArray[np.float64]
 Vector = npt.NDArray[np.float64]
@@ -44,6 +49,20 @@ def error_features(x: Matrix, predictions: Vector) -> Matrix:
     return np.column_stack([np.asarray(x, dtype=np.float64), np.asarray(predictions, dtype=np.float64)])
 
 
+class ErrorEstimator(Protocol):
+    """What the monitor needs of an error model, pickled or compiled."""
+
+    def estimate_mae(self, x: Matrix, predictions: Vector) -> float | None: ...
+
+
+def _mean_error(row_errors: Vector) -> float | None:
+    """The mean of the per-row errors; None for no rows or a non-finite figure."""
+    if len(row_errors) == 0:
+        return None
+    value = float(np.mean(row_errors))
+    return value if np.isfinite(value) else None
+
+
 @dataclass
 class ErrorModel:
     """Predicts a row's absolute error (100k USD) from its features and the model's prediction."""
@@ -60,10 +79,21 @@ class ErrorModel:
 
     def estimate_mae(self, x: Matrix, predictions: Vector) -> float | None:
         """The estimated MAE of ``predictions`` on rows ``x``; None for no rows or a non-finite figure."""
-        if len(x) == 0:
-            return None
-        value = float(np.mean(self.row_errors(x, predictions)))
-        return value if np.isfinite(value) else None
+        return _mean_error(self.row_errors(x, predictions)) if len(x) else None
+
+
+@dataclass(frozen=True)
+class CompiledErrorModel:
+    """An error model's trees compiled by treelite: the same per-row errors, without scikit-learn."""
+
+    trees: CompiledModel
+
+    def row_errors(self, x: Matrix, predictions: Vector) -> Vector:
+        return np.clip(self.trees.predict(error_features(x, predictions)), 0.0, None)
+
+    def estimate_mae(self, x: Matrix, predictions: Vector) -> float | None:
+        """As :meth:`ErrorModel.estimate_mae`."""
+        return _mean_error(self.row_errors(x, predictions)) if len(x) else None
 
 
 def fit_error_model(

@@ -31,7 +31,11 @@ ALIASES = tuple(Role)  # champion, challenger, previous: services/common/vocabul
 MODEL_ARTIFACT = "model"
 PROFILE_ARTIFACT = "reference/profile.json"
 ERROR_MODEL_ARTIFACT = "error_model/error_model.joblib"  # services/common/error_model.py; absent before it
+# Its trees compiled by treelite (services/common/compiled.py): what the monitor reads when present.
+ERROR_MODEL_COMPILED_ARTIFACT = "error_model/model.tl"
 METRIC_ERROR_MODEL_OOF_MAE = "error_model_oof_mae"
+# The compiled error model's largest difference from the regressor on the training rows.
+METRIC_ERROR_MODEL_COMPILED_DIFF = "error_model_compiled_max_abs_diff"
 METRIC_HOLDOUT_MAE = "holdout_mae"
 METRIC_HOLDOUT_R2 = "holdout_r2"
 METRIC_HOLDOUT_RMSE = "holdout_rmse"

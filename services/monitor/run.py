@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,13 +25,15 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from services.common import compiled
 from services.common.database import connect, first_line
-from services.common.error_model import ErrorModel, load_error_model
+from services.common.error_model import CompiledErrorModel, ErrorEstimator, load_error_model
 from services.common.features import FEATURE_NAMES
 from services.common.profile import ReferenceProfile
 from services.common.progress import Stages
 from services.common.registry import (
     ERROR_MODEL_ARTIFACT,
+    ERROR_MODEL_COMPILED_ARTIFACT,
     METRIC_HOLDOUT_MAE,
     PROFILE_ARTIFACT,
     RegistryError,
@@ -53,7 +56,7 @@ from services.monitor.metrics import push_metrics
 from services.monitor.psi import psi
 from services.monitor.report import insert_report, last_logged_to_mlflow, mlflow_due, reserve_report_id
 from services.monitor.rollback_check import Predictor, RollbackFigures, check_rollback, last_promotion
-from services.monitor.sample import sample_window
+from services.monitor.sample import WindowSample, sample_window
 from services.monitor.settings import MonitorSettings
 from services.monitor.verdict import Limits, Measured, Verdict, judge
 
@@ -251,8 +254,8 @@ class Champion:
     reference_mae: float | None
     profile: ReferenceProfile
     previous_alias: int | None
-    error_model: ErrorModel | None  # None: registered without one (no estimate), or unreadable
-    error_model_note: str | None = None  # why there is no estimate
+    error_model: ErrorEstimator | None  # None: registered without one (no estimate), or unreadable
+    error_model_note: str | None = None  # why there is no estimate, or that it comes from scikit-learn
 
 
 def _read_champion(parts: MonitorParts) -> Champion | None:
@@ -285,16 +288,27 @@ def _read_champion(parts: MonitorParts) -> Champion | None:
 
 def _load_error_model(
     client: MlflowClient, run_id: str, version: int, role: str = Role.CHAMPION
-) -> tuple[ErrorModel | None, str | None]:
-    """A version's error model, or None and why; never raises (without it, the run estimates nothing)."""
+) -> tuple[ErrorEstimator | None, str | None]:
+    """A version's error model, compiled when it has that form, or None and why (a note too when the
+    pickled regressor is used); never raises (without it, the run estimates nothing)."""
     folder = str(Path(ERROR_MODEL_ARTIFACT).parent)
     try:
-        if not any(item.path == ERROR_MODEL_ARTIFACT for item in client.list_artifacts(run_id, folder)):
-            return None, f"{role} v{version} has no error model (registered before it existed): no estimate"
+        stored = {item.path for item in client.list_artifacts(run_id, folder)}
         with tempfile.TemporaryDirectory() as temporary:
-            return load_error_model(
-                Path(client.download_artifacts(run_id, ERROR_MODEL_ARTIFACT, temporary))
-            ), None
+            if ERROR_MODEL_COMPILED_ARTIFACT in stored:
+                path = client.download_artifacts(run_id, ERROR_MODEL_COMPILED_ARTIFACT, temporary)
+                return CompiledErrorModel(compiled.load(Path(path))), None
+            if ERROR_MODEL_ARTIFACT not in stored:
+                return (
+                    None,
+                    f"{role} v{version} has no error model (registered before it existed): no estimate",
+                )
+            path = client.download_artifacts(run_id, ERROR_MODEL_ARTIFACT, temporary)
+            note = (
+                f"{role} v{version} has no compiled error model (registered before it existed):"
+                " estimating with its scikit-learn regressor"
+            )
+            return load_error_model(Path(path)), note
     except Exception as error:  # a broken artifact costs the estimate, not the run
         return None, f"cannot read the error model of {role} v{version}: {first_line(error)}; no estimate"
 
@@ -428,16 +442,16 @@ def _measure(
         stages.say(f"{counts.rows} rows ({counts.scanned} read)", end=" ")
 
     drift: WindowDrift | None = None
-    sample: npt.NDArray[np.float64] | None = None
+    sample: WindowSample | None = None
     with stages.stage("Evidently's drift tests on a random sample"), _timed(timings, "evidently"):
         if counts.rows >= settings.drift_min_rows:
-            sample, plan = sample_window(
-                conn, start, now, rows=settings.drift_sample_rows, window_rows=counts.rows
-            )
-            drift = _drift(profile, sample, settings.drift_share_threshold)
+            sample = sample_window(conn, start, now, rows=settings.drift_sample_rows, window_rows=counts.rows)
+            drift = _drift(profile, sample.x, settings.drift_share_threshold)
             summary.drift_share = drift.tests.drift_share
-            summary.details["sample"] = {"rows": len(sample), "plan": plan, "tests": drift.computed_by}
-            stages.say(f"{len(sample)} rows ({plan}), drifted share {drift.tests.drift_share:.2f}", end=" ")
+            summary.details["sample"] = {"rows": len(sample), "plan": sample.plan, "tests": drift.computed_by}
+            stages.say(
+                f"{len(sample)} rows ({sample.plan}), drifted share {drift.tests.drift_share:.2f}", end=" "
+            )
         else:
             stages.say("skipped: too few rows", end=" ")
 
@@ -527,29 +541,33 @@ def _render_report(
     return result
 
 
-def _estimate(champion: Champion, sample: npt.NDArray[np.float64] | None, summary: RunSummary) -> int:
-    """The label-free MAE estimate on the window's sample into ``summary``; the rows it averaged."""
+def _estimate(champion: Champion, sample: WindowSample | None, summary: RunSummary) -> int:
+    """The label-free MAE estimate on the window's sample into ``summary``; the rows it averaged.
+
+    It averages the error model over the sampled rows the champion served, with the prices it served
+    (logged with each row): no model is loaded to score them again.
+    """
+    if champion.error_model_note:
+        log.info("%s", champion.error_model_note)
     if champion.error_model is None:
         summary.details["estimate"] = champion.error_model_note
-        if champion.error_model_note:
-            log.info("%s", champion.error_model_note)
         return 0
     if sample is None or len(sample) == 0:
         summary.details["estimate"] = "too few rows in the window: no estimate"
         return 0
-    try:
-        predictions = load_predictor(champion.version)(sample)
-    except MonitorFailed as error:  # the estimate is lost, the run goes on (its other figures stand)
-        summary.details["estimate"] = f"cannot score the sample for the estimate: {error}"
-        log.warning("%s", summary.details["estimate"])
+    x, served = sample.served_by(champion.version)
+    if len(x) == 0:
+        summary.details["estimate"] = f"no sampled row was served by v{champion.version}: no estimate"
         return 0
-    summary.estimated_mae = champion.error_model.estimate_mae(sample, predictions)
-    summary.details["estimate"] = {"rows": len(sample), "estimated_mae": summary.estimated_mae}
-    return len(sample)
+    summary.estimated_mae = champion.error_model.estimate_mae(x, served)
+    summary.details["estimate"] = {"rows": len(x), "estimated_mae": summary.estimated_mae}
+    if champion.error_model_note:
+        summary.details["estimate"]["note"] = champion.error_model_note
+    return len(x)
 
 
 def _estimate_previous(
-    client: MlflowClient, version: int, sample: npt.NDArray[np.float64] | None, summary: RunSummary
+    client: MlflowClient, version: int, sample: WindowSample | None, summary: RunSummary
 ) -> float | None:
     """The predecessor's estimated MAE on the champion's sample, while labels cannot judge the rollback."""
     if summary.estimated_mae is None or sample is None or len(sample) == 0:
@@ -560,7 +578,7 @@ def _estimate_previous(
         if error_model is None:
             summary.details["rollback_estimate"] = note
             return None
-        estimate = error_model.estimate_mae(sample, load_predictor(version)(sample))
+        estimate = error_model.estimate_mae(sample.x, load_predictor(version)(sample.x))
     except (RegistryError, MlflowException, MonitorFailed) as error:
         summary.details["rollback_estimate"] = f"cannot estimate v{version}: {first_line(error)}"
         return None
@@ -745,7 +763,10 @@ def _log_to_mlflow(parts: MonitorParts, summary: RunSummary) -> None:
         client.log_batch(run.info.run_id, metrics=metrics)
         if summary.report_path:
             client.log_artifact(run.info.run_id, summary.report_path, artifact_path="monitor")
-        client.set_terminated(run.info.run_id)
+        # Over HTTP (the cluster's tracking server) MLflow writes the run's URL to stdout here, which
+        # would come before `housing monitor --json`'s document: it goes to stderr with the logs.
+        with redirect_stdout(sys.stderr):
+            client.set_terminated(run.info.run_id)
     except (MlflowException, OSError) as error:
         log.warning("could not log the report to MLflow: %s", first_line(error))
         summary.details["mlflow"] = f"could not log to MLflow: {first_line(error)}"

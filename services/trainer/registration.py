@@ -21,12 +21,14 @@ from mlflow.types import ColSpec, Schema
 from sklearn.pipeline import Pipeline
 
 from services.common import compiled
-from services.common.error_model import ErrorModel, save_error_model
+from services.common.error_model import CompiledErrorModel, ErrorModel, save_error_model
 from services.common.features import EXAMPLE, FEATURE_NAMES, TARGET
 from services.common.finite import NON_FINITE, finite_document
 from services.common.profile import ReferenceProfile
 from services.common.registry import (
     ERROR_MODEL_ARTIFACT,
+    ERROR_MODEL_COMPILED_ARTIFACT,
+    METRIC_ERROR_MODEL_COMPILED_DIFF,
     METRIC_ERROR_MODEL_OOF_MAE,
     MODEL_ARTIFACT,
     MODEL_NAME,
@@ -117,6 +119,7 @@ def register_candidate(client: MlflowClient, experiment_id: str, record: Trainin
                 mlflow.log_artifact(str(path), artifact_path=str(Path(ERROR_MODEL_ARTIFACT).parent))
                 mlflow.log_metric(METRIC_ERROR_MODEL_OOF_MAE, record.error_model.out_of_fold_mae)
                 mlflow.log_param("error_model.folds", record.error_model.folds)
+                _log_compiled_error_model(record, Path(folder))
         with warnings.catch_warnings():
             # MLflow checks the input example through pyfunc, which passes a DataFrame to a model
             # fitted on numpy (on purpose, see model.py): scikit-learn's name warning is expected.
@@ -138,6 +141,37 @@ def register_candidate(client: MlflowClient, experiment_id: str, record: Trainin
         client.set_model_version_tag(MODEL_NAME, str(version), compiled.TAG_COMPILED, runtime)
     client.set_registered_model_alias(MODEL_NAME, Role.CHALLENGER, str(version))
     return version, run.info.run_id
+
+
+def _log_compiled_error_model(record: TrainingRecord, folder: Path) -> None:
+    """Log the error model's compiled trees (in the active run) when they predict what its regressor
+    does on the training rows; otherwise tag why not (the monitor then unpickles the regressor)."""
+    assert record.error_model is not None
+    try:
+        trees = compiled.compile_pipeline(record.error_model.regressor)
+    except compiled.CannotCompile as error:
+        mlflow.set_tag(f"{ERROR_MODEL_COMPILED_ARTIFACT}.skipped", str(error))
+        return
+    path = compiled.save(trees, folder / Path(ERROR_MODEL_COMPILED_ARTIFACT).name)
+    difference = error_model_parity(record.error_model, CompiledErrorModel(compiled.load(path)), record)
+    if difference > compiled.PARITY_TOLERANCE:
+        mlflow.set_tag(
+            f"{ERROR_MODEL_COMPILED_ARTIFACT}.skipped",
+            f"the compiled trees estimate up to {difference:.3g} away from the regressor on the training"
+            " rows",
+        )
+        return
+    mlflow.log_artifact(str(path), artifact_path=str(Path(ERROR_MODEL_COMPILED_ARTIFACT).parent))
+    mlflow.log_metric(METRIC_ERROR_MODEL_COMPILED_DIFF, difference)
+
+
+def error_model_parity(error_model: ErrorModel, trees: CompiledErrorModel, record: TrainingRecord) -> float:
+    """The largest difference between the compiled and the pickled per-row errors on the training rows,
+    with the model's in-sample predictions as the monitored prices."""
+    predictions = np.asarray(record.model.predict(record.x_train), dtype=np.float64)
+    return compiled.max_abs_difference(
+        trees.row_errors(record.x_train, predictions), error_model.row_errors(record.x_train, predictions)
+    )
 
 
 def _log_compiled(model: Pipeline) -> str | None:

@@ -105,6 +105,16 @@ def _log(url: str, x: np.ndarray, start: datetime, **kwargs: Any) -> None:
     time.sleep(max(0.0, (start + timedelta(microseconds=50) * len(x) - _db_now(url)).total_seconds()) + 0.05)
 
 
+def _served(registry: Registry, x: np.ndarray, version: int = 1) -> np.ndarray:
+    """The prices ``version`` serves for ``x``: what the server logs with each row."""
+    import mlflow.sklearn
+
+    model = mlflow.sklearn.load_model(
+        registry.client.get_model_version_download_uri(MODEL_NAME, str(version))
+    )
+    return np.asarray(model.predict(x), dtype=np.float64)
+
+
 def _stop_trainer(home: Path) -> None:
     lock = read_lock(home)
     if lock and trainer_running(home):
@@ -259,7 +269,8 @@ def test_an_estimated_degradation_launches_the_trainer_before_any_label(
     settings = _settings(database_url, tmp_path, **quiet)
     parts = _parts(settings, champion_registry, [WebhookChannel(webhook.url, 0.5)])
     try:
-        _log(database_url, _top_income(dataset), _db_now(database_url))
+        top = _top_income(dataset)
+        _log(database_url, top, _db_now(database_url), predictions=_served(champion_registry, top))
         summary = run_monitor(parts)
         assert summary.labelled_rows == 0 and summary.live_mae is None
         assert summary.estimated_mae is not None and summary.reference_mae is not None
@@ -282,14 +293,15 @@ def test_retrain_on_can_leave_the_estimate_to_alert_only(
 ) -> None:
     quiet = {"psi_threshold": 100.0, "drift_share_threshold": 1.0, "estimated_mae_tolerance": 0.05}
     settings = _settings(database_url, tmp_path, retrain_on="drift,live_degradation", **quiet)
-    _log(database_url, _top_income(dataset), _db_now(database_url))
+    top = _top_income(dataset)
+    _log(database_url, top, _db_now(database_url), predictions=_served(champion_registry, top))
     summary = run_monitor(_parts(settings, champion_registry, []))
     assert summary.triggers == [Trigger.ESTIMATED_DEGRADATION]
     assert (summary.status, summary.action) == (RunStatus.DEGRADED, Action.NONE)
     assert "estimated_degradation only alerts (RETRAIN_ON)" in summary.details["reasons"]
 
 
-def test_a_model_that_cannot_be_loaded_costs_the_estimate_not_the_run(
+def test_the_estimate_reads_the_served_prices_and_the_compiled_error_model_not_the_models(
     database_url: str,
     champion_registry: Registry,
     dataset: Dataset,
@@ -297,17 +309,54 @@ def test_a_model_that_cannot_be_loaded_costs_the_estimate_not_the_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import services.monitor.run as monitor_run
+    from services.common.error_model import CompiledErrorModel
 
     def unloadable(version: int) -> Any:
-        raise monitor_run.MonitorFailed(f"cannot load model version {version}: the store is gone")
+        raise AssertionError(f"the estimate loaded model version {version}")
 
     monkeypatch.setattr(monitor_run, "load_predictor", unloadable)
-    _log(database_url, dataset.x_holdout, _db_now(database_url))
-    summary = run_monitor(_parts(_settings(database_url, tmp_path), champion_registry, []))
-    assert summary.status == RunStatus.OK and summary.estimated_mae is None
-    assert summary.details["estimate"] == (
-        "cannot score the sample for the estimate: cannot load model version 1: the store is gone"
+    x = dataset.x_holdout
+    _log(database_url, x, _db_now(database_url), predictions=_served(champion_registry, x))
+    parts = _parts(_settings(database_url, tmp_path), champion_registry, [])
+    champion = monitor_run._read_champion(parts)
+    assert champion is not None and isinstance(champion.error_model, CompiledErrorModel)
+    summary = run_monitor(parts)
+    assert summary.status == RunStatus.OK and summary.estimated_mae is not None
+    assert summary.details["estimate"] == {"rows": 2000, "estimated_mae": summary.estimated_mae}
+
+
+def test_a_version_without_the_compiled_error_model_is_estimated_with_its_regressor(
+    database_url: str,
+    champion_registry: Registry,
+    dataset: Dataset,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Versions registered before the compiled form: the pickled regressor, the same estimate, said."""
+    import services.monitor.run as monitor_run
+    from services.common.error_model import ErrorModel
+
+    x = dataset.x_holdout
+    served = _served(champion_registry, x)
+    parts = _parts(_settings(database_url, tmp_path), champion_registry, [])
+    compiled_champion = monitor_run._read_champion(parts)
+    # As if registered before the trainer compiled it (the session's store is shared: nothing is deleted).
+    monkeypatch.setattr(monitor_run, "ERROR_MODEL_COMPILED_ARTIFACT", "error_model/absent.tl")
+    champion = monitor_run._read_champion(parts)
+    note = (
+        "champion v1 has no compiled error model (registered before it existed):"
+        " estimating with its scikit-learn regressor"
     )
+    assert champion is not None and champion.error_model_note == note
+    assert isinstance(champion.error_model, ErrorModel)
+    assert compiled_champion is not None and compiled_champion.error_model is not None
+    expected = champion.error_model.estimate_mae(x, served)
+    assert expected is not None
+    assert compiled_champion.error_model.estimate_mae(x, served) == pytest.approx(expected, abs=1e-6)
+
+    _log(database_url, x, _db_now(database_url), predictions=served)
+    summary = run_monitor(parts)
+    assert summary.estimated_mae is not None and summary.details["estimate"]["note"] == note
 
 
 def test_a_champion_without_an_error_model_is_judged_without_an_estimate(
@@ -374,7 +423,8 @@ def test_before_labels_a_champion_estimated_worse_than_its_predecessor_is_alerte
     )
     version, _ = register_candidate(client, champion_registry.experiment_id, record)
     force_promote(client, database_url, version, actor="test", reason="a weaker model, no labels yet")
-    _log(database_url, dataset.x_holdout[:1500], _db_now(database_url), model_version=version)
+    rows = dataset.x_holdout[:1500]
+    _log(database_url, rows, _db_now(database_url), model_version=version, predictions=weak.predict(rows))
 
     summary = run_monitor(
         _parts(_settings(database_url, tmp_path), champion_registry, [WebhookChannel(webhook.url, 0.5)])

@@ -70,19 +70,26 @@ def test_a_later_run_reads_only_the_new_rows(database_url: str, dataset: Dataset
 def test_the_sample_is_bounded_and_from_the_window(database_url: str, dataset: Dataset) -> None:
     now = datetime.now(UTC)
     with psycopg.connect(database_url) as conn:
-        insert_predictions(
-            conn, dataset.x_holdout, start=now - timedelta(hours=1), spacing=timedelta(seconds=0.5)
+        insert_predictions(  # a served price each row's own (half its MedInc), to find it next to its row
+            conn,
+            dataset.x_holdout,
+            start=now - timedelta(hours=1),
+            spacing=timedelta(seconds=0.5),
+            model_version=3,
+            predictions=dataset.x_holdout[:, 0] / 2,
         )
         insert_predictions(
             conn, dataset.x_holdout[:500] + 100, start=now - timedelta(days=3), spacing=timedelta(0)
         )
         conn.commit()
         conn.execute("ANALYZE predictions")
-        sample, _ = sample_window(
+        sample = sample_window(
             conn, now - timedelta(hours=1), now, rows=1000, window_rows=len(dataset.x_holdout)
         )
-    assert len(sample) == 1000
-    assert sample[:, 1].max() <= dataset.x_holdout[:, 1].max()  # none of the old, shifted rows
+    assert len(sample) == 1000 and sample.x.shape == (1000, dataset.x_holdout.shape[1])
+    assert sample.x[:, 1].max() <= dataset.x_holdout[:, 1].max()  # none of the old, shifted rows
+    assert (sample.versions == 3).all() and np.array_equal(sample.predictions, sample.x[:, 0] / 2)
+    assert len(sample.served_by(3)[0]) == 1000 and len(sample.served_by(1)[1]) == 0
 
 
 def test_only_one_monitor_holds_the_lock(database_url: str) -> None:

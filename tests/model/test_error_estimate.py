@@ -97,3 +97,26 @@ def test_a_concept_shift_is_invisible_to_it(judged, dataset: Dataset) -> None:  
     rows = sample_indices(dataset.x_holdout, scenario_spec("steady"), 2000, np.random.default_rng([23, 1]))
     assert abs(_relative_error(judged, dataset, rows)) <= 0.10
     assert _relative_error(judged, dataset, rows, price_factor=1.25) < -0.30
+
+
+def test_the_registered_compiled_error_model_estimates_what_the_regressor_does(  # type: ignore[no-untyped-def]
+    judged, champion_registry: Registry, dataset: Dataset, tmp_path: Path
+) -> None:
+    """The monitor estimates from the compiled trees the trainer stored: the same figures, every window."""
+    from services.common import compiled
+    from services.common.error_model import CompiledErrorModel
+    from services.common.registry import ERROR_MODEL_COMPILED_ARTIFACT, METRIC_ERROR_MODEL_COMPILED_DIFF
+
+    error_model, predictions = judged
+    version = champion_registry.client.get_model_version(MODEL_NAME, "1")
+    path = mlflow.artifacts.download_artifacts(
+        run_id=version.run_id, artifact_path=ERROR_MODEL_COMPILED_ARTIFACT, dst_path=str(tmp_path)
+    )
+    trees = CompiledErrorModel(compiled.load(Path(path)))
+    x = dataset.x_holdout
+    difference = compiled.max_abs_difference(
+        trees.row_errors(x, predictions), error_model.row_errors(x, predictions)
+    )
+    assert difference <= compiled.PARITY_TOLERANCE
+    run = champion_registry.client.get_run(version.run_id)
+    assert run.data.metrics[METRIC_ERROR_MODEL_COMPILED_DIFF] <= compiled.PARITY_TOLERANCE

@@ -85,3 +85,26 @@ def test_it_needs_two_folds_and_reads_only_error_models(tmp_path: Path) -> None:
     joblib.dump({"not": "a model"}, tmp_path / "other.joblib")
     with pytest.raises(ValueError, match="not an ErrorModel"):
         load_error_model(tmp_path / "other.joblib")
+
+
+def test_its_compiled_trees_estimate_what_the_regressor_does(tmp_path: Path) -> None:
+    """The monitor's form (treelite, no scikit-learn): per-row errors within the gate's parity tolerance."""
+    from services.common import compiled
+    from services.common.error_model import CompiledErrorModel
+
+    rng = np.random.default_rng(6)
+    x, y = world(3000, rng)
+    error_model = fit_error_model(x, y, linear, folds=3)
+    trees = CompiledErrorModel(
+        compiled.load(compiled.save(compiled.compile_pipeline(error_model.regressor), tmp_path / "model.tl"))
+    )
+    new_x, _ = world(2000, rng, (3, 1))
+    predictions = linear(x, y, None)(new_x)
+    difference = compiled.max_abs_difference(
+        trees.row_errors(new_x, predictions), error_model.row_errors(new_x, predictions)
+    )
+    assert difference <= compiled.PARITY_TOLERANCE
+    assert trees.estimate_mae(new_x, predictions) == pytest.approx(
+        error_model.estimate_mae(new_x, predictions), abs=compiled.PARITY_TOLERANCE
+    )
+    assert trees.estimate_mae(new_x[:0], predictions[:0]) is None
