@@ -35,7 +35,7 @@ from services.common.vocabulary import Role
 
 BUCKET = timedelta(minutes=10)
 SETTLE = timedelta(minutes=2)
-_EPOCH = datetime.fromisoformat("2000-01-01T00:00:00+00:00")
+BUCKET_EPOCH = datetime.fromisoformat("2000-01-01T00:00:00+00:00")
 
 
 @dataclass
@@ -56,7 +56,7 @@ def profile_key(profile: ReferenceProfile) -> str:
 
 
 def floor_bucket(at: datetime) -> datetime:
-    return at - (at - _EPOCH) % BUCKET
+    return at - (at - BUCKET_EPOCH) % BUCKET
 
 
 def ceil_bucket(at: datetime) -> datetime:
@@ -95,7 +95,7 @@ def _binned(profile: ReferenceProfile, *, by_bucket: bool) -> tuple[sql.Composed
                 )
             )
     bucket = sql.SQL("date_bin(%s, p.created_at, %s) AS bucket, ") if by_bucket else sql.SQL("")
-    bucket_params: list[object] = [BUCKET, _EPOCH] if by_bucket else []
+    bucket_params: list[object] = [BUCKET, BUCKET_EPOCH] if by_bucket else []
     query = sql.SQL(
         "WITH c AS (SELECT {bucket}{aggregates} FROM predictions p"
         " WHERE p.role = {role} AND p.created_at >= %s AND p.created_at < %s{group})"
@@ -203,7 +203,7 @@ def window_counts(
         # Before the new buckets are counted: a late record committed after this snapshot has an
         # xid at or past its xmin, so the next run reads it.
         seen_xmin, late = _late_buckets(conn, seen, filled_from, filled_until)
-        for low, high in _runs(late):
+        for low, high in bucket_runs(late):
             conn.execute(
                 "DELETE FROM monitor_histograms"
                 " WHERE profile_key = %s AND bucket_start >= %s AND bucket_start < %s",
@@ -281,13 +281,13 @@ def _late_buckets(
         " WHERE (%(seen)s::xid8 IS NULL OR r.xid >= %(seen)s::xid8)"
         "   AND r.last_at >= %(start)s AND r.first_at < %(end)s AND b >= %(start)s AND b < %(end)s"
         " ORDER BY b)",
-        {"bucket": BUCKET, "epoch": _EPOCH, "start": start, "end": end, "seen": seen_xmin},
+        {"bucket": BUCKET, "epoch": BUCKET_EPOCH, "start": start, "end": end, "seen": seen_xmin},
     ).fetchone()
     assert row is not None
     return row[0], list(row[1])
 
 
-def _runs(buckets: list[datetime]) -> list[tuple[datetime, datetime]]:
+def bucket_runs(buckets: list[datetime]) -> list[tuple[datetime, datetime]]:
     """Sorted bucket starts as [low, high) ranges of neighbouring buckets (one scan each)."""
     ranges: list[tuple[datetime, datetime]] = []
     for bucket in buckets:

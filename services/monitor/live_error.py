@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 import psycopg
 
 from services.common.vocabulary import Role
-from services.monitor.histograms import _EPOCH, BUCKET, SETTLE, _runs, ceil_bucket, floor_bucket
+from services.monitor.histograms import BUCKET, BUCKET_EPOCH, SETTLE, bucket_runs, ceil_bucket, floor_bucket
 
 ATTEMPTS = 3  # a concurrent `housing db maintain` trim is a serialization failure: try again
 
@@ -86,7 +86,7 @@ def _recount(conn: psycopg.Connection, low: datetime, high: datetime) -> None:
     conn.execute(
         "INSERT INTO live_error_buckets (model_version, bucket_start, abs_error_sum, rows) "
         + _SUMS.format(where=""),
-        {"bucket": BUCKET, "epoch": _EPOCH, "role": Role.CHAMPION, "low": low, "high": high},
+        {"bucket": BUCKET, "epoch": BUCKET_EPOCH, "role": Role.CHAMPION, "low": low, "high": high},
     )
 
 
@@ -102,7 +102,14 @@ def _add_new_feedback(conn: psycopg.Connection, seen: str, low: datetime, high: 
         " ON CONFLICT (model_version, bucket_start) DO UPDATE"
         " SET abs_error_sum = k.abs_error_sum + EXCLUDED.abs_error_sum, rows = k.rows + EXCLUDED.rows)"
         " SELECT coalesce(sum(rows), 0) FROM added",
-        {"bucket": BUCKET, "epoch": _EPOCH, "role": Role.CHAMPION, "low": low, "high": high, "seen": seen},
+        {
+            "bucket": BUCKET,
+            "epoch": BUCKET_EPOCH,
+            "role": Role.CHAMPION,
+            "low": low,
+            "high": high,
+            "seen": seen,
+        },
     ).fetchone()
     return int(row[0]) if row else 0
 
@@ -117,7 +124,7 @@ def _late_buckets(conn: psycopg.Connection, seen: str, low: datetime, high: date
         "   AND NOT pg_visible_in_snapshot(r.xid, %(seen)s::pg_snapshot)"
         "   AND r.last_at >= %(low)s AND r.first_at < %(high)s AND b >= %(low)s AND b < %(high)s"
         " ORDER BY b)",
-        {"bucket": BUCKET, "epoch": _EPOCH, "low": low, "high": high, "seen": seen},
+        {"bucket": BUCKET, "epoch": BUCKET_EPOCH, "low": low, "high": high, "seen": seen},
     ).fetchone()
     return list(row[0]) if row else []
 
@@ -190,7 +197,7 @@ def _update_and_sum(
         filled_from, filled_until, seen = coverage
         details["added_rows"] = _add_new_feedback(conn, seen, filled_from, filled_until)
         late = _late_buckets(conn, seen, filled_from, filled_until)
-        for low, high in _runs(late):  # after the additions: a recount replaces what they added
+        for low, high in bucket_runs(late):  # after the additions: a recount replaces what they added
             _recount(conn, low, high)
         details["recounted_buckets"] = len(late)
         if first < filled_from:
