@@ -11,7 +11,7 @@ from __future__ import annotations
 from benchmarks import drift_sample, log_scale, monitor_process, monitor_scale, serving
 
 if __name__ == "__main__":
-    print("## Serving (issues 3 and 12)\n", flush=True)
+    print("## Serving (issues 3, 11 and 12)\n", flush=True)
     serving.main()
     print("\n## Monitor at scale (issue 4)\n", flush=True)
     monitor_scale.main([])
