@@ -303,22 +303,43 @@ def test_retrain_on_can_leave_the_estimate_to_alert_only(
     assert "estimated_degradation only alerts (RETRAIN_ON)" in summary.details["reasons"]
 
 
+def _register_copy_of_v1(registry: Registry, folder: Path, *, without: str = "", source: str = "") -> int:
+    """A new champion version made of v1's run (its metrics, and its artifacts but ``without``) with
+    ``source`` as its model (v1's by default): what another trainer or an older one registered."""
+    from mlflow.entities import Metric
+
+    client = registry.client
+    v1 = client.get_model_version(MODEL_NAME, "1")
+    client.download_artifacts(v1.run_id, "", str(folder))
+    if without:
+        (folder / without).unlink()
+    run = client.create_run(registry.experiment_id)
+    logged = client.get_run(v1.run_id).data.metrics
+    client.log_batch(run.info.run_id, metrics=[Metric(k, v, 0, 0) for k, v in logged.items()])
+    client.log_artifacts(run.info.run_id, str(folder))
+    client.set_terminated(run.info.run_id)
+    version = client.create_model_version(MODEL_NAME, source or str(v1.source), run.info.run_id)
+    client.set_registered_model_alias(MODEL_NAME, Role.CHAMPION, version.version)
+    return int(version.version)
+
+
 def test_the_estimate_reads_the_served_prices_and_the_compiled_error_model_not_the_models(
-    database_url: str,
-    champion_registry: Registry,
-    dataset: Dataset,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path
 ) -> None:
+    """The champion's model cannot be loaded at all (its source is an empty folder): the estimate
+    needs only the prices logged with the rows and the compiled error model."""
     import services.monitor.run as monitor_run
     from services.common.error_model import CompiledErrorModel
 
-    def unloadable(version: int) -> Any:
-        raise AssertionError(f"the estimate loaded model version {version}")
-
-    monkeypatch.setattr(monitor_run, "load_predictor", unloadable)
     x = dataset.x_holdout
-    _log(database_url, x, _db_now(database_url), predictions=_served(champion_registry, x))
+    served = _served(champion_registry, x)
+    (tmp_path / "no-model").mkdir()
+    version = _register_copy_of_v1(
+        champion_registry, tmp_path / "artifacts", source=(tmp_path / "no-model").as_uri()
+    )
+    with pytest.raises(monitor_run.MonitorFailed, match=f"cannot load model version {version}"):
+        monitor_run.load_predictor(version)
+    _log(database_url, x, _db_now(database_url), predictions=served, model_version=version)
     parts = _parts(_settings(database_url, tmp_path), champion_registry, [])
     champion = monitor_run._read_champion(parts)
     assert champion is not None and isinstance(champion.error_model, CompiledErrorModel)
@@ -328,25 +349,23 @@ def test_the_estimate_reads_the_served_prices_and_the_compiled_error_model_not_t
 
 
 def test_a_version_without_the_compiled_error_model_is_estimated_with_its_regressor(
-    database_url: str,
-    champion_registry: Registry,
-    dataset: Dataset,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path
 ) -> None:
     """Versions registered before the compiled form: the pickled regressor, the same estimate, said."""
     import services.monitor.run as monitor_run
     from services.common.error_model import ErrorModel
+    from services.common.registry import ERROR_MODEL_COMPILED_ARTIFACT
 
     x = dataset.x_holdout
     served = _served(champion_registry, x)
     parts = _parts(_settings(database_url, tmp_path), champion_registry, [])
     compiled_champion = monitor_run._read_champion(parts)
-    # As if registered before the trainer compiled it (the session's store is shared: nothing is deleted).
-    monkeypatch.setattr(monitor_run, "ERROR_MODEL_COMPILED_ARTIFACT", "error_model/absent.tl")
+    version = _register_copy_of_v1(
+        champion_registry, tmp_path / "artifacts", without=ERROR_MODEL_COMPILED_ARTIFACT
+    )
     champion = monitor_run._read_champion(parts)
     note = (
-        "champion v1 has no compiled error model (registered before it existed):"
+        f"champion v{version} has no compiled error model (registered before it existed):"
         " estimating with its scikit-learn regressor"
     )
     assert champion is not None and champion.error_model_note == note
@@ -356,7 +375,7 @@ def test_a_version_without_the_compiled_error_model_is_estimated_with_its_regres
     assert expected is not None
     assert compiled_champion.error_model.estimate_mae(x, served) == pytest.approx(expected, abs=1e-6)
 
-    _log(database_url, x, _db_now(database_url), predictions=served)
+    _log(database_url, x, _db_now(database_url), predictions=served, model_version=version)
     summary = run_monitor(parts)
     assert summary.estimated_mae is not None and summary.details["estimate"]["note"] == note
 
