@@ -42,8 +42,11 @@ class ReportPruning:
     files: list[str] = field(default_factory=list)
 
 
-def prune_monitor_runs(client: MlflowClient, experiment_id: str, before: datetime) -> ReportPruning:
-    """Delete the monitor runs of ``experiment_id`` that started before ``before``, artifacts first."""
+def prune_monitor_runs(
+    client: MlflowClient, experiment_id: str, before: datetime, *, page_size: int = PAGE
+) -> ReportPruning:
+    """Delete the monitor runs of ``experiment_id`` that started before ``before``, artifacts first
+    (listed ``page_size`` runs a request)."""
     done = ReportPruning()
     query = f"{MONITOR_RUNS} AND attributes.start_time < {int(before.timestamp() * 1000)}"
     # List every page first, then delete: deleting while paging would shift the pages under us, and
@@ -52,7 +55,11 @@ def prune_monitor_runs(client: MlflowClient, experiment_id: str, before: datetim
     token: str | None = None
     while True:
         page = client.search_runs(
-            [experiment_id], query, run_view_type=ViewType.ACTIVE_ONLY, max_results=PAGE, page_token=token
+            [experiment_id],
+            query,
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=page_size,
+            page_token=token,
         )
         runs.extend(page)
         token = page.token

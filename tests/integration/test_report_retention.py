@@ -68,18 +68,17 @@ def test_old_monitor_runs_go_with_their_artifacts_and_the_rest_stays(
     assert again.runs == [] and again.kept == {}
 
 
-def test_more_runs_than_a_page_are_all_pruned(
-    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(report_retention, "PAGE", 2)
+def test_more_runs_than_a_page_are_all_pruned(registry: Registry, tmp_path: Path) -> None:
     old = [_run(registry, tmp_path, days_old=20 + i, kind="monitor") for i in range(5)]
-    done = prune_monitor_runs(registry.client, registry.experiment_id, NOW - timedelta(days=14))
+    done = prune_monitor_runs(registry.client, registry.experiment_id, NOW - timedelta(days=14), page_size=2)
     assert sorted(done.runs) == sorted(old)
 
 
 def test_a_run_whose_artifacts_cannot_be_deleted_is_kept_for_the_next_pass(
     registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A store that refuses a delete (an object store's policy, say) cannot run here: the artifact
+    repository of one run is replaced by one whose delete raises OSError."""
     stuck, fine = (_run(registry, tmp_path, days_old=20, kind="monitor") for _ in range(2))
     stuck_uri = registry.client.get_run(stuck).info.artifact_uri
     real = report_retention.get_artifact_repository
@@ -90,8 +89,8 @@ def test_a_run_whose_artifacts_cannot_be_deleted_is_kept_for_the_next_pass(
         return real(uri)
 
     monkeypatch.setattr(report_retention, "get_artifact_repository", failing_store)
-    monkeypatch.setattr(report_retention, "PAGE", 1)  # the stuck run fills a page: the pass must end
-    done = prune_monitor_runs(registry.client, registry.experiment_id, NOW - timedelta(days=14))
+    # One run a page: the stuck run fills a page, and the pass must still end.
+    done = prune_monitor_runs(registry.client, registry.experiment_id, NOW - timedelta(days=14), page_size=1)
     assert done.runs == [fine]
     assert list(done.kept) == [stuck] and "refused" in done.kept[stuck]
     assert _stage(registry, stuck) == "active" and (_artifacts(registry, stuck) / "monitor").is_dir()
