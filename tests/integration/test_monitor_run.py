@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -688,32 +686,12 @@ def test_json_over_an_http_tracking_server_is_the_document_alone(
     """As in the cluster: the monitor talks to an ``mlflow server``. MLflow prints a run's URL to
     stdout when it ends one over HTTP; `housing monitor --json` must still print only its document,
     also on a run that logs its report to MLflow."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server_log = (tmp_path / "mlflow-server.log").open("w")
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "mlflow", "server", "--backend-store-uri", champion_registry.uri),
-            *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
-        ],
-        stdout=server_log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while not _answers(f"{url}/health"):
-            assert server.poll() is None and time.monotonic() < deadline, (
-                tmp_path / "mlflow-server.log"
-            ).read_text()
-            time.sleep(0.5)
+    from benchmarks.monitor_process import Stack, tracking_server
+
+    with tracking_server(Stack(database_url, champion_registry.uri, tmp_path)) as over_http:
         _log(database_url, _shifted(dataset), _db_now(database_url))
         env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "MLFLOW_TRACKING_URI": url,
-            "HOUSING_HOME": str(tmp_path),
+            **over_http.environment(),
             "RETRAIN_ON": "live_degradation",  # drift alerts only: no trainer in this test
             "DRIFT_SAMPLE_ROWS": "1000",
         }
@@ -724,22 +702,10 @@ def test_json_over_an_http_tracking_server_is_the_document_alone(
             text=True,
             timeout=180,
         )
-        assert done.returncode == 0, done.stderr
-        summary = json.loads(done.stdout)  # the whole of stdout is the document
-        assert summary["status"] == RunStatus.DRIFT and summary["report_path"], summary
-        runs = champion_registry.client.search_runs(
-            [champion_registry.experiment_id], "tags.`housing.kind` = 'monitor'"
-        )
-        assert [r.data.tags["housing.drift_report"] for r in runs] == [str(summary["report_id"])]
-    finally:
-        server.terminate()
-        server.wait(30)
-        server_log.close()
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)  # the whole of stdout is the document
+    assert summary["status"] == RunStatus.DRIFT and summary["report_path"], summary
+    runs = champion_registry.client.search_runs(
+        [champion_registry.experiment_id], "tags.`housing.kind` = 'monitor'"
+    )
+    assert [r.data.tags["housing.drift_report"] for r in runs] == [str(summary["report_id"])]
