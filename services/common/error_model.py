@@ -3,9 +3,11 @@
 Direct loss estimation: a second model learns each row's absolute error from its features and the
 model's prediction. It is fitted on errors the model made on rows it did not see (out-of-fold
 predictions over the training rows), never on the reference holdout: the holdout, and production
-traffic replaying it, is where the estimate is judged. Squared loss estimates the *mean* absolute error
-per row, which is what an MAE averages; an absolute loss would estimate its median and come out low
-(~20% on this data set's holdout subsets).
+traffic replaying it, is where the estimate is judged. The folds are grouped by the row's feature values
+(:func:`grouped_folds`): labelled production rows can replay base or holdout rows, and a duplicate on
+both sides of a fold would be predicted by a model that trained on its twin, an error too small.
+Squared loss estimates the *mean* absolute error per row, which is what an MAE averages; an absolute
+loss would estimate its median and come out low (~20% on this data set's holdout subsets).
 
 The trainer fits one per registered version and stores it as an artifact of the version's run, with
 its trees compiled by treelite (``services/common/compiled.py``) when they predict the same errors; the
@@ -54,6 +56,8 @@ class ErrorEstimator(Protocol):
 
     def estimate_mae(self, x: Matrix, predictions: Vector) -> float | None: ...
 
+    def row_errors(self, x: Matrix, predictions: Vector) -> Vector: ...
+
 
 def _mean_error(row_errors: Vector) -> float | None:
     """The mean of the per-row errors; None for no rows or a non-finite figure."""
@@ -96,17 +100,35 @@ class CompiledErrorModel:
         return _mean_error(self.row_errors(x, predictions)) if len(x) else None
 
 
+def grouped_folds(x: Matrix, folds: int, seed: int = 0) -> npt.NDArray[np.intp]:
+    """Each row's fold in ``0..folds-1``, rows with identical feature values always in the same fold.
+
+    The distinct rows are shuffled (``seed``) and dealt to the folds in turn, so each fold holds about
+    as many distinct rows as the others. Raises ValueError with fewer distinct rows than folds.
+    """
+    _, group = np.unique(np.asarray(x, dtype=np.float64), axis=0, return_inverse=True)
+    group = np.asarray(group, dtype=np.intp).reshape(-1)
+    groups = int(group.max()) + 1 if len(group) else 0
+    if groups < folds:
+        raise ValueError(f"{groups} distinct feature rows cannot fill {folds} folds; set fewer folds")
+    fold_of_group = np.empty(groups, dtype=np.intp)
+    fold_of_group[np.random.default_rng(seed).permutation(groups)] = np.arange(groups) % folds
+    return fold_of_group[group]
+
+
 def fit_error_model(
     x: Matrix, y: Vector, fit: Fitter, *, weights: Vector | None = None, folds: int = 5, seed: int = 0
 ) -> ErrorModel:
-    """Fit the error model on ``folds``-fold out-of-fold absolute errors of ``fit``'s model over (x, y)."""
+    """Fit the error model on ``folds``-fold out-of-fold absolute errors of ``fit``'s model over (x, y);
+    the folds are :func:`grouped_folds` (a duplicate row is never predicted by a model that saw it)."""
     from sklearn.ensemble import HistGradientBoostingRegressor
-    from sklearn.model_selection import KFold
 
     if folds < 2:
         raise ValueError(f"an error model needs at least 2 folds, not {folds}")
     oof = np.empty(len(y), dtype=np.float64)
-    for train, held in KFold(folds, shuffle=True, random_state=seed).split(x):
+    fold = grouped_folds(x, folds, seed)
+    for k in range(folds):
+        held, train = fold == k, fold != k
         predict = fit(x[train], y[train], None if weights is None else weights[train])
         oof[held] = predict(x[held])
     errors = np.abs(y - oof)

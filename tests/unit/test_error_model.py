@@ -108,3 +108,43 @@ def test_its_compiled_trees_estimate_what_the_regressor_does(tmp_path: Path) -> 
         error_model.estimate_mae(new_x, predictions), abs=compiled.PARITY_TOLERANCE
     )
     assert trees.estimate_mae(new_x[:0], predictions[:0]) is None
+
+
+def test_grouped_folds_never_split_duplicate_rows() -> None:
+    """Production rows replay base and holdout rows: every copy of a row lands in one fold."""
+    from services.common.error_model import grouped_folds
+
+    rng = np.random.default_rng(7)
+    distinct, _ = world(400, rng)
+    x = distinct[rng.integers(0, len(distinct), size=3000)]  # ~7 copies of each row, in any order
+    fold = grouped_folds(x, 5, seed=1)
+    _, group = np.unique(x, axis=0, return_inverse=True)
+    folds_per_group = {g: set(fold[group.reshape(-1) == g]) for g in np.unique(group)}
+    assert all(len(found) == 1 for found in folds_per_group.values())
+    assert sorted(np.unique(fold)) == [0, 1, 2, 3, 4]
+    assert np.bincount(fold).min() > 0.12 * len(x)  # dealt evenly by distinct row
+    assert not np.array_equal(fold, grouped_folds(x, 5, seed=2))  # the seed shuffles
+    with pytest.raises(ValueError, match="fewer folds"):
+        grouped_folds(x[:3], 5)
+
+
+def test_the_error_model_never_predicts_a_row_whose_twin_it_trained_on() -> None:
+    """Honest out-of-fold errors with duplicates: no held row has a copy in its fold's training rows."""
+    rng = np.random.default_rng(8)
+    distinct, prices = world(600, rng)
+    pick = rng.integers(0, len(distinct), size=2400)
+    x, y = distinct[pick], prices[pick]
+    straddled: list[int] = []
+
+    def recording(train_x: Array, train_y: Array, weights: Array | None) -> Callable[[Array], Array]:
+        seen = {row.tobytes() for row in train_x}
+        predict = linear(train_x, train_y, weights)
+
+        def checked(rows: Array) -> Array:
+            straddled.append(sum(row.tobytes() in seen for row in rows))
+            return predict(rows)
+
+        return checked
+
+    fit_error_model(x, y, recording, folds=5)
+    assert straddled == [0] * 5
