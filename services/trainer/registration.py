@@ -22,6 +22,12 @@ from sklearn.pipeline import Pipeline
 
 from services.common import compiled
 from services.common.error_model import CompiledErrorModel, ErrorModel, save_error_model
+from services.common.estimate_band import (
+    TAG_ESTIMATE_BAND,
+    TAG_ESTIMATE_BAND_SKIPPED,
+    EstimateBand,
+    measure_band,
+)
 from services.common.features import EXAMPLE, FEATURE_NAMES, TARGET
 from services.common.finite import NON_FINITE, finite_document
 from services.common.profile import ReferenceProfile
@@ -77,6 +83,8 @@ class TrainingRecord:
     profile: ReferenceProfile
     undefined: dict[str, str] = field(default_factory=dict)  # metric name → why it is not in ``metrics``
     error_model: ErrorModel | None = None  # None: ERROR_MODEL_FOLDS=0, the monitor makes no estimate
+    estimate_band: EstimateBand | None = None  # see estimate_band(); None: why in estimate_band_skipped
+    estimate_band_skipped: str | None = None
 
 
 def run_figures(record: TrainingRecord) -> tuple[dict[str, float], dict[str, str]]:
@@ -139,8 +147,53 @@ def register_candidate(client: MlflowClient, experiment_id: str, record: Trainin
         runtime = _log_compiled(record.model)
     if runtime is not None:
         client.set_model_version_tag(MODEL_NAME, str(version), compiled.TAG_COMPILED, runtime)
+    _tag_estimate_band(client, version, record)
     client.set_registered_model_alias(MODEL_NAME, Role.CHALLENGER, str(version))
     return version, run.info.run_id
+
+
+def estimate_band(
+    model: Pipeline,
+    error_model: ErrorModel,
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    *,
+    reference: str,
+    chunk_rows: int,
+) -> EstimateBand:
+    """The label-free estimate's band (services/common/estimate_band.py) on reference rows (x, y) that
+    neither the model nor its error model trained on, in chunks of ``chunk_rows`` (DRIFT_MIN_ROWS).
+
+    The trainer passes the rows the reference profile describes: the gate's newest labelled rows when
+    there are enough of them (a retrain after a shift is judged in the shifted world), else the
+    reference holdout. Not the out-of-fold rows: the error model was fitted on them, so its estimate
+    there is in-sample (its mean is the out-of-fold MAE by construction, its spread too wide), and
+    their predictions come from fold models, not from the model the monitor watches. Raises ValueError
+    (no rows, a non-finite error).
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        predictions = np.asarray(model.predict(x), dtype=np.float64)
+    return measure_band(
+        error_model.row_errors(x, predictions),
+        np.abs(predictions - np.asarray(y, dtype=np.float64)),
+        chunk_rows=chunk_rows,
+        reference=reference,
+    )
+
+
+def _tag_estimate_band(client: MlflowClient, version: int, record: TrainingRecord) -> None:
+    """The band as the version's ``estimate.band`` tag, or why there is none (the monitor then keeps the
+    old rule: the estimate against the holdout MAE by ESTIMATED_MAE_TOLERANCE)."""
+    if record.estimate_band is not None:
+        client.set_model_version_tag(
+            MODEL_NAME, str(version), TAG_ESTIMATE_BAND, record.estimate_band.to_tag()
+        )
+    elif record.estimate_band_skipped:
+        client.set_model_version_tag(
+            MODEL_NAME, str(version), TAG_ESTIMATE_BAND_SKIPPED, record.estimate_band_skipped
+        )
 
 
 def _log_compiled_error_model(record: TrainingRecord, folder: Path) -> None:

@@ -40,6 +40,15 @@ class TrainerSettings(CommonSettings):
         description="Folds of the out-of-fold errors the error model (the monitor's label-free MAE estimate) "
         "is fitted on; 0 registers versions without one.",
     )
+    # The monitor's setting of the same name (same default): the trainer needs it for the estimate's band,
+    # measured at registration on chunks of this many reference rows, the smallest window the monitor
+    # judges. The chart passes monitor.driftMinRows to both.
+    drift_min_rows: int = Field(
+        default=500,
+        ge=1,
+        description="Rows per reference chunk of the label-free estimate's band (the monitor's smallest "
+        "judged window; the same variable as the monitor's).",
+    )
     gate_min_recent_rows: int = Field(
         default=200, ge=1, description="Recent labelled rows needed before they decide the gate."
     )

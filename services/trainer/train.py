@@ -26,7 +26,7 @@ from services.trainer.evaluate import evaluate
 from services.trainer.labelled import fetch_labelled
 from services.trainer.lifecycle import GateResult, gate_version
 from services.trainer.model import fit_model
-from services.trainer.registration import TrainingRecord, register_candidate
+from services.trainer.registration import TrainingRecord, estimate_band, register_candidate
 from services.trainer.settings import TrainerSettings
 
 # The reference profile is the world the model was validated for: the newest labelled rows (the gate's
@@ -113,6 +113,22 @@ def run_training(
         stages.say(f"R² {_shown(holdout.r2)}, MAE {_shown(holdout.mae)}", end=" ")
 
     with stages.stage("registering in MLflow"):
+        recent_reference = len(newest) >= PROFILE_MIN_RECENT_ROWS
+        band, band_skipped = None, None
+        if error_model is None:
+            band_skipped = "no error model (ERROR_MODEL_FOLDS=0): no estimate, no band"
+        else:
+            try:
+                band = estimate_band(
+                    model,
+                    error_model,
+                    newest.x if recent_reference else dataset.x_holdout,
+                    newest.y if recent_reference else dataset.y_holdout,
+                    reference="recent" if recent_reference else "holdout",
+                    chunk_rows=settings.drift_min_rows,
+                )
+            except ValueError as error:
+                band_skipped = f"no band: {error}"
         record = TrainingRecord(
             model=model,
             x_train=x,
@@ -123,14 +139,16 @@ def run_training(
             labelled_until=older.at[-1] if len(older) else None,
             metrics=metrics,
             undefined=undefined,
-            profile=build_profile(newest.x if len(newest) >= PROFILE_MIN_RECENT_ROWS else x),
+            profile=build_profile(newest.x if recent_reference else x),
             error_model=error_model,
+            estimate_band=band,
+            estimate_band_skipped=band_skipped,
         )
         version, run_id = register_candidate(client, experiment_id, record)
         with connect(database_url) as conn:
-            record_event(
-                conn, ModelEvent.REGISTERED, version, actor=actor, figures={**metrics, "undefined": undefined}
-            )
+            figures: dict[str, Any] = {**metrics, "undefined": undefined}
+            figures["estimate_band"] = band.as_dict() if band is not None else band_skipped
+            record_event(conn, ModelEvent.REGISTERED, version, actor=actor, figures=figures)
         stages.say(f"version {version}", end=" ")
 
     gate = None

@@ -114,6 +114,9 @@ def test_stamped_trainer_job_is_a_valid_job(
     (container,) = spec["containers"]
     assert container["command"] == ["housing", "train"]
     assert "/cali-housing-trainer:" in container["image"]
+    # The estimate's band is measured in chunks of the monitor's smallest window: one value for both.
+    monitor = pod_spec(rendered["prod"].one("CronJob", "-monitor"))["containers"][0]
+    assert env_of(container)["DRIFT_MIN_ROWS"] == env_of(monitor)["DRIFT_MIN_ROWS"]
 
 
 def test_trainer_template_has_no_argo_tracking(rendered: dict[str, Rendered]) -> None:

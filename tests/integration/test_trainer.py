@@ -20,6 +20,7 @@ from services.common import compiled
 from services.common.database import connect
 from services.common.dataset import Dataset
 from services.common.error_model import load_error_model
+from services.common.estimate_band import TAG_ESTIMATE_BAND, EstimateBand
 from services.common.features import FEATURE_COLUMNS, FEATURE_NAMES
 from services.common.profile import ReferenceProfile, build_profile
 from services.common.registry import (
@@ -113,6 +114,14 @@ def test_first_training_registers_a_champion_that_reaches_the_bar(
     assert run.data.metrics[METRIC_ERROR_MODEL_OOF_MAE] == pytest.approx(error_model.out_of_fold_mae)
     estimated = error_model.estimate_mae(dataset.x_holdout, model.predict(dataset.x_holdout))
     assert estimated == pytest.approx(run.data.metrics["holdout_mae"], rel=0.10)
+
+    # The estimate's band: its spread over chunks of DRIFT_MIN_ROWS holdout rows, the realized MAE beside.
+    band = EstimateBand.from_tag(version.tags[TAG_ESTIMATE_BAND])
+    assert (band.reference, band.reference_rows) == ("holdout", len(dataset.y_holdout))
+    assert band.chunk_rows == TrainerSettings().drift_min_rows and band.chunks >= 100
+    assert band.realized_mean == pytest.approx(run.data.metrics["holdout_mae"], rel=0.02)
+    assert band.mean == pytest.approx(estimated, rel=0.02)
+    assert 0 < band.lower < band.mean < band.upper < band.mean * 1.15
 
 
 def test_gate_rejects_a_dummy_and_a_nan_model(
@@ -209,6 +218,17 @@ def test_retraining_on_shifted_prices_moves_predictions_that_way(
     run_id = client.get_model_version("cali-housing", str(summary.version)).run_id
     profile_path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=PROFILE_ARTIFACT)
     assert ReferenceProfile.load(Path(profile_path)).rows == 900
+    # ... and so is the estimate's band, recorded with the version and in its registered event.
+    band = EstimateBand.from_tag(
+        client.get_model_version("cali-housing", str(summary.version)).tags[TAG_ESTIMATE_BAND]
+    )
+    assert (band.reference, band.reference_rows) == ("recent", 900)
+    with connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT figures FROM model_events WHERE event = 'registered' AND model_version = %s",
+            (summary.version,),
+        ).fetchone()
+    assert row is not None and row[0]["estimate_band"]["upper"] == pytest.approx(band.upper)
     # The holdout rows the candidate learned from are not used to judge it.
     assert gate.candidate.holdout is not None and gate.candidate.holdout.rows == len(dataset.y_holdout) - 2100
 

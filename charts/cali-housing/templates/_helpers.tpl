@@ -306,6 +306,9 @@ spec:
           command: ["housing", "train"]
           env:
             {{- include "cali-housing.commonEnv" . | nindent 12 }}
+            # The monitor's smallest window: the trainer measures the estimate's band in chunks of it.
+            - name: DRIFT_MIN_ROWS
+              value: {{ .Values.monitor.driftMinRows | quote }}
             {{- include "cali-housing.envMap" .Values.trainer.env | nindent 12 }}
           resources:
             {{- toYaml .Values.trainer.resources | nindent 12 }}
