@@ -60,6 +60,9 @@ class Trigger(StrEnum):
     # rows: alerted, never rolled back on (a rollback needs labels).
     ESTIMATED_REGRESSION = "estimated_regression"
     TRAINER_FAILED = "trainer_failed"  # the newest finished trainer failed
+    # Where the window has labels: realized ÷ estimated MAE on the same rows left [0.9, 1.1] (the prices
+    # moved with the features unchanged: the estimate cannot see it). Alerted, never a launch by itself.
+    CONCEPT_SHIFT = "concept_shift"
 
 
 class Action(StrEnum):
@@ -80,6 +83,7 @@ class AlertKind(StrEnum):
     LIVE_ERROR = "live_error"  # an episode
     ESTIMATED_DEGRADATION = "estimated_degradation"  # an episode
     ESTIMATED_REGRESSION = "estimated_regression"  # an episode
+    CONCEPT_SHIFT = "concept_shift"  # an episode
     LAUNCH_FAILED = "launch_failed"  # an episode
     TRAINER_FAILED = "trainer_failed"  # an episode per failed trainer
     ROLLED_BACK = "rolled_back"  # an event: alerted every time
