@@ -57,8 +57,9 @@ class MonitorSettings(CommonSettings):
     estimated_mae_tolerance: float = Field(
         default=0.20,
         ge=0,
-        description="Degraded (trigger estimated_degradation) when the label-free MAE estimate of a window "
-        "with DRIFT_MIN_ROWS rows exceeds the champion's holdout MAE by this fraction.",
+        description="For a champion registered without an estimate band (estimate.band tag) only: degraded "
+        "(trigger estimated_degradation) when the label-free MAE estimate of a window with DRIFT_MIN_ROWS "
+        "rows exceeds its holdout MAE by this fraction. With a band, the band decides.",
     )
     retrain_on: str = Field(
         default="drift,estimated_degradation,live_degradation",
