@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -91,6 +92,17 @@ class EstimateBand:
         if not all(math.isfinite(value) and value >= 0 for value in figures) or band.chunks < 2:
             raise ValueError(f"the {TAG_ESTIMATE_BAND} tag holds a figure that is not finite: retrain")
         return band
+
+
+def band_of(tags: Mapping[str, str]) -> tuple[EstimateBand | None, str | None]:
+    """A version's band from its tags, or None and why (the monitor then keeps the old rule)."""
+    if TAG_ESTIMATE_BAND not in tags:
+        why = tags.get(TAG_ESTIMATE_BAND_SKIPPED) or "registered before the band existed"
+        return None, f"no estimate band ({why}): the estimate is judged by ESTIMATED_MAE_TOLERANCE"
+    try:
+        return EstimateBand.from_tag(tags[TAG_ESTIMATE_BAND]), None
+    except ValueError as error:
+        return None, f"{error}; the estimate is judged by ESTIMATED_MAE_TOLERANCE"
 
 
 def measure_band(

@@ -109,14 +109,33 @@ def alert_text(summary: RunSummary, settings: MonitorSettings, kinds: list[Alert
             f" vs {summary.reference_mae or math.nan:.3f} at training"
         )
     if summary.estimated_mae is not None:
+        lines.append(_estimate_line(summary))
+    concept = summary.details.get("concept")
+    if isinstance(concept, dict) and summary.realized_to_estimated is not None:
         lines.append(
-            f"estimated MAE {summary.estimated_mae:.3f} without labels"
-            f" vs {summary.reference_mae or math.nan:.3f} at training"
+            f"realized ÷ estimated MAE {summary.realized_to_estimated:.2f} on {concept['rows']} labelled rows"
+            + (
+                ": a concept shift (prices moved with the features unchanged)"
+                if AlertKind.CONCEPT_SHIFT in kinds
+                else ""
+            )
         )
     if summary.trainer is not None and summary.trainer.failed:
         lines.append(f"the last trainer failed: {summary.trainer.trainer} ({summary.trainer.reason})")
     lines.append(f"action: {summary.action}" + (f" ({summary.detail})" if summary.detail else ""))
     return "\n".join(lines)
+
+
+def _estimate_line(summary: RunSummary) -> str:
+    """The estimate with its SE, against the champion's band (or the training MAE without one)."""
+    assert summary.estimated_mae is not None
+    se = f" (SE {summary.estimate_se:.3f})" if summary.estimate_se is not None else ""
+    band = summary.details.get("estimate", {}).get("band")
+    if isinstance(band, dict):
+        against = f"its band [{band['lower']:.3f}, {band['upper']:.3f}]"
+    else:
+        against = f"{summary.reference_mae or math.nan:.3f} at training"
+    return f"estimated MAE {summary.estimated_mae:.3f}{se} without labels vs {against}"
 
 
 def due_alerts(
@@ -138,6 +157,7 @@ def due_alerts(
             (AlertKind.LIVE_ERROR, verdict.live_degraded),
             (AlertKind.ESTIMATED_DEGRADATION, verdict.estimated_degraded),
             (AlertKind.ESTIMATED_REGRESSION, verdict.estimated_regression),
+            (AlertKind.CONCEPT_SHIFT, verdict.concept_shift),
             (AlertKind.LAUNCH_FAILED, summary.action == Action.LAUNCH_FAILED),
         ):
             if observe(conn, kind, active, now).due(now, cooldown):

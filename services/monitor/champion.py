@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from services.common import compiled
 from services.common.database import first_line
 from services.common.error_model import CompiledErrorModel, ErrorEstimator, load_error_model
+from services.common.estimate_band import EstimateBand, band_of
 from services.common.profile import ReferenceProfile
 from services.common.registry import (
     ERROR_MODEL_ARTIFACT,
@@ -44,6 +45,8 @@ class Champion:
     error_model: ErrorEstimator | None  # None: registered without one (no estimate), or unreadable
     error_model_note: str | None = None  # why there is no estimate, or that it comes from scikit-learn
     run_id: str = ""  # the MLflow run that trained it (its tags say which labelled rows it saw)
+    estimate_band: EstimateBand | None = None  # the estimate's band (tag estimate.band)
+    estimate_band_note: str | None = None  # why there is none: the old rule judges the estimate
 
 
 class ChampionUnreadable(MonitorFailed):
@@ -92,6 +95,7 @@ def read_champion(client: MlflowClient) -> Champion | None:
         )
         raise ChampionUnreadable(message, version) from error
     error_model, note = load_version_error_model(client, figures.run_id, version)
+    band, band_note = band_of(champion_mv.tags or {})
     return Champion(
         version,
         figures.metrics.get(METRIC_HOLDOUT_MAE),
@@ -100,6 +104,8 @@ def read_champion(client: MlflowClient) -> Champion | None:
         error_model,
         note,
         figures.run_id,
+        band,
+        band_note,
     )
 
 

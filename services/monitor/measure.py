@@ -23,6 +23,7 @@ from services.common.registry import RegistryError, get_version
 from services.common.vocabulary import Action
 from services.monitor.champion import Champion, load_predictor, load_version_error_model
 from services.monitor.column_drift import DriftTests, drift_tests
+from services.monitor.concept import ConceptFigures, measure_concept, standard_error
 from services.monitor.decide.rule import Measured
 from services.monitor.evidently_drift import EvidentlyResult, run_drift_preset
 from services.monitor.histograms import WindowCounts, window_counts
@@ -93,6 +94,7 @@ def measure(
     with stages.stage("live and estimated error, rollback check"), timed(timings, "live_error"):
         estimated_rows = estimate(champion, sample, summary)
         rollback, previous_estimate = _errors(parts, conn, champion, sample, summary)
+        figures = concept(conn, champion, summary)
     measured = Measured(
         rows=counts.rows,
         psi=summary.psi,
@@ -102,6 +104,9 @@ def measure(
         reference_mae=champion.reference_mae,
         estimated_mae=summary.estimated_mae,
         estimated_rows=estimated_rows,
+        estimate_se=summary.estimate_se,
+        estimate_band=champion.estimate_band,
+        concept=figures,
         rollback=rollback,
         previous_estimated_mae=previous_estimate,
         trainer=summary.trainer,
@@ -227,11 +232,32 @@ def estimate(champion: Champion, sample: WindowSample | None, summary: RunSummar
     if len(x) == 0:
         summary.details["estimate"] = f"no sampled row was served by v{champion.version}: no estimate"
         return 0
+    row_errors = champion.error_model.row_errors(x, served)
     summary.estimated_mae = champion.error_model.estimate_mae(x, served)
-    summary.details["estimate"] = {"rows": len(x), "estimated_mae": summary.estimated_mae}
+    summary.estimate_se = standard_error(row_errors) if summary.estimated_mae is not None else None
+    summary.details["estimate"] = {
+        "rows": len(x),
+        "estimated_mae": summary.estimated_mae,
+        "standard_error": summary.estimate_se,
+        "band": champion.estimate_band.as_dict() if champion.estimate_band else champion.estimate_band_note,
+    }
     if champion.error_model_note:
         summary.details["estimate"]["note"] = champion.error_model_note
     return len(x)
+
+
+def concept(conn: psycopg.Connection, champion: Champion, summary: RunSummary) -> ConceptFigures | None:
+    """Realized beside estimated on the window's labelled champion rows (``details.concept``)."""
+    if champion.error_model is None or summary.labelled_rows == 0:
+        return None
+    assert summary.window_start is not None and summary.window_end is not None
+    figures = measure_concept(
+        conn, champion.version, champion.error_model, summary.window_start, summary.window_end
+    )
+    if figures is not None:
+        summary.realized_to_estimated = figures.ratio
+        summary.details["concept"] = figures.as_dict()
+    return figures
 
 
 def estimate_previous(

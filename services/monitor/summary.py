@@ -38,6 +38,8 @@ class RunSummary:
     live_mae: float | None = None
     reference_mae: float | None = None
     estimated_mae: float | None = None  # label-free, from the champion's error model
+    estimate_se: float | None = None  # its standard error (SD of the per-row estimated errors / √n)
+    realized_to_estimated: float | None = None  # on the window's labelled rows (details.concept)
     trainer: TrainerOutcome | None = None
     trainer_checked: bool = False  # the launcher could look at its trainers this run
     triggers: list[Trigger] = field(default_factory=list)
@@ -63,6 +65,8 @@ class RunSummary:
             "live_mae": self.live_mae,
             "reference_mae": self.reference_mae,
             "estimated_mae": self.estimated_mae,
+            "estimate_se": self.estimate_se,
+            "realized_to_estimated": self.realized_to_estimated,
             "trainer": self.trainer.as_dict() if self.trainer else None,
             "triggers": self.triggers,
             "action": self.action,

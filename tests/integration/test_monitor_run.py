@@ -21,6 +21,7 @@ import pytest
 
 from benchmarks.monitor_data import insert_predictions
 from services.common.dataset import Dataset
+from services.common.estimate_band import TAG_ESTIMATE_BAND, EstimateBand
 from services.common.progress import Stages
 from services.common.registry import MODEL_NAME, TAG_DECISION, current_aliases
 from services.common.vocabulary import Action, AlertKind, GateDecision, ModelEvent, Role, RunStatus, Trigger
@@ -254,43 +255,100 @@ def test_each_failed_trainer_is_alerted_once_recorded_and_does_not_block_the_nex
     )
 
 
-def _top_income(dataset: Dataset) -> np.ndarray:
-    """Real districts the model errs more on: the holdout's top 40% by income (in range, no labels)."""
+def _top_income(dataset: Dataset, share: float = 0.4) -> np.ndarray:
+    """Real districts the model errs more on: the holdout's top ``share`` by income (in range, no labels)."""
     income = dataset.x_holdout[:, 0]
-    return dataset.x_holdout[income >= np.quantile(income, 0.6)]
+    return dataset.x_holdout[income >= np.quantile(income, 1 - share)]
 
 
-def test_an_estimated_degradation_launches_the_trainer_before_any_label(
+def test_an_estimate_above_its_band_is_an_estimated_degradation_before_any_label(
     database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path, receivers: Any
 ) -> None:
     webhook, _ = receivers
     # Drift cannot fire here: only the label-free estimate can speak.
-    quiet = {"psi_threshold": 100.0, "drift_share_threshold": 1.0, "estimated_mae_tolerance": 0.05}
+    quiet = {"psi_threshold": 100.0, "drift_share_threshold": 1.0}
     settings = _settings(database_url, tmp_path, **quiet)
     parts = _parts(settings, champion_registry, [WebhookChannel(webhook.url, 0.5)])
+    band = EstimateBand.from_tag(
+        champion_registry.client.get_model_version(MODEL_NAME, "1").tags[TAG_ESTIMATE_BAND]
+    )
     try:
-        top = _top_income(dataset)
+        top = _top_income(dataset, 0.2)  # the estimate ~0.358 against the band's upper edge ~0.330
         _log(database_url, top, _db_now(database_url), predictions=_served(champion_registry, top))
         summary = run_monitor(parts)
         assert summary.labelled_rows == 0 and summary.live_mae is None
-        assert summary.estimated_mae is not None and summary.reference_mae is not None
-        assert summary.estimated_mae > summary.reference_mae * 1.05
+        assert summary.estimated_mae is not None and summary.estimated_mae > band.upper
+        assert summary.estimate_se is not None and 0 < summary.estimate_se < 0.02
         assert summary.triggers == [Trigger.ESTIMATED_DEGRADATION]
         assert (summary.status, summary.action) == (RunStatus.DEGRADED, Action.TRAINER_LAUNCHED)
+        assert summary.details["estimate"]["band"] == band.as_dict()
+        assert any(
+            f"(SE {summary.estimate_se:.3f}) on {len(top)} rows without labels is above its band "
+            f"[{band.lower:.3f}, {band.upper:.3f}]" in reason
+            for reason in summary.details["reasons"]
+        ), summary.details["reasons"]
         assert summary.alerted and webhook.posts[-1][1]["kind"] == AlertKind.ESTIMATED_DEGRADATION
-        assert "estimated MAE" in webhook.posts[-1][1]["text"]
+        assert f"vs its band [{band.lower:.3f}, {band.upper:.3f}]" in webhook.posts[-1][1]["text"]
         with psycopg.connect(database_url) as conn:
             stored = conn.execute(
-                "SELECT estimated_mae FROM drift_reports WHERE id = %s", (summary.report_id,)
+                "SELECT estimated_mae, details->'estimate'->>'standard_error' FROM drift_reports"
+                " WHERE id = %s",
+                (summary.report_id,),
             ).fetchone()
         assert stored is not None and stored[0] == pytest.approx(summary.estimated_mae)
+        assert float(stored[1]) == pytest.approx(summary.estimate_se)
     finally:
         _stop_trainer(tmp_path)
+
+
+def test_a_milder_mix_inside_the_band_is_no_degradation(
+    database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path
+) -> None:
+    """Steady holdout rows: the estimate sits inside the band the trainer measured on their like."""
+    settings = _settings(database_url, tmp_path, psi_threshold=100.0, drift_share_threshold=1.0)
+    rows = dataset.x_holdout[:2000]
+    _log(database_url, rows, _db_now(database_url), predictions=_served(champion_registry, rows))
+    summary = run_monitor(_parts(settings, champion_registry, []))
+    assert (summary.status, summary.triggers, summary.action) == (RunStatus.OK, [], Action.NONE)
+    assert any("is within its band" in reason for reason in summary.details["reasons"])
+
+
+def test_prices_that_moved_with_the_features_unchanged_are_a_concept_shift(
+    database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path, receivers: Any
+) -> None:
+    """Labelled steady rows selling 25% above the data set: realized ÷ estimated ~1.9, flagged and alerted."""
+    webhook, _ = receivers
+    settings = _settings(
+        database_url, tmp_path, psi_threshold=100.0, drift_share_threshold=1.0, live_mae_tolerance=10.0
+    )
+    parts = _parts(settings, champion_registry, [WebhookChannel(webhook.url, 0.5)])
+    rows = dataset.x_holdout[:1000]
+    served = _served(champion_registry, rows)
+    _log(
+        database_url, rows, _db_now(database_url), predictions=served, actual=dataset.y_holdout[:1000] * 1.25
+    )
+    summary = run_monitor(parts)
+    concept = summary.details["concept"]
+    assert concept["rows"] == 1000 and summary.realized_to_estimated == concept["realized_to_estimated"]
+    assert concept["realized_mae"] == pytest.approx(summary.live_mae)
+    assert 1.5 < concept["realized_to_estimated"] < 2.5 and concept["ratio_se"] < 0.1
+    assert summary.triggers == [Trigger.CONCEPT_SHIFT] and summary.action == Action.NONE
+    assert summary.as_dict()["realized_to_estimated"] == summary.realized_to_estimated
+    assert webhook.posts[-1][1]["kind"] == AlertKind.CONCEPT_SHIFT
+    assert "a concept shift" in webhook.posts[-1][1]["text"]
+    # the same prices on the next run: the same episode, not alerted again
+    _log(
+        database_url, rows, _db_now(database_url), predictions=served, actual=dataset.y_holdout[:1000] * 1.25
+    )
+    again = run_monitor(parts)
+    assert again.triggers == [Trigger.CONCEPT_SHIFT] and not again.alerted
 
 
 def test_retrain_on_can_leave_the_estimate_to_alert_only(
     database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path
 ) -> None:
+    """A champion registered before the band: the old rule (ESTIMATED_MAE_TOLERANCE), and it says so."""
+    champion_registry.client.delete_model_version_tag(MODEL_NAME, "1", TAG_ESTIMATE_BAND)
     quiet = {"psi_threshold": 100.0, "drift_share_threshold": 1.0, "estimated_mae_tolerance": 0.05}
     settings = _settings(database_url, tmp_path, retrain_on="drift,live_degradation", **quiet)
     top = _top_income(dataset)
@@ -299,6 +357,8 @@ def test_retrain_on_can_leave_the_estimate_to_alert_only(
     assert summary.triggers == [Trigger.ESTIMATED_DEGRADATION]
     assert (summary.status, summary.action) == (RunStatus.DEGRADED, Action.NONE)
     assert "estimated_degradation only alerts (RETRAIN_ON)" in summary.details["reasons"]
+    assert any("no estimate band: the old rule" in reason for reason in summary.details["reasons"])
+    assert summary.details["estimate"]["band"].startswith("no estimate band (registered before the band")
 
 
 def _register_copy_of_v1(registry: Registry, folder: Path, *, without: str = "", source: str = "") -> int:

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from services.common.vocabulary import ModelEvent, Plan, RetrainSignal, RunStatus, Trigger
-from services.monitor.decide.degradation import judge_estimate, judge_live
+from services.monitor.decide.degradation import judge_live
 from services.monitor.decide.drift import judge_drift
+from services.monitor.decide.estimate import judge_estimate
 from services.monitor.decide.plan import judge_trainer, plan_of, status_of
 from services.monitor.decide.rollback import judge_estimated_regression, judge_rollback
 from services.monitor.decide.rule import Limits, Measured
@@ -250,8 +251,9 @@ def test_retrain_on_leaves_the_other_signals_to_alert() -> None:
 
 def test_the_estimate_is_named_in_the_reasons() -> None:
     verdict = judge(replace(STEADY, estimated_mae=0.4, estimated_rows=1500), LIMITS)
-    assert "estimated MAE 0.400 on 1500 rows without labels is beyond 20% of the training MAE 0.320" in (
-        verdict.reasons
+    assert (
+        "estimated MAE 0.400 on 1500 rows without labels is beyond 20% of the training MAE 0.320"
+        " (the champion has no estimate band: the old rule)" in verdict.reasons
     )
 
 
@@ -314,6 +316,7 @@ def test_the_live_degradation_rule(case: RuleCase) -> None:
     assert (finding.active, finding.triggers) == (active, triggers) and len(finding.reasons) == 1
 
 
+# A champion registered without a band: the old rule (the band's cases: tests/unit/test_monitor_estimate.py).
 ESTIMATE_CASES: dict[str, RuleCase] = {
     "within tolerance": (replace(STEADY, estimated_mae=0.383), False, ()),
     "beyond it": (replace(STEADY, estimated_mae=0.385), True, (Trigger.ESTIMATED_DEGRADATION,)),

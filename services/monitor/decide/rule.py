@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from services.common.estimate_band import EstimateBand
 from services.common.vocabulary import RetrainSignal, Trigger
+from services.monitor.concept import ConceptFigures
 from services.monitor.launchers import TrainerOutcome
 from services.monitor.rollback_check import RollbackFigures
 from services.monitor.settings import MonitorSettings
@@ -51,6 +53,9 @@ class Measured:
     reference_mae: float | None = None  # the champion's holdout MAE at training
     estimated_mae: float | None = None  # the error model's estimate on the window's sample (no labels)
     estimated_rows: int = 0  # the sample rows it averaged
+    estimate_se: float | None = None  # its standard error: SD of the per-row estimated errors / √n
+    estimate_band: EstimateBand | None = None  # the champion's band (None: registered without one)
+    concept: ConceptFigures | None = None  # realized beside estimated on the window's labelled rows
     rollback: RollbackFigures | None = None  # None: no promotion over another version to check
     previous_estimated_mae: float | None = None  # the predecessor's estimate on the champion's sample
     trainer: TrainerOutcome | None = None  # the newest finished trainer (None: none, or not seen)

@@ -3,8 +3,10 @@
 ``judge`` composes the rules, each a pure function in its own module with its own case table
 (tests/unit/test_monitor_verdict.py):
 1. drift (``drift.judge_drift``): PSI or Evidently's drifted share, on DRIFT_MIN_ROWS predictions;
-2. degradation (``degradation.judge_live``, ``degradation.judge_estimate``): the live MAE on
-   ROLLBACK_MIN_ROWS labels, or before them the label-free estimate, beyond the training MAE;
+2. degradation (``degradation.judge_live``, ``estimate.judge_estimate``): the live MAE on
+   ROLLBACK_MIN_ROWS labels beyond the training MAE; the label-free estimate above the champion's band;
+   where labels exist, realized ÷ estimated outside [0.9, 1.1] is a concept shift
+   (``estimate.judge_concept_shift``: alerted, no status, no launch);
 3. rollback (``rollback.judge_rollback``, ``rollback.judge_estimated_regression``): a fresh champion
    worse than its predecessor on the same labelled rows; before the labels, estimated worse (alerted);
 4. the trainer (``plan.judge_trainer``): a failed trainer is alerted and asks for nothing;
@@ -20,8 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.common.vocabulary import Plan, RetrainSignal, RunStatus, Trigger
-from services.monitor.decide.degradation import judge_estimate, judge_live
+from services.monitor.decide.degradation import judge_live
 from services.monitor.decide.drift import judge_drift
+from services.monitor.decide.estimate import judge_concept_shift, judge_estimate
 from services.monitor.decide.plan import judge_trainer, plan_of, status_of
 from services.monitor.decide.rollback import judge_estimated_regression, judge_rollback
 from services.monitor.decide.rule import Limits, Measured
@@ -38,6 +41,7 @@ class Verdict:
     live_degraded: bool
     estimated_degraded: bool
     estimated_regression: bool
+    concept_shift: bool  # realized ÷ estimated on the window's labelled rows left [0.9, 1.1]
     rollback_due: bool
     rollback_reason: str | None  # why the rollback check did or did not call for one (None: no check)
     detail: str  # one line for people when the window could not be judged; else empty
@@ -48,10 +52,11 @@ def judge(measured: Measured, limits: Limits) -> Verdict:
     drift = judge_drift(measured, limits)
     live = judge_live(measured, limits)
     estimate = judge_estimate(measured, limits)
+    concept = judge_concept_shift(measured, limits)
     rollback = judge_rollback(measured, limits)
     regression = judge_estimated_regression(measured, limits, rollback.active)
     trainer = judge_trainer(measured)
-    findings = (drift, live, estimate, rollback, regression, trainer)
+    findings = (drift, live, estimate, concept, rollback, regression, trainer)
     degraded = live.active or estimate.active or regression.active or rollback.active
     status, detail = status_of(measured, limits, drift=drift.active, degraded=degraded)
     signals = {
@@ -70,6 +75,7 @@ def judge(measured: Measured, limits: Limits) -> Verdict:
         live_degraded=live.active,
         estimated_degraded=estimate.active,
         estimated_regression=regression.active,
+        concept_shift=concept.active,
         rollback_due=rollback.active,
         rollback_reason=rollback.reason,
         detail=detail,
