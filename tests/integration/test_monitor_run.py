@@ -404,7 +404,14 @@ def test_the_estimate_reads_the_served_prices_and_the_compiled_error_model_not_t
     assert champion is not None and isinstance(champion.error_model, CompiledErrorModel)
     summary = run_monitor(parts)
     assert summary.status == RunStatus.OK and summary.estimated_mae is not None
-    assert summary.details["estimate"] == {"rows": 2000, "estimated_mae": summary.estimated_mae}
+    assert summary.details["estimate"] == {
+        "rows": 2000,
+        "estimated_mae": summary.estimated_mae,
+        "standard_error": summary.estimate_se,
+        # a copy registered by hand, without the trainer's tag: the old rule, said
+        "band": "no estimate band (registered before the band existed): the estimate is judged by"
+        " ESTIMATED_MAE_TOLERANCE",
+    }
 
 
 def test_a_version_without_the_compiled_error_model_is_estimated_with_its_regressor(
