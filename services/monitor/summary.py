@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from services.common.vocabulary import Action, RunStatus, Trigger
+from services.common.vocabulary import Action, Plan, RunStatus, Trigger
 from services.monitor.launchers import TrainerOutcome
 
 
@@ -43,6 +43,7 @@ class RunSummary:
     trainer: TrainerOutcome | None = None
     trainer_checked: bool = False  # the launcher could look at its trainers this run
     triggers: list[Trigger] = field(default_factory=list)
+    plan: Plan = Plan.NOTHING  # what the verdict asked; ``action`` says what the run did
     action: Action = Action.NONE
     alerted: bool = False
     report_path: str | None = None
@@ -69,6 +70,8 @@ class RunSummary:
             "realized_to_estimated": self.realized_to_estimated,
             "trainer": self.trainer.as_dict() if self.trainer else None,
             "triggers": self.triggers,
+            "plan": self.plan,
+            "labels": self.details.get("labels"),  # new labels counted against RETRAIN_MIN_NEW_LABELS
             "action": self.action,
             "alerted": self.alerted,
             "report_path": self.report_path,

@@ -26,6 +26,7 @@ class Limits:
     rollback_min_rows: int
     estimated_mae_tolerance: float = 0.20
     retrain_on: frozenset[RetrainSignal] = frozenset(RetrainSignal)
+    retrain_min_new_labels: int = 0  # 0: a signal launches the trainer without new labels
 
     @classmethod
     def of(cls, settings: MonitorSettings) -> Limits:
@@ -38,6 +39,7 @@ class Limits:
             rollback_min_rows=settings.rollback_min_rows,
             estimated_mae_tolerance=settings.estimated_mae_tolerance,
             retrain_on=settings.retrain_signals,
+            retrain_min_new_labels=settings.retrain_min_new_labels,
         )
 
 
@@ -59,6 +61,8 @@ class Measured:
     rollback: RollbackFigures | None = None  # None: no promotion over another version to check
     previous_estimated_mae: float | None = None  # the predecessor's estimate on the champion's sample
     trainer: TrainerOutcome | None = None  # the newest finished trainer (None: none, or not seen)
+    # Labelled rows newer than any model trained on, counted up to RETRAIN_MIN_NEW_LABELS (None: uncounted)
+    new_labels: int | None = None
 
 
 def enough_rows(measured: Measured, limits: Limits) -> bool:
