@@ -145,6 +145,8 @@ def log_to_mlflow(parts: MonitorParts, summary: RunSummary) -> None:
                 "live_mae": summary.live_mae,
                 "reference_mae": summary.reference_mae,
                 "estimated_mae": summary.estimated_mae,
+                "estimate_se": summary.estimate_se,
+                "realized_to_estimated": summary.realized_to_estimated,
                 "rows": summary.rows,
                 "labelled_rows": summary.labelled_rows,
                 "drift_detected": float(summary.drift),

@@ -6,8 +6,10 @@ status:
 - ``drift``: a feature's PSI reached PSI_THRESHOLD, or Evidently's drifted share reached
   DRIFT_SHARE_THRESHOLD.
 - ``degraded``: no drift, but the champion's live MAE is beyond LIVE_MAE_TOLERANCE of its training MAE,
-  or its label-free estimate beyond ESTIMATED_MAE_TOLERANCE, or the champion is worse live than its
-  predecessor (a rollback was due), or, before enough labels, estimated worse than it.
+  or its label-free estimate above the band registered with it (``details.estimate.band``; a version
+  without one: beyond ESTIMATED_MAE_TOLERANCE), or the champion is worse live than its predecessor (a
+  rollback was due), or, before enough labels, estimated worse than it. A concept shift
+  (``details.concept``: realized ÷ estimated on the window's labelled rows) is a trigger, not a status.
 - ``insufficient_data``: fewer than DRIFT_MIN_ROWS predictions in the window, or no champion yet.
 - ``error``: the run could not judge (no reference profile, registry down, ...); ``details.error`` says why.
 
