@@ -155,7 +155,9 @@ def due_alerts(
         for kind, active in (
             (AlertKind.DRIFT, summary.drift),
             (AlertKind.LIVE_ERROR, verdict.live_degraded),
-            (AlertKind.ESTIMATED_DEGRADATION, verdict.estimated_degraded),
+            # Under drift a higher estimate is the drift's own consequence (harder districts): the drift
+            # alert carries its figures; it is an episode of its own only on undrifted traffic.
+            (AlertKind.ESTIMATED_DEGRADATION, verdict.estimated_degraded and not summary.drift),
             (AlertKind.ESTIMATED_REGRESSION, verdict.estimated_regression),
             (AlertKind.CONCEPT_SHIFT, verdict.concept_shift),
             (AlertKind.LAUNCH_FAILED, summary.action == Action.LAUNCH_FAILED),
