@@ -36,9 +36,7 @@ def test_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPOOL_DIR", "/var/spool/housing")
     settings = InferenceSettings()
     assert settings.shadow_challenger is True
-    assert (
-        settings.feedback_token is not None and settings.feedback_token.get_secret_value() == SECRET
-    )
+    assert settings.feedback_token is not None and settings.feedback_token.get_secret_value() == SECRET
     assert settings.feedback_tokens == (SECRET.encode(),)
     assert SECRET not in repr(settings)
     assert settings.spool_folder == Path("/var/spool/housing")
