@@ -49,12 +49,22 @@ def events(url: str) -> list[tuple[str, int, int | None]]:
     return [(e, v, p) for e, v, p in rows]
 
 
-def register(registry: Registry, dataset: Dataset, model: Pipeline) -> int:
-    """Register an arbitrary fitted pipeline as a candidate, the way the trainer does."""
+def register(
+    registry: Registry,
+    dataset: Dataset,
+    model: Pipeline,
+    trained_on: tuple[np.ndarray, np.ndarray] | None = None,
+) -> int:
+    """Register an arbitrary fitted pipeline as a candidate, the way the trainer does.
+
+    ``trained_on``: the (x, y) it was fitted on, when not the base training rows (the training digest,
+    which refuses twins of the champion, is taken of them).
+    """
+    x_train, y_train = trained_on or (dataset.x_train, dataset.y_train)
     record = TrainingRecord(
         model=model,
-        x_train=dataset.x_train,
-        y_train=dataset.y_train,
+        x_train=x_train,
+        y_train=y_train,
         base_rows=len(dataset.y_train),
         labelled_rows=0,
         labelled_since=datetime.now(UTC),

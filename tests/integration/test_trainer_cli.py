@@ -109,7 +109,7 @@ def test_promote_and_models_show_the_gates_evidence(
     env = {**env, "COLUMNS": "400"}  # rich wraps at 80 columns without a terminal
     rows = np.random.default_rng(3).integers(0, len(dataset.y_train), len(dataset.y_train))
     model = fit_model(dataset.x_train[rows], dataset.y_train[rows])
-    version = register(champion_registry, dataset, model)
+    version = register(champion_registry, dataset, model, (dataset.x_train[rows], dataset.y_train[rows]))
     result = housing("promote", str(version), "--json", env=env)
     assert result.returncode == 1, result.stderr
     decision = json.loads(result.stdout)
