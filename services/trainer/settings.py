@@ -32,9 +32,9 @@ class TrainerSettings(CommonSettings):
         default=0.45, gt=0, description="Floor: MAE (100k USD) on the reference holdout."
     )
     # Margins from the gate's power analysis (services/trainer/gate.py, tests/model/test_gate_loops.py):
-    # on 200 recent rows, 1 % promotes the demo's moved-market candidate in 47 of 48 trials (2 %: 42)
-    # and A/A refits in 5 of 126; on the holdout alone, 2 % promotes 0 of 42 A/A pairs (1 %: 3 of 30),
-    # its MDE at 80 % power being 0.009 (3 % of the MAE) on 4,128 rows.
+    # on 200 recent rows, 1 % promotes the demo's moved-market candidate in 47 of 48 trials (2 %: 45)
+    # and A/A refits in 5 of 126 (0 %: 9); on the holdout alone, 2 % promotes 0 of 42 A/A pairs
+    # (1 %: 3 of 30), its MDE at 80 % power being 0.009 (3 % of the MAE) on 4,128 rows.
     gate_recent_margin: float = Field(
         default=0.01,
         ge=0,
