@@ -184,9 +184,9 @@ def decide(candidate: Figures, champion: Figures | None, limits: Thresholds) -> 
     if not above:
         return Decision(False, reasons)
     settled = _without_comparison(candidate, champion)
-    if settled is not None or champion is None:
-        passed, reason = settled or (True, "")
-        return Decision(passed, [*reasons, reason])
+    if settled is not None:
+        return Decision(settled[0], [*reasons, settled[1]])
+    assert champion is not None  # without one, the decision is settled above
 
     shortfall = _recent_shortfall(candidate, champion, limits.min_recent_rows)
     if shortfall is None:
