@@ -3,7 +3,8 @@
 Each prints a markdown table with ratios against baselines measured in the same run; the README keeps
 the latest tables. Run one alone: ``python -m benchmarks.serving``, ``python -m benchmarks.monitor_scale``,
 ``python -m benchmarks.log_scale``,
-``python -m benchmarks.monitor_process``, ``python -m benchmarks.drift_sample``.
+``python -m benchmarks.monitor_process``, ``python -m benchmarks.drift_sample``,
+``python -m benchmarks.recent_weight`` (TRAIN_RECENT_WEIGHT; not in this chain: minutes of fits).
 """
 
 from __future__ import annotations

@@ -141,6 +141,7 @@ def run_training(
             undefined=undefined,
             profile=build_profile(newest.x if recent_reference else x),
             error_model=error_model,
+            weights=weights,
             estimate_band=band,
             estimate_band_skipped=band_skipped,
         )
