@@ -71,6 +71,8 @@ def _settings(database_url: str, home: Path, **overrides: Any) -> MonitorSetting
         "drift_min_rows": 500,
         "drift_sample_rows": 2000,
         "alert_timeout_seconds": 0.5,
+        # These runs test launching itself; test_monitor_labels.py tests waiting for new labels.
+        "retrain_min_new_labels": 0,
         **overrides,
     }
     return MonitorSettings(**values)
@@ -326,8 +328,9 @@ def test_the_estimate_reads_the_served_prices_and_the_compiled_error_model_not_t
 ) -> None:
     """The champion's model cannot be loaded at all (its source is an empty folder): the estimate
     needs only the prices logged with the rows and the compiled error model."""
-    import services.monitor.run as monitor_run
     from services.common.error_model import CompiledErrorModel
+    from services.monitor.champion import load_predictor, read_champion
+    from services.monitor.summary import MonitorFailed
 
     x = dataset.x_holdout
     served = _served(champion_registry, x)
@@ -335,11 +338,11 @@ def test_the_estimate_reads_the_served_prices_and_the_compiled_error_model_not_t
     version = _register_copy_of_v1(
         champion_registry, tmp_path / "artifacts", source=(tmp_path / "no-model").as_uri()
     )
-    with pytest.raises(monitor_run.MonitorFailed, match=f"cannot load model version {version}"):
-        monitor_run.load_predictor(version)
+    with pytest.raises(MonitorFailed, match=f"cannot load model version {version}"):
+        load_predictor(version)
     _log(database_url, x, _db_now(database_url), predictions=served, model_version=version)
     parts = _parts(_settings(database_url, tmp_path), champion_registry, [])
-    champion = monitor_run._read_champion(parts)
+    champion = read_champion(parts.client)
     assert champion is not None and isinstance(champion.error_model, CompiledErrorModel)
     summary = run_monitor(parts)
     assert summary.status == RunStatus.OK and summary.estimated_mae is not None
@@ -350,18 +353,18 @@ def test_a_version_without_the_compiled_error_model_is_estimated_with_its_regres
     database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path
 ) -> None:
     """Versions registered before the compiled form: the pickled regressor, the same estimate, said."""
-    import services.monitor.run as monitor_run
     from services.common.error_model import ErrorModel
     from services.common.registry import ERROR_MODEL_COMPILED_ARTIFACT
+    from services.monitor.champion import read_champion
 
     x = dataset.x_holdout
     served = _served(champion_registry, x)
     parts = _parts(_settings(database_url, tmp_path), champion_registry, [])
-    compiled_champion = monitor_run._read_champion(parts)
+    compiled_champion = read_champion(parts.client)
     version = _register_copy_of_v1(
         champion_registry, tmp_path / "artifacts", without=ERROR_MODEL_COMPILED_ARTIFACT
     )
-    champion = monitor_run._read_champion(parts)
+    champion = read_champion(parts.client)
     note = (
         f"champion v{version} has no compiled error model (registered before it existed):"
         " estimating with its scikit-learn regressor"
@@ -632,7 +635,8 @@ def test_the_cli_runs_a_real_trainer_on_drift(
     assert quiet.returncode == 0, quiet.stderr
     assert json.loads(quiet.stdout)["status"] == RunStatus.INSUFFICIENT_DATA
 
-    _log(database_url, _shifted(dataset), _db_now(database_url))
+    # A shifted market whose prices are known: more than RETRAIN_MIN_NEW_LABELS (667) new labels.
+    _log(database_url, _shifted(dataset), _db_now(database_url), actual=dataset.y_holdout * 1.25)
     done = subprocess.run(
         [*housing, "monitor", "--json"], env=env, capture_output=True, text=True, timeout=120
     )
@@ -649,8 +653,11 @@ def test_the_cli_runs_a_real_trainer_on_drift(
         "action",
         "alerted",
         "report_path",
+        "plan",
+        "labels",
     } <= set(summary)
     assert summary["status"] == RunStatus.DRIFT and summary["action"] == Action.TRAINER_LAUNCHED
+    assert summary["labels"]["new"] == summary["labels"]["needed"] == 667
     assert summary["estimated_mae"] > 0
     assert "[1/7]" in done.stderr
     deadline = time.monotonic() + 240
