@@ -2,7 +2,7 @@
 
     python -m benchmarks.model_selection [--folds 5] [--repeats 7]
 
-Every candidate (raw or derived features × learning rate × trees × leaves, no larger than the ensemble
+Every candidate (raw or derived features, learning rate, trees, leaves, no larger than the ensemble
 served before: 150 trees of 63 leaves) is scored by K-fold cross-validation (shuffled, seed 0) on the
 80 % training part of the standard split; the reference holdout, which gates every candidate, plays no
 part in the choice. The rule (:func:`choose`): the lowest mean out-of-fold MAE. Then, for the model
@@ -29,7 +29,7 @@ BEFORE: dict[str, Any] = {
     "params": {"max_iter": 150, "learning_rate": 0.2, "max_leaf_nodes": 63, "l2_regularization": 1.0},
 }
 FIXED = {"early_stopping": False, "random_state": 0}
-LEARNING_RATES = (0.1, 0.15, 0.2)
+LEARNING_RATES = (0.05, 0.1, 0.15, 0.2)
 SIZES = ((150, 63), (120, 63), (150, 31))  # (trees, leaves): none larger than BEFORE
 BATCHES = (1, 16, 64)
 
@@ -59,13 +59,15 @@ class Scored:
 
 
 def candidates() -> list[Candidate]:
-    grid = [
-        Candidate(derive, {"max_iter": trees, "learning_rate": lr, "max_leaf_nodes": leaves, "l2_regularization": 1.0})
+    return [
+        Candidate(
+            derive,
+            {"max_iter": trees, "learning_rate": lr, "max_leaf_nodes": leaves, "l2_regularization": 1.0},
+        )
         for derive in (False, True)
         for lr in LEARNING_RATES
         for trees, leaves in SIZES
     ]
-    return grid
 
 
 def choose(scored: Sequence[Scored]) -> Scored:
@@ -94,11 +96,17 @@ def cross_validate(
         maes.append(mean_absolute_error(y[valid], predicted))
         r2s.append(r2_score(y[valid], predicted))
     return Scored(
-        candidate, float(np.mean(maes)), float(np.std(maes)), float(np.mean(r2s)), time.perf_counter() - started
+        candidate,
+        float(np.mean(maes)),
+        float(np.std(maes)),
+        float(np.mean(r2s)),
+        time.perf_counter() - started,
     )
 
 
-def compiled_costs(models: Sequence[Any], rows: npt.NDArray[np.float64], repeats: int) -> list[dict[int, float]]:
+def compiled_costs(
+    models: Sequence[Any], rows: npt.NDArray[np.float64], repeats: int
+) -> list[dict[int, float]]:
     """µs per predict call of each compiled model, per batch size: best of ``repeats``, models alternating."""
     best: list[dict[int, float]] = [dict.fromkeys(BATCHES, float("inf")) for _ in models]
     for size in BATCHES:
@@ -113,61 +121,121 @@ def compiled_costs(models: Sequence[Any], rows: npt.NDArray[np.float64], repeats
     return best
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args(argv)
+class BeforePath:
+    """The compiled predict as it was before the derived features: ``treelite.gtil.predict`` per call."""
 
+    def __init__(self, model: Any) -> None:
+        self._model = model
+
+    def predict(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        import treelite.gtil
+
+        return np.asarray(treelite.gtil.predict(self._model, x, nthread=1), dtype=np.float64).reshape(-1)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A model fitted on the whole training part: its holdout figures, fit time and compiled trees."""
+
+    label: str
+    candidate: Candidate
+    r2: float
+    mae: float
+    fit_seconds: float
+    parity: float  # largest |compiled - pipeline| on the holdout
+    compiled: Any
+    before_path: BeforePath
+
+
+def measure(label: str, candidate: Candidate, dataset: Any) -> Measured:
     import tempfile
     from pathlib import Path
 
     from sklearn.metrics import mean_absolute_error, r2_score
 
     from services.common import compiled
-    from services.common.dataset import load_dataset
 
-    dataset = load_dataset()
-    x, y = dataset.x_train, dataset.y_train
-    print(f"{args.folds}-fold cross-validation on the training part ({len(y)} rows); MAE in 100k USD\n")
+    started = time.perf_counter()
+    pipeline = _fit(candidate, dataset.x_train, dataset.y_train)
+    fit_seconds = time.perf_counter() - started
+    predicted = pipeline.predict(dataset.x_holdout)
+    raw_trees = compiled.compile_pipeline(pipeline)
+    with tempfile.TemporaryDirectory() as folder:
+        trees = compiled.load(compiled.save(raw_trees, Path(folder) / "model.tl"))
+    return Measured(
+        label,
+        candidate,
+        float(r2_score(dataset.y_holdout, predicted)),
+        float(mean_absolute_error(dataset.y_holdout, predicted)),
+        fit_seconds,
+        compiled.max_abs_difference(trees.predict(dataset.x_holdout), predicted),
+        trees,
+        BeforePath(raw_trees),
+    )
+
+
+def current() -> Candidate:
+    """The model as ``services/trainer/model.py`` builds it today."""
+    from services.trainer.model import PARAMS
+
+    return Candidate(True, {k: v for k, v in PARAMS.items() if k not in FIXED})
+
+
+def select(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64], folds: int) -> Candidate:
+    """Cross-validate every candidate on (x, y), print the table, and return the choice."""
+    print(f"{folds}-fold cross-validation on the training part ({len(y)} rows); MAE in 100k USD\n")
     print("| features, trees, learning rate | CV MAE (± sd over folds) | CV R² | seconds |")
     print("| --- | --- | --- | --- |")
     scored = []
     for candidate in candidates():
-        result = cross_validate(candidate, x, y, args.folds)
+        result = cross_validate(candidate, x, y, folds)
         scored.append(result)
         print(
             f"| {candidate.label} | {result.mae:.4f} ± {result.mae_sd:.4f} | {result.r2:.4f} |"
             f" {result.seconds:.1f} |",
             flush=True,
         )
-    chosen = choose(scored)
-    print(f"\nchosen (lowest CV MAE): {chosen.candidate.label}\n")
+    chosen = choose(scored).candidate
+    agrees = "agrees with" if chosen == current() else "DIFFERS from"
+    print(f"\nchosen (lowest CV MAE): {chosen.label}; {agrees} services/trainer/model.py PARAMS\n")
+    return chosen
 
-    before = Candidate(BEFORE["derive"], BEFORE["params"])
-    rows = []
-    models = []
-    for label, candidate in (("before", before), ("chosen", chosen.candidate)):
-        started = time.perf_counter()
-        pipeline = _fit(candidate, x, y)
-        fit_seconds = time.perf_counter() - started
-        predicted = pipeline.predict(dataset.x_holdout)
-        with tempfile.TemporaryDirectory() as folder:
-            model = compiled.load(compiled.save(compiled.compile_pipeline(pipeline), Path(folder) / "model.tl"))
-        parity = compiled.max_abs_difference(model.predict(dataset.x_holdout), predicted)
-        models.append(model)
-        rows.append(
-            (label, candidate, r2_score(dataset.y_holdout, predicted), mean_absolute_error(dataset.y_holdout, predicted), fit_seconds, parity)
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--measure-only", action="store_true", help="skip the cross-validation: measure model.PARAMS"
+    )
+    args = parser.parse_args(argv)
+
+    from services.common.dataset import load_dataset
+
+    dataset = load_dataset()
+    chosen = current() if args.measure_only else select(dataset.x_train, dataset.y_train, args.folds)
+    before = measure("before", Candidate(BEFORE["derive"], BEFORE["params"]), dataset)
+    after = measure("chosen", chosen, dataset)
+    paths = {
+        f"before: {before.candidate.label}, as served before (treelite.gtil.predict)": before.before_path,
+        f"before: {before.candidate.label}, as served now (CompiledModel)": before.compiled,
+        f"chosen: {after.candidate.label} (CompiledModel, rotation included)": after.compiled,
+    }
+    costs = compiled_costs(list(paths.values()), dataset.x_holdout, args.repeats)
+    print(f"Standard split (the holdout reports, it never chooses); compiled: best of {args.repeats}\n")
+    print("| model | R² | MAE | fit (s, one thread) | compiled vs pipeline |")
+    print("| --- | --- | --- | --- | --- |")
+    for m in (before, after):
+        print(
+            f"| {m.label}: {m.candidate.label} | {m.r2:.4f} | {m.mae:.4f} | {m.fit_seconds:.2f}"
+            f" | {m.parity:.1e} |"
         )
-    costs = compiled_costs(models, dataset.x_holdout, args.repeats)
-    print("Standard split (holdout: reported, never used to choose); compiled predict µs, best of", args.repeats)
-    print("\n| model | R² | MAE | fit (s, one thread) | compiled − pipeline | predict µs 1 / 16 / 64 |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for (label, candidate, r2, mae, fit_seconds, parity), cost in zip(rows, costs, strict=True):
+    print("\n| compiled predict | µs: 1 / 16 / 64 rows | ÷ the first row |")
+    print("| --- | --- | --- |")
+    for label, cost in zip(paths, costs, strict=True):
         shown = " / ".join(f"{cost[size]:.0f}" for size in BATCHES)
-        print(f"| {label}: {candidate.label} | {r2:.4f} | {mae:.4f} | {fit_seconds:.2f} | {parity:.1e} | {shown} |")
-    ratios = " / ".join(f"{costs[1][size] / costs[0][size]:.2f}" for size in BATCHES)
-    print(f"\nchosen ÷ before, compiled predict 1 / 16 / 64 rows: {ratios}")
+        ratios = " / ".join(f"{cost[size] / costs[0][size]:.2f}" for size in BATCHES)
+        print(f"| {label} | {shown} | {ratios} |")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The fixed features the trees see beside the eight raw ones: the coordinates rotated.
 
 Trees split on one axis at a time, and California's coast runs diagonally: latitude and longitude rotated
-by 15°, 30°, 45°, 60° and 75° (10 columns: lon·cosθ − lat·sinθ, then lon·sinθ + lat·cosθ) let the same
+by 15°, 30°, 45°, 60° and 75° (10 columns: lon·cosθ - lat·sinθ, then lon·sinθ + lat·cosθ) let the same
 150 trees cut it. Measured on the standard split (``python -m benchmarks.model_selection``): R² 0.849 →
 0.861, MAE 0.293 → 0.276 with the trees unchanged.
 
@@ -44,7 +44,7 @@ class UnknownTransform(ValueError):
 def rotation_coefficients(
     degrees: Sequence[float],
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """(factor of longitude, factor of latitude) per derived column: cos θ, −sin θ, then sin θ, cos θ."""
+    """(factor of longitude, factor of latitude) per derived column: cos θ, -sin θ, then sin θ, cos θ."""
     radians = np.deg2rad(np.asarray(degrees, dtype=np.float64))
     cos, sin = np.cos(radians), np.sin(radians)
     return np.concatenate([cos, sin]), np.concatenate([-sin, cos])

@@ -58,10 +58,14 @@ def test_a_checkpoint_compiled_before_the_derived_features_loads_and_prices_as_b
     difference = compiled.max_abs_difference(model.predict(dataset.x_holdout), old.predict(dataset.x_holdout))
     assert difference <= compiled.PARITY_TOLERANCE
     # Compiled today, a lone tree ensemble still states no transform.
-    assert not compiled.load(compiled.save(compiled.compile_pipeline(old), tmp_path / "new.tl")).derives_features
+    assert not compiled.load(
+        compiled.save(compiled.compile_pipeline(old), tmp_path / "new.tl")
+    ).derives_features
 
 
-def test_a_checkpoint_naming_a_transform_this_build_lacks_is_refused(pipeline: Pipeline, tmp_path: Path) -> None:
+def test_a_checkpoint_naming_a_transform_this_build_lacks_is_refused(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
     import json
 
     trees = compiled.compile_pipeline(pipeline)
@@ -86,3 +90,16 @@ def test_differences_are_measured_and_shapes_must_agree() -> None:
     assert compiled.max_abs_difference(np.array([1.0, 2.0]), np.array([1.0, 2.5])) == 0.5
     assert compiled.max_abs_difference(np.array([1.0]), np.array([1.0, 2.0])) == float("inf")
     assert compiled.runtime_label().startswith("treelite ")
+
+
+def test_rows_of_the_wrong_width_are_refused_not_read_past(pipeline: Pipeline, tmp_path: Path) -> None:
+    """The fast path hands GTIL a pointer: a row narrower than the trees read must never reach it."""
+    import treelite.sklearn
+
+    wide = compiled.load(compiled.save(compiled.compile_pipeline(pipeline), tmp_path / "model.tl"))
+    with pytest.raises(ValueError, match="8 raw features"):
+        wide.predict(np.zeros((3, 7)))
+    path = tmp_path / "raw.tl"
+    treelite.sklearn.import_model(pipeline.steps[-1][1]).serialize(str(path))  # 18 inputs, no transform
+    with pytest.raises(ValueError, match="rows of 18 numbers, got shape \\(3, 8\\)"):
+        compiled.load(path).predict(np.zeros((3, 8)))

@@ -19,7 +19,9 @@ def test_the_rotations_follow_their_formula_after_the_untouched_raw_columns(data
     assert np.array_equal(wide[:, :8], x)
     lat, lon = x[:, [FEATURE_NAMES.index("Latitude")]], x[:, [FEATURE_NAMES.index("Longitude")]]
     theta = np.deg2rad(derived.ROTATION_DEGREES)
-    expected = np.hstack([lon * np.cos(theta) - lat * np.sin(theta), lon * np.sin(theta) + lat * np.cos(theta)])
+    expected = np.hstack(
+        [lon * np.cos(theta) - lat * np.sin(theta), lon * np.sin(theta) + lat * np.cos(theta)]
+    )
     assert np.array_equal(wide[:, 8:], expected)  # bit for bit, not approximately
     assert len(derived.derived_names()) == wide.shape[1]
 
@@ -33,9 +35,9 @@ def test_a_row_gets_the_same_columns_alone_or_in_a_batch_of_any_size(dataset: Da
 
 
 def test_rows_that_are_not_the_eight_raw_features_are_refused_naming_them() -> None:
-    with pytest.raises(ValueError, match="8 raw features in schema order .*MedInc.*shape \\(2, 18\\)"):
+    with pytest.raises(ValueError, match=r"8 raw features in schema order .*MedInc.*shape \(2, 18\)"):
         derived.add_rotated_coordinates(np.zeros((2, 18)))
-    with pytest.raises(ValueError, match="shape \\(8,\\)"):
+    with pytest.raises(ValueError, match=r"shape \(8,\)"):
         derived.add_rotated_coordinates(np.zeros(8))
 
 
@@ -55,5 +57,5 @@ def test_the_step_carries_its_angles_through_a_pickle_and_states_them_for_the_co
 def test_checkpoint_attributes_without_a_transform_mean_none_and_an_unknown_one_is_refused() -> None:
     assert derived.coefficients_from({}) is None  # every checkpoint compiled before the transform
     assert derived.step_attributes(object()) is None
-    with pytest.raises(derived.UnknownTransform, match="'polar'.*release that trained it"):
+    with pytest.raises(derived.UnknownTransform, match=r"'polar'.*release that trained it"):
         derived.coefficients_from({"transform": "polar", "degrees": [1.0]})
