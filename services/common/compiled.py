@@ -77,9 +77,9 @@ class CompiledModel:
 class _OneThreadPredict:
     """GTIL's C entry point (``TreeliteGTILPredict``, treelite's C API) for one-output float64 trees,
     with what ``treelite.gtil.predict`` redoes on every call done once: its configuration parsed (one
-    thread), the model's types and output shape read. Measured with the 150-tree model, best of 7,
-    in the same run: one row 45 µs against 126 µs through ``treelite.gtil.predict``, 16 rows 802 against
-    989, 64 rows 3,063 against 3,307 (a loaded machine; ``python -m benchmarks.model_selection``)."""
+    thread), the model's types and output shape read. Measured with the 150 trees of 8 features, best of 7,
+    alternating in one run (``python -m benchmarks.model_selection``, a loaded machine): 1 / 16 / 64 rows
+    73 / 957 / 3,457 µs against 176 / 1,093 / 3,679 through ``treelite.gtil.predict``."""
 
     def __init__(self, model: Any, config: Any, width: int) -> None:
         import ctypes
