@@ -79,7 +79,9 @@ class _OneThreadPredict:
     with what ``treelite.gtil.predict`` redoes on every call done once: its configuration parsed (one
     thread), the model's types and output shape read. Measured with the 150 trees of 8 features, best of 7,
     alternating in one run (``python -m benchmarks.model_selection``, a loaded machine): 1 / 16 / 64 rows
-    73 / 957 / 3,457 µs against 176 / 1,093 / 3,679 through ``treelite.gtil.predict``."""
+    73 / 957 / 3,457 µs against 176 / 1,093 / 3,679 through ``treelite.gtil.predict``. It reaches two
+    private Python names of treelite (``treelite.core._LIB``, ``treelite.gtil.gtil.GTILConfig``; the
+    version is pinned below 5); the parity tests and the gate's parity check catch a change."""
 
     def __init__(self, model: Any, config: Any, width: int) -> None:
         import ctypes
