@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+UV := $(BIN)/uv
 
 # The offline copy of the California housing data (no internet on build machines): a `shared`
 # folder beside this checkout, or beside the repository it was cloned from (a fresh clone in a
@@ -20,7 +21,7 @@ export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/.tools/venv/bin:$(PATH)
 export CKV_SKIP_PACKAGE_UPDATE_CHECK := true
 export TF_CLI_CONFIG_FILE :=
 
-.PHONY: demo test lint bench tools clean
+.PHONY: demo test lint bench tools lock clean
 
 demo: $(STAMP)
 	$(BIN)/housing demo
@@ -39,12 +40,22 @@ bench: $(STAMP)
 tools:
 	bash ci/install-tools.sh
 
-$(STAMP): pyproject.toml
+# The same versions as the images: uv installs uv.lock (hashes verified) and refuses a lock that is stale
+# against pyproject.toml (`make lock` refreshes it). --inexact keeps pip and uv itself in the venv.
+$(STAMP): pyproject.toml uv.lock $(UV)
+	$(UV) sync --quiet --locked --inexact --extra dev
+	touch $(STAMP)
+
+$(UV): requirements/uv.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: set PYTHON=/path/to/python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/uv.txt
+	touch $(UV)
+
+# uv.lock after a change to pyproject.toml (versions already locked stay); UPGRADE=1 moves every
+# package to the newest version its range allows (the monthly refresh: review the diff, run make test).
+lock: $(UV)
+	$(UV) lock $(if $(UPGRADE),--upgrade)
 
 clean:
 	-$(BIN)/housing db stop

@@ -4,12 +4,13 @@ Each prints a markdown table with ratios against baselines measured in the same 
 the latest tables. Run one alone: ``python -m benchmarks.serving``, ``python -m benchmarks.monitor_scale``,
 ``python -m benchmarks.log_scale``,
 ``python -m benchmarks.monitor_process``, ``python -m benchmarks.drift_sample``,
-``python -m benchmarks.model_selection``.
+``python -m benchmarks.recent_weight`` (TRAIN_RECENT_WEIGHT) and ``python -m benchmarks.model_selection``
+(the model's features and hyper-parameters by cross-validation), not in this chain: minutes of fits.
 """
 
 from __future__ import annotations
 
-from benchmarks import drift_sample, log_scale, model_selection, monitor_process, monitor_scale, serving
+from benchmarks import drift_sample, log_scale, monitor_process, monitor_scale, serving
 
 if __name__ == "__main__":
     print("## Serving (issues 3, 11 and 12)\n", flush=True)
@@ -22,5 +23,3 @@ if __name__ == "__main__":
     monitor_process.main([])
     print("\n## The drift sample's size (issue 9)\n", flush=True)
     drift_sample.main([])
-    print("\n## The model's features and hyper-parameters (issue 16)\n", flush=True)
-    model_selection.main([])

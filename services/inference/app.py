@@ -3,42 +3,42 @@
 Nothing happens at import or in ``create_app`` beyond building objects: threads start, the spool
 folder is locked and the feedback pool connects in the lifespan; on shutdown (SIGTERM, after uvicorn
 has answered the requests in flight) the writer drains.
+
+The scoring routes (``/predict``, V2 infer, ``/invocations``) are answered by ``hot_path`` ahead of
+FastAPI; FastAPI declares them too (for ``/docs``) and serves every other route.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Annotated
 
 import orjson
 import psycopg
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from mlflow.tracking import MlflowClient
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 from starlette.responses import Response
 from starlette.types import Receive
 
 from services.common.database import create_pool, first_line
 from services.inference import mlflow_scoring, open_inference
-from services.inference.batcher import Batcher, RecentIds, ShadowScorer
-from services.inference.bodies import body_limit, parse_feedback, parse_predict, read_json
-from services.inference.errors import NO_MODEL, Forbidden, Unauthorized, Unavailable, install_handlers
+from services.inference.bodies import parse_feedback, parse_predict, read_json
+from services.inference.deps import ServicesDep, feedback_authorized
+from services.inference.errors import NO_MODEL, Unavailable, install_handlers
 from services.inference.feedback import record_feedback
-from services.inference.hot_path import HotRoute, ScoringApp
+from services.inference.hot_path import Handler, HotRoute, ScoringApp
 from services.inference.metrics import Metrics
 from services.inference.metrics_middleware import MetricsMiddleware
 from services.inference.model_holder import ModelHolder
 from services.inference.page import index_page
+from services.inference.parts import Services, build_services
 from services.inference.responses import JsonResponse
 from services.inference.schemas import (
     FeedbackRecorded,
@@ -51,78 +51,9 @@ from services.inference.schemas import (
     predict_body,
 )
 from services.inference.settings import InferenceSettings
-from services.inference.spool import Spool
 from services.inference.writer import PredictionWriter
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Services:
-    """The parts one app owns; ``app.state.services``."""
-
-    settings: InferenceSettings
-    database_url: str
-    metrics: Metrics
-    holder: ModelHolder
-    writer: PredictionWriter
-    batcher: Batcher
-    recent: RecentIds
-    shadow: ShadowScorer | None
-    max_body: int
-    pool: ConnectionPool | None = field(default=None)
-
-
-def build_services(
-    settings: InferenceSettings,
-    *,
-    database_url: str,
-    client: MlflowClient,
-    metrics: Metrics | None = None,
-    holder: ModelHolder | None = None,
-    writer: PredictionWriter | None = None,
-) -> Services:
-    """The real parts from settings; any of metrics, holder and writer may be handed in instead."""
-    metrics = metrics or Metrics()
-    holder = holder or ModelHolder(
-        client, metrics, poll_seconds=settings.model_poll_seconds, shadow=settings.shadow_challenger
-    )
-    writer = writer or PredictionWriter(
-        database_url,
-        Spool.in_root(settings.spool_folder, max_bytes=settings.spool_max_bytes),
-        metrics,
-        batch_rows=settings.log_batch_rows,
-        flush_seconds=settings.log_flush_seconds,
-        queue_rows=settings.log_queue_rows,
-        retry_seconds=settings.log_retry_seconds,
-        drain_seconds=settings.log_drain_seconds,
-    )
-    recent = RecentIds()
-    shadow = ShadowScorer(holder, writer, metrics) if settings.shadow_challenger else None
-    batcher = Batcher(holder, writer, metrics, recent, shadow=shadow, max_rows=settings.predict_max_batch)
-    return Services(
-        settings,
-        database_url,
-        metrics,
-        holder,
-        writer,
-        batcher,
-        recent,
-        shadow,
-        body_limit(settings.predict_max_batch),
-    )
-
-
-async def get_services(request: Request) -> Services:
-    # async: FastAPI runs a plain `def` dependency in AnyIO's worker threads, a round trip per request
-    # (3.3% of the event loop's samples at concurrency 16, and a worker thread busy per request).
-    services: Services = request.app.state.services
-    return services
-
-
-ServicesDep = Annotated[Services, Depends(get_services)]
-_bearer = HTTPBearer(auto_error=False, description="FEEDBACK_TOKEN, when the server sets one.")
-BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
 def create_app(
@@ -145,74 +76,81 @@ def create_app(
     services = build_services(
         settings, database_url=database_url, client=client, metrics=metrics, holder=holder, writer=writer
     )
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.feedback_token is None:
-            log.warning(
-                "FEEDBACK_TOKEN is not set: POST /feedback is open to anyone who can reach this server, and"
-                " feedback drives the live error, the rollback and the next training set; set it outside"
-                " development"
-            )
-        services.writer.start()
-        if services.shadow is not None:
-            services.shadow.start()
-        services.holder.start()
-        services.pool = create_pool(database_url, min_size=1, max_size=4, name="feedback")
-        try:
-            yield
-        finally:
-            services.holder.stop()
-            services.batcher.close()
-            if services.shadow is not None:
-                services.shadow.stop()
-            await asyncio.to_thread(services.writer.stop)  # says where every row went
-            services.pool.close()
-
     app = ScoringApp(
         title="Cali Housing inference",
         version="1",
         description="Predicts California median house values with the `@champion` model of the MLflow "
         "registry, logs every prediction, and takes the true prices later on /feedback.",
-        lifespan=lifespan,
+        lifespan=partial(_lifespan, services),
     )
     app.state.services = services
     install_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
-    _routes(app)
+    score_predict: Handler = partial(_score_predict, services)
+    _serve_hot(app, services, score_predict)
+    _predict_route(app, settings.predict_max_batch, score_predict)
+    _feedback_route(app)
+    _status_routes(app)
     # The protocols other clients already speak, over the same batcher, writer and holder as /predict.
     app.include_router(open_inference.router(settings.predict_max_batch))
     app.include_router(mlflow_scoring.router(settings.predict_max_batch))
     return app
 
 
-def _routes(app: ScoringApp) -> None:
-    services: Services = app.state.services
-    settings = services.settings
+@asynccontextmanager
+async def _lifespan(services: Services, app: FastAPI) -> AsyncIterator[None]:
+    if services.settings.feedback_token is None:
+        log.warning(
+            "FEEDBACK_TOKEN is not set: POST /feedback is open to anyone who can reach this server, and"
+            " feedback drives the live error, the rollback and the next training set; set it outside"
+            " development"
+        )
+    services.writer.start()
+    if services.shadow is not None:
+        services.shadow.start()
+    services.holder.start()
+    services.pool = create_pool(services.database_url, min_size=1, max_size=4, name="feedback")
+    try:
+        yield
+    finally:
+        services.holder.stop()
+        services.batcher.close()
+        if services.shadow is not None:
+            services.shadow.stop()
+        await asyncio.to_thread(services.writer.stop)  # says where every row went
+        services.pool.close()
 
-    async def score_predict(headers: Mapping[str, str], receive: Receive, arrived: float) -> bytes:
-        """The answer to one /predict request (``arrived``: perf_counter at arrival)."""
-        payload = await read_json(headers, receive, services.max_body)
-        parsed = parse_predict(payload, services.settings.predict_max_batch)
-        scored = await services.batcher.score(parsed.matrix, arrived)
-        items = [
-            {
-                "predicted_price_usd": round(price, 2),
-                "prediction_id": str(pid),
-                "model_version": scored.version,
-            }
-            for price, pid in zip(scored.prices_usd, scored.ids, strict=True)
-        ]
-        return orjson.dumps({"predictions": items} if parsed.batch else items[0])
 
+async def _score_predict(
+    services: Services, headers: Mapping[str, str], receive: Receive, arrived: float, _: Mapping[str, str]
+) -> bytes:
+    """The answer to one /predict request (``arrived``: perf_counter at arrival)."""
+    payload = await read_json(headers, receive, services.max_body)
+    parsed = parse_predict(payload, services.settings.predict_max_batch)
+    scored = await services.batcher.score(parsed.matrix, arrived)
+    items = [
+        {
+            "predicted_price_usd": round(price, 2),
+            "prediction_id": str(pid),
+            "model_version": scored.version,
+        }
+        for price, pid in zip(scored.prices_usd, scored.ids, strict=True)
+    ]
+    return orjson.dumps({"predictions": items} if parsed.batch else items[0])
+
+
+def _serve_hot(app: ScoringApp, services: Services, score_predict: Handler) -> None:
+    """The scoring routes of the three protocols, answered ahead of FastAPI (``hot_path``)."""
+    infer = partial(open_inference.infer, services)
     app.serve_hot(
         services.metrics,
         HotRoute("/predict", score_predict),
+        HotRoute(open_inference.INFER_PATH, infer, open_inference.error_keys, open_inference.INFER_ROUTE),
         HotRoute(
-            open_inference.INFER_PATH,
-            partial(open_inference.infer, services),
+            open_inference.VERSION_INFER_PATH,
+            infer,
             open_inference.error_keys,
-            label=open_inference.INFER_ROUTE,
+            open_inference.VERSION_INFER_ROUTE,
         ),
         HotRoute(
             mlflow_scoring.INVOCATIONS_PATH,
@@ -221,10 +159,12 @@ def _routes(app: ScoringApp) -> None:
         ),
     )
 
+
+def _predict_route(app: FastAPI, max_batch: int, score_predict: Handler) -> None:
     @app.post(
         "/predict",
         summary="Predict the price of one house, or of a batch",
-        openapi_extra={"requestBody": predict_body(settings.predict_max_batch)},
+        openapi_extra={"requestBody": predict_body(max_batch)},
         responses={
             200: {
                 "model": Prediction | Predictions,
@@ -238,18 +178,20 @@ def _routes(app: ScoringApp) -> None:
 
         Served by ``hot_path`` ahead of FastAPI; this route describes it (and answers the same).
         """
-        answer = await score_predict(request.headers, request.receive, time.perf_counter())
+        answer = await score_predict(request.headers, request.receive, time.perf_counter(), {})
         return Response(answer, media_type="application/json")
 
+
+def _feedback_route(app: FastAPI) -> None:
     @app.post(
         "/feedback",
         summary="Record the true price of a served prediction",
         openapi_extra={"requestBody": feedback_body()},
         responses={200: {"model": FeedbackRecorded}, **errors(400, 401, 403, 404, 409, 413, 415, 422, 503)},
+        dependencies=[Depends(feedback_authorized)],  # the token before the body is read
     )
-    async def feedback(request: Request, services: ServicesDep, credentials: BearerDep) -> Response:
+    async def feedback(request: Request, services: ServicesDep) -> Response:
         """Ground truth for a prediction_id (idempotent; bearer token when FEEDBACK_TOKEN is set)."""
-        _check_token(services.settings, credentials)
         given = parse_feedback(await read_json(request.headers, request.receive, 4096))
         pool = services.pool
         if pool is None:
@@ -274,6 +216,8 @@ def _routes(app: ScoringApp) -> None:
             }
         )
 
+
+def _status_routes(app: FastAPI) -> None:
     @app.get("/healthz", response_model=Status, summary="Alive")
     async def healthz() -> Response:
         """The process answers (it may not have a model yet: see /readyz)."""
@@ -312,24 +256,9 @@ def _routes(app: ScoringApp) -> None:
         """The Prometheus text exposition of this server's metrics."""
         return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    page = index_page()
+
     @app.get("/", response_class=HTMLResponse, summary="A page to try the model", include_in_schema=False)
     async def index() -> HTMLResponse:
         """Type the features, see a price."""
-        return HTMLResponse(_PAGE)
-
-
-_PAGE = index_page()
-
-
-def _check_token(settings: InferenceSettings, credentials: HTTPAuthorizationCredentials | None) -> None:
-    if settings.feedback_token is None:
-        return
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized(
-            "POST /feedback needs `Authorization: Bearer <FEEDBACK_TOKEN>`",
-            ["Authorization: must be Bearer <FEEDBACK_TOKEN>"],
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    expected = settings.feedback_token.get_secret_value().encode()
-    if not hmac.compare_digest(credentials.credentials.encode(), expected):
-        raise Forbidden("the bearer token is not FEEDBACK_TOKEN", ["Authorization: the token does not match"])
+        return HTMLResponse(page)

@@ -34,16 +34,21 @@ from services.inference.protocol_routes import ProtocolKeys
 
 log = logging.getLogger(__name__)
 
-# A handler takes the request's headers, its ASGI receive and its arrival (perf_counter), and answers
-# JSON bytes or raises a domain error.
-Handler = Callable[[Mapping[str, str], Receive, float], Awaitable[bytes]]
+# A handler takes the request's headers, its ASGI receive, its arrival (perf_counter) and its path
+# parameters (by name, as FastAPI's path_params), and answers JSON bytes or raises a domain error.
+Handler = Callable[[Mapping[str, str], Receive, float, Mapping[str, str]], Awaitable[bytes]]
+_NO_PARAMS: Mapping[str, str] = {}
 
 _JSON = (b"content-type", b"application/json")
 
 
 @dataclass(frozen=True)
 class HotRoute:
-    """``POST <path>`` answered by ``handle``; errors carry ``keys``'s fields too (a protocol's own)."""
+    """``POST <path>`` answered by ``handle``; errors carry ``keys``'s fields too (a protocol's own).
+
+    ``path`` is exact, or holds one ``{name}`` segment (``/v2/models/m/versions/{model_version}/infer``):
+    a request matches when that segment is one non-empty path segment, handed to ``handle`` by name.
+    """
 
     path: str
     handle: Handler
@@ -54,33 +59,63 @@ class HotRoute:
     def route_label(self) -> str:
         return self.label or self.path
 
+    @property
+    def parameter(self) -> tuple[str, str, str] | None:
+        """(prefix, name, suffix) of a path with one ``{name}`` segment; None for an exact path."""
+        head, brace, rest = self.path.partition("{")
+        if not brace:
+            return None
+        name, _, tail = rest.partition("}")
+        return head, name, tail
+
+    def match(self, path: str) -> Mapping[str, str] | None:
+        """The path parameter when ``path`` matches this templated route; None otherwise."""
+        parameter = self.parameter
+        if parameter is None:
+            return None
+        head, name, tail = parameter
+        if not (path.startswith(head) and path.endswith(tail)) or len(path) <= len(head) + len(tail):
+            return None
+        value = path[len(head) : len(path) - len(tail)]
+        return None if "/" in value else {name: value}
+
 
 class ScoringApp(FastAPI):
     """The FastAPI app, with the hot routes answered before its middleware stack."""
 
     hot_routes: dict[str, HotRoute]
+    templated_routes: tuple[HotRoute, ...] = ()
     hot_metrics: Metrics
 
     def serve_hot(self, metrics: Metrics, *routes: HotRoute) -> None:
         self.hot_metrics = metrics
-        self.hot_routes = {route.path: route for route in routes}
+        self.hot_routes = {route.path: route for route in routes if route.parameter is None}
+        self.templated_routes = tuple(route for route in routes if route.parameter is not None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            route = getattr(self, "hot_routes", {}).get(scope["path"])
+            path = scope["path"]
+            route = getattr(self, "hot_routes", {}).get(path)
             if route is not None:
-                await answer(route, self.hot_metrics, scope, receive, send)
+                await answer(route, self.hot_metrics, scope, receive, send, _NO_PARAMS)
                 return
+            for templated in self.templated_routes:  # tried only when no exact route matched
+                params = templated.match(path)
+                if params is not None:
+                    await answer(templated, self.hot_metrics, scope, receive, send, params)
+                    return
         await super().__call__(scope, receive, send)
 
 
-async def answer(route: HotRoute, metrics: Metrics, scope: Scope, receive: Receive, send: Send) -> None:
+async def answer(
+    route: HotRoute, metrics: Metrics, scope: Scope, receive: Receive, send: Send, params: Mapping[str, str]
+) -> None:
     """Serve one request of ``route``: read, handle, answer, count."""
     arrived = time.perf_counter()
     headers: list[tuple[bytes, bytes]] = [_JSON]
     status = 200
     try:
-        body = await route.handle(Headers(scope=scope), receive, arrived)
+        body = await route.handle(Headers(scope=scope), receive, arrived, params)
     except ClientDisconnect:
         return  # nobody to answer
     except ApiError as error:

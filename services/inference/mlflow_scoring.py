@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
@@ -26,11 +26,9 @@ from services.common.features import EXAMPLE, FEATURE_NAMES, TARGET_UNIT_USD
 from services.inference.bodies import read_json
 from services.inference.errors import NO_MODEL
 from services.inference.frames import parse_invocations
+from services.inference.parts import Services
 from services.inference.protocol_routes import protocol_route
 from services.inference.responses import JsonResponse
-
-if TYPE_CHECKING:
-    from services.inference.app import Services
 
 INVOCATIONS_PATH = "/invocations"
 # MLflow's databricks-style error codes (mlflow.protos.databricks_pb2), by status
@@ -104,7 +102,7 @@ def _invocations_body(max_batch: int) -> dict[str, Any]:
 
 
 async def invocations(
-    services: Services, headers: Mapping[str, str], receive: Receive, arrived: float
+    services: Services, headers: Mapping[str, str], receive: Receive, arrived: float, _: Mapping[str, str]
 ) -> bytes:
     """The answer to one /invocations request (``arrived``: perf_counter at arrival)."""
     payload = await read_json(headers, receive, services.max_body)
@@ -152,7 +150,8 @@ def router(max_batch: int) -> APIRouter:
     async def invocations_route(request: Request) -> Response:
         """Score the rows of a DataFrame (split or records), instances or inputs; every row is logged."""
         arrived = time.perf_counter()
-        answer = await invocations(request.app.state.services, request.headers, request.receive, arrived)
+        services = request.app.state.services
+        answer = await invocations(services, request.headers, request.receive, arrived, request.path_params)
         return Response(answer, media_type="application/json")
 
     return scoring

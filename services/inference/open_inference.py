@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
@@ -28,6 +28,7 @@ from services.common.registry import MODEL_NAME
 from services.inference.batcher import ModelNotReady
 from services.inference.bodies import read_json
 from services.inference.errors import NotFound, WrongContentType
+from services.inference.parts import Services
 from services.inference.protocol_routes import protocol_route
 from services.inference.responses import JsonResponse
 from services.inference.tensors import (
@@ -38,11 +39,10 @@ from services.inference.tensors import (
     parse_infer,
 )
 
-if TYPE_CHECKING:
-    from services.inference.app import Services
-
 INFER_ROUTE = "/v2/models/{model_name}/infer"
 INFER_PATH = f"/v2/models/{MODEL_NAME}/infer"  # a hot route (services.inference.hot_path)
+VERSION_INFER_ROUTE = "/v2/models/{model_name}/versions/{model_version}/infer"
+VERSION_INFER_PATH = f"/v2/models/{MODEL_NAME}/versions/{{model_version}}/infer"  # hot, templated
 # tritonclient sends this header with binary tensors (and no Content-Type at all with JSON ones).
 BINARY_HEADER = "inference-header-content-length"
 
@@ -205,15 +205,11 @@ def served_version(services: Services, model_name: str, model_version: str | Non
 
 
 async def infer(
-    services: Services,
-    headers: Mapping[str, str],
-    receive: Receive,
-    arrived: float,
-    model_name: str = MODEL_NAME,
-    model_version: str | None = None,
+    services: Services, headers: Mapping[str, str], receive: Receive, arrived: float, path: Mapping[str, str]
 ) -> bytes:
-    """The answer to one V2 infer request (``arrived``: perf_counter at arrival)."""
-    served_version(services, model_name, model_version)
+    """The answer to one V2 infer request (``arrived``: perf_counter at arrival; ``path``: its parameters,
+    ``model_name`` (else the served model's) and ``model_version`` (else whichever is served))."""
+    served_version(services, path.get("model_name", MODEL_NAME), path.get("model_version"))
     if BINARY_HEADER in headers:
         raise WrongContentType(
             "the binary tensor extension is not taken here: send JSON tensors"
@@ -255,6 +251,12 @@ def router(max_batch: int) -> APIRouter:
         route_class=protocol_route(error_keys),
     )
 
+    _server_routes(v2)
+    _model_routes(v2, max_batch)
+    return v2
+
+
+def _server_routes(v2: APIRouter) -> None:
     @v2.get("", response_model=ServerMetadata, summary="Server metadata (V2)")
     async def server_metadata(request: Request) -> Response:
         """The server's name, version and protocol extensions (none)."""
@@ -275,6 +277,8 @@ def router(max_batch: int) -> APIRouter:
         loaded = request.app.state.services.holder.champion is not None
         return JsonResponse({"ready": loaded}, 200 if loaded else 503)
 
+
+def _model_routes(v2: APIRouter, max_batch: int) -> None:
     async def metadata(request: Request, model_name: str, model_version: str | None) -> Response:
         version = served_version(request.app.state.services, model_name, model_version)
         return JsonResponse(model_metadata(version, request.app.state.services.holder.champion.runtime))
@@ -325,18 +329,17 @@ def router(max_batch: int) -> APIRouter:
     @v2.post(f"{model}/infer", **infer_doc)
     async def model_infer_route(request: Request, model_name: str) -> Response:
         """Score n rows of the eight features; every row is logged, and its prediction id returned."""
-        return await _infer(request, model_name, None)
+        return await _infer(request)
 
     @v2.post(f"{versioned}/infer", **infer_doc)
     async def version_infer_route(request: Request, model_name: str, model_version: str) -> Response:
         """The same, with the served version named (another version: 404)."""
-        return await _infer(request, model_name, model_version)
-
-    return v2
+        return await _infer(request)
 
 
-async def _infer(request: Request, model_name: str, model_version: str | None) -> Response:
+async def _infer(request: Request) -> Response:
+    """Another model's name in the path reaches FastAPI (the hot routes name this one): a 404 from here."""
     arrived = time.perf_counter()
     services = request.app.state.services
-    answer = await infer(services, request.headers, request.receive, arrived, model_name, model_version)
+    answer = await infer(services, request.headers, request.receive, arrived, request.path_params)
     return Response(answer, media_type="application/json")

@@ -8,6 +8,10 @@ from pydantic import Field, SecretStr, field_validator
 
 from services.common.settings import CommonSettings
 
+# 32 characters: `openssl rand -hex 16`, 128 bits; a shorter token is a password a person typed.
+MIN_TOKEN_CHARS = 32
+PLACEHOLDERS = {"changeme", "change-me", "secret", "token"}
+
 
 class InferenceSettings(CommonSettings):
     """Model polling, shadow scoring, the feedback token, batch limits, the prediction writer, its spool."""
@@ -23,7 +27,9 @@ class InferenceSettings(CommonSettings):
     )
     feedback_token: SecretStr | None = Field(
         default=None,
-        description="Bearer token POST /feedback requires; unset: feedback is open (development).",
+        description="Bearer token(s) POST /feedback accepts: one, or several separated by commas while a "
+        f"rotation runs (add the new one, move the clients, drop the old one); each at least "
+        f"{MIN_TOKEN_CHARS} characters. Unset: feedback is open (development; the server warns).",
     )
     predict_max_batch: int = Field(
         default=1000, ge=1, le=100_000, description="Most rows one POST /predict may carry in `instances`."
@@ -73,13 +79,36 @@ class InferenceSettings(CommonSettings):
 
     @field_validator("feedback_token", mode="before")
     @classmethod
-    def _no_placeholder(cls, value: object) -> object:
+    def _real_tokens(cls, value: object) -> object:
         text = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if isinstance(text, str) and not text.strip():
-            return None  # an empty variable (e.g. an optional Secret key) means no token
-        if isinstance(text, str) and text.strip().lower() in {"changeme", "change-me", "secret", "token"}:
-            raise ValueError("FEEDBACK_TOKEN is a placeholder: set a real secret or unset it")
+        if not isinstance(text, str):
+            return value
+        tokens = [token.strip() for token in text.split(",")]
+        if not any(tokens):
+            # An empty key in the Secret would otherwise open /feedback to anyone without a word.
+            raise ValueError(
+                "FEEDBACK_TOKEN is set but empty: put a token in it (`openssl rand -hex 16`), or unset it "
+                "to run with open feedback (development; in the chart: inference.feedback.allowAnonymous)"
+            )
+        for number, token in enumerate(tokens, start=1):
+            where = f"token {number} of FEEDBACK_TOKEN" if len(tokens) > 1 else "FEEDBACK_TOKEN"
+            if not token:
+                raise ValueError(f"{where} is empty: remove the stray comma")
+            if token.lower() in PLACEHOLDERS:
+                raise ValueError(f"{where} is a placeholder: set a real secret (`openssl rand -hex 16`)")
+            if len(token) < MIN_TOKEN_CHARS:
+                raise ValueError(
+                    f"{where} has {len(token)} characters, fewer than {MIN_TOKEN_CHARS}: "
+                    "use a random one (`openssl rand -hex 16`)"
+                )
         return value
+
+    @property
+    def feedback_tokens(self) -> tuple[bytes, ...]:
+        """The tokens POST /feedback accepts (empty: feedback is open)."""
+        if self.feedback_token is None:
+            return ()
+        return tuple(token.strip().encode() for token in self.feedback_token.get_secret_value().split(","))
 
     @property
     def spool_folder(self) -> Path:

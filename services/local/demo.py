@@ -103,7 +103,7 @@ class Demo:
         self.console = console
         self.timeline = Timeline()
         self.stack = Stack(
-            self.home, Children(self.home / "logs"), AlertReceiver(), token=secrets.token_urlsafe(16)
+            self.home, Children(self.home / "logs"), AlertReceiver(), token=secrets.token_hex(16)
         )
         self.out = DemoConsole(console, self.timeline, self.stack.children.logs)
         self.runs: list[MonitorRun] = []

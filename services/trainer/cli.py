@@ -6,7 +6,7 @@ This module is the trainer's edge: it reads settings once and wires the real par
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -116,10 +116,14 @@ def models(
     history: Annotated[
         bool, typer.Option("--history", help="Which version was champion when, and why.")
     ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the versions (figures, gate decision, evidence) as JSON.")
+    ] = False,
 ) -> None:
-    """List model versions with aliases, figures and gate outcome (or the champion history)."""
+    """List model versions with aliases, figures, gate outcome and its evidence (or the champion history)."""
     from services.common.connections import database_url, open_registry, tracking_uri
     from services.common.database import connect
+    from services.common.finite import dumps_summary
     from services.common.registry import MODEL_NAME, TAG_DECISION, current_aliases, version_figures
 
     settings = TrainerSettings()
@@ -143,19 +147,61 @@ def models(
     for alias, version in aliases.items():
         if version is not None:
             by_version.setdefault(version, []).append(alias)
-    table = Table("version", "aliases", "holdout R²", "holdout MAE", "gate", "created")
-    versions = client.search_model_versions(f"name='{MODEL_NAME}'")
-    for mv in sorted(versions, key=lambda v: int(v.version)):
+    versions = sorted(client.search_model_versions(f"name='{MODEL_NAME}'"), key=lambda v: int(v.version))
+    listed: list[dict[str, Any]] = []
+    for mv in versions:
         figures = version_figures(client, mv)
+        listed.append(
+            {
+                "version": int(mv.version),
+                "aliases": by_version.get(int(mv.version), []),
+                "metrics": figures.metrics,
+                "gate": figures.tags.get(TAG_DECISION),
+                "evidence": _evidence(figures.tags),
+                "created": _ms_to_text(mv.creation_timestamp),
+            }
+        )
+    if as_json:
+        print(dumps_summary({"versions": listed}))
+        return
+    table = Table("version", "aliases", "holdout R²", "holdout MAE", "gate", "evidence", "created")
+    for row in listed:
         table.add_row(
-            str(mv.version),
-            ", ".join(by_version.get(int(mv.version), [])),
-            _figure(figures.metrics.get("holdout_r2")),
-            _figure(figures.metrics.get("holdout_mae")),
-            figures.tags.get(TAG_DECISION, ""),
-            f"{_ms_to_text(mv.creation_timestamp)}",
+            str(row["version"]),
+            ", ".join(row["aliases"]),
+            _figure(row["metrics"].get("holdout_r2")),
+            _figure(row["metrics"].get("holdout_mae")),
+            row["gate"] or "",
+            "\n".join(_evidence_line(item) for item in row["evidence"].values()),
+            row["created"],
         )
     out.print(table if versions else "no model versions yet: train one with `housing train`")
+
+
+def _evidence(tags: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The gate's evidence a version was tagged with ({} for versions gated before it was recorded)."""
+    import json
+
+    from services.trainer.lifecycle import TAG_EVIDENCE
+
+    try:
+        evidence = json.loads(tags.get(TAG_EVIDENCE, "{}"))
+    except json.JSONDecodeError:
+        return {}
+    return evidence if isinstance(evidence, dict) else {}
+
+
+def _evidence_line(item: dict[str, Any]) -> str:
+    """ "recent n=300: Δ -0.052 [-0.079, -0.024], margin 0.014, MDE 0.043 ✓" (candidate - champion MAE)."""
+    try:
+        return (
+            f"{item['comparison']} n={item['rows']}: Δ {float(item['difference']):+.3f} "
+            f"[{float(item['lower']):+.3f}, {float(item['upper']):+.3f}], "
+            f"margin {float(item['margin']):.3f}, MDE {float(item['mde']):.3f} "
+            f"{'✓' if item['passed'] else '✗'}"
+        )
+    except (KeyError, TypeError, ValueError):
+        return "unreadable evidence"
 
 
 def _ms_to_text(ms: int | None) -> str:

@@ -62,15 +62,22 @@ def _absent(rows: int, reason: str) -> Metrics:
 
 def evaluate(model: Regressor, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> Metrics:
     """MAE, R² and RMSE of ``model`` on (x, y); a figure undefined on these rows is None with its reason."""
+    return scored(model, x, y)[0]
+
+
+def scored(
+    model: Regressor, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]
+) -> tuple[Metrics, npt.NDArray[np.float64] | None]:
+    """(figures, per-row absolute errors) of ``model`` on (x, y); the errors are None when any is not
+    finite (the figures then say why), so paired comparisons only ever see finite errors."""
     if len(y) == 0:
-        return _absent(0, "no rows")
+        return _absent(0, "no rows"), None
     if not np.isfinite(y).all():
-        return _absent(len(y), f"{int((~np.isfinite(y)).sum())} of {len(y)} true prices are not finite")
+        return _absent(len(y), f"{int((~np.isfinite(y)).sum())} of {len(y)} true prices are not finite"), None
     predicted = np.asarray(model.predict(x), dtype=np.float64)
     if not np.isfinite(predicted).all():
-        return _absent(
-            len(y), f"{int((~np.isfinite(predicted)).sum())} of {len(y)} predictions are not finite"
-        )
+        why = f"{int((~np.isfinite(predicted)).sum())} of {len(y)} predictions are not finite"
+        return _absent(len(y), why), None
     # R² compares the error with the spread of the true prices: with fewer than two distinct prices
     # there is no spread, and scikit-learn answers NaN (one row) or a made-up 0 or 1 (force_finite).
     distinct = len(np.unique(y))
@@ -80,13 +87,14 @@ def evaluate(model: Regressor, x: npt.NDArray[np.float64], y: npt.NDArray[np.flo
         if r2 is not None
         else {"r2": f"fewer than two distinct true prices ({len(y)} rows, {distinct} distinct)"}
     )
-    return Metrics(
+    metrics = Metrics(
         mae=float(mean_absolute_error(y, predicted)),
         r2=r2,
         rmse=float(root_mean_squared_error(y, predicted)),
         rows=len(y),
         undefined=undefined,
     )
+    return metrics, np.abs(predicted - y)
 
 
 def probe_matrix(x_sample: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

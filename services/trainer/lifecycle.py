@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ from services.common.dataset import Dataset
 from services.common.events import record_event
 from services.common.features import FEATURE_NAMES
 from services.common.registry import (
+    MODEL_NAME,
     RegistryError,
     alias_version,
     current_aliases,
@@ -31,9 +33,11 @@ from services.common.registry import (
     tag_decision,
 )
 from services.common.vocabulary import GateDecision, ModelEvent, Role
-from services.trainer.evaluate import Regressor, evaluate, probe_matrix, probe_problems
+from services.trainer.evaluate import Regressor, probe_matrix, probe_problems, scored
 from services.trainer.gate import Decision, Figures, Thresholds, decide
-from services.trainer.labelled import LabelledRows, fetch_labelled
+from services.trainer.identity import TAG_DATA_DIGEST, TAG_RECIPE_DIGEST
+from services.trainer.labelled import fetch_labelled
+from services.trainer.paired import Evidence
 from services.trainer.registration import TAG_LABELLED_SINCE, TAG_LABELLED_UNTIL
 from services.trainer.settings import TrainerSettings
 
@@ -46,6 +50,7 @@ class GateResult:
     candidate: Figures
     champion: Figures | None
     compiled_max_abs_diff: float | None = None  # the candidate's compiled trees against its pipeline
+    excluded: dict[str, int] = field(default_factory=dict)  # rows left out because a model trained on them
 
     def as_dict(self) -> dict[str, Any]:
         def figures(f: Figures | None) -> dict[str, Any] | None:
@@ -65,6 +70,9 @@ class GateResult:
             "candidate": figures(self.candidate),
             "champion": figures(self.champion),
             "compiled_max_abs_diff": self.compiled_max_abs_diff,
+            "excluded": self.excluded,
+            # One object per paired comparison ("recent", "holdout"): services.trainer.paired.Evidence.
+            "evidence": {item.comparison: item.as_dict() for item in self.decision.evidence},
         }
 
 
@@ -72,9 +80,10 @@ def thresholds(settings: TrainerSettings) -> Thresholds:
     return Thresholds(
         min_r2=settings.gate_min_r2,
         max_mae=settings.gate_max_mae,
-        holdout_tolerance=settings.gate_holdout_tolerance,
-        shifted_holdout_tolerance=settings.gate_shifted_holdout_tolerance,
         min_recent_rows=settings.gate_min_recent_rows,
+        recent_margin=settings.gate_recent_margin,
+        holdout_margin=settings.gate_holdout_margin,
+        noninferiority_margin=settings.gate_noninferiority_margin,
     )
 
 
@@ -86,23 +95,30 @@ def load_version(version: int) -> Regressor:
     return model
 
 
-def _labelled_range(version: ModelVersion, client: MlflowClient) -> tuple[datetime, datetime] | None:
+def _run_tags(version: ModelVersion, client: MlflowClient) -> dict[str, str]:
+    return dict(client.get_run(version.run_id).data.tags) if version.run_id else {}
+
+
+def _labelled_range(tags: dict[str, str]) -> tuple[datetime, datetime] | None:
     """The production rows a version was trained on, as a time range; None when it saw none."""
-    if not version.run_id:
-        return None
-    tags = client.get_run(version.run_id).data.tags
     since, until = tags.get(TAG_LABELLED_SINCE), tags.get(TAG_LABELLED_UNTIL)
     if not since or not until:
         return None
     return datetime.fromisoformat(since), datetime.fromisoformat(until)
 
 
-def _unseen_holdout_mask(holdout: npt.NDArray[np.float64], seen: list[LabelledRows]) -> npt.NDArray[np.bool_]:
-    """Holdout rows no model in the comparison trained on (production rows may replay holdout rows)."""
-    trained = {tuple(row) for rows in seen for row in rows.x.tolist()}
+def _training_digest(tags: dict[str, str]) -> str | None:
+    """The data and recipe digests together; None when either was not recorded (older versions)."""
+    data, recipe = tags.get(TAG_DATA_DIGEST), tags.get(TAG_RECIPE_DIGEST)
+    return f"{data}:{recipe}" if data and recipe else None
+
+
+def _unseen_mask(rows: npt.NDArray[np.float64], seen: list[npt.NDArray[np.float64]]) -> npt.NDArray[np.bool_]:
+    """Rows whose features no model in the comparison trained on (production rows may replay any row)."""
+    trained = {tuple(row) for matrix in seen for row in matrix.tolist()}
     if not trained:
-        return np.ones(len(holdout), dtype=bool)
-    return np.array([tuple(row) not in trained for row in holdout.tolist()], dtype=bool)
+        return np.ones(len(rows), dtype=bool)
+    return np.array([tuple(row) not in trained for row in rows.tolist()], dtype=bool)
 
 
 def _signature_problems(version: int) -> list[str]:
@@ -149,45 +165,75 @@ def gate_version(
     """Judge ``version`` against the champion on the same rows; promote it or reject it, and record why.
 
     Both models are measured on the reference holdout minus any row either trained on, and on the
-    labelled production rows newer than anything either trained on.
+    labelled production rows newer than anything either trained on, minus any row whose features
+    either trained on (a replayed holdout, labelled or base row).
     """
     now = now or datetime.now(UTC)
     candidate_mv = get_version(client, version)
     champion_mv = alias_version(client, Role.CHAMPION)
     if champion_mv is not None and int(champion_mv.version) == version:
         raise RegistryError(f"version {version} is already the champion")
+    tags = [_run_tags(mv, client) if mv else {} for mv in (candidate_mv, champion_mv)]
     window_start = now - timedelta(hours=settings.train_labelled_window_hours)
-
-    with connect(database_url) as conn:
-        ranges = [r for mv in (candidate_mv, champion_mv) if mv and (r := _labelled_range(mv, client))]
-        seen = [fetch_labelled(conn, since).until(until) for since, until in ranges]
-        after = max((until for _, until in ranges), default=None)
-        recent = fetch_labelled(conn, window_start, after)
-    mask = _unseen_holdout_mask(dataset.x_holdout, seen)
-    x_holdout, y_holdout = dataset.x_holdout[mask], dataset.y_holdout[mask]
-    say(f"comparing on {len(y_holdout)} holdout rows and {len(recent)} recent labelled rows")
+    rows = _comparison_rows(database_url, dataset, tags, window_start)
+    say(f"comparing on {len(rows.y_holdout)} holdout rows and {len(rows.y_recent)} recent labelled rows")
 
     candidate_model = load_version(version)
     probe = probe_matrix(dataset.x_holdout[:200])
     difference, compiled_problems = compiled_parity(client, candidate_mv, candidate_model, dataset.x_holdout)
-    candidate = Figures(
-        holdout=evaluate(candidate_model, x_holdout, y_holdout),
-        recent=evaluate(candidate_model, recent.x, recent.y),
-        problems=_signature_problems(version) + probe_problems(candidate_model, probe) + compiled_problems,
-    )
+    problems = _signature_problems(version) + probe_problems(candidate_model, probe) + compiled_problems
+    candidate = rows.figures(candidate_model, problems, _training_digest(tags[0]))
     champion = None
     if champion_mv is not None:
-        champion_model = load_version(int(champion_mv.version))
-        champion = Figures(
-            holdout=evaluate(champion_model, x_holdout, y_holdout),
-            recent=evaluate(champion_model, recent.x, recent.y),
-        )
+        champion = rows.figures(load_version(int(champion_mv.version)), [], _training_digest(tags[1]))
     decision = decide(candidate, champion, thresholds(settings))
     result = GateResult(
-        version, int(champion_mv.version) if champion_mv else None, decision, candidate, champion, difference
+        version,
+        int(champion_mv.version) if champion_mv else None,
+        decision,
+        candidate,
+        champion,
+        difference,
+        rows.excluded,
     )
     _apply(client, database_url, result, actor=actor)
     return result
+
+
+@dataclass(frozen=True)
+class ComparisonRows:
+    """The rows both models are scored on: the unseen holdout and the unseen recent labelled rows."""
+
+    x_holdout: npt.NDArray[np.float64]
+    y_holdout: npt.NDArray[np.float64]
+    x_recent: npt.NDArray[np.float64]
+    y_recent: npt.NDArray[np.float64]
+    excluded: dict[str, int]
+
+    def figures(self, model: Regressor, problems: list[str], digest: str | None) -> Figures:
+        holdout, holdout_errors = scored(model, self.x_holdout, self.y_holdout)
+        recent, recent_errors = scored(model, self.x_recent, self.y_recent)
+        return Figures(holdout, recent, problems, holdout_errors, recent_errors, digest)
+
+
+def _comparison_rows(
+    database_url: str, dataset: Dataset, tags: list[dict[str, str]], window_start: datetime
+) -> ComparisonRows:
+    """The holdout and recent rows neither model trained on (``tags``: both versions' run tags)."""
+    ranges = [r for t in tags if (r := _labelled_range(t))]
+    with connect(database_url) as conn:
+        seen = [fetch_labelled(conn, since).until(until).x for since, until in ranges]
+        after = max((until for _, until in ranges), default=None)
+        recent = fetch_labelled(conn, window_start, after)
+    holdout_mask = _unseen_mask(dataset.x_holdout, seen)
+    recent_mask = _unseen_mask(recent.x, [*seen, dataset.x_train])
+    return ComparisonRows(
+        dataset.x_holdout[holdout_mask],
+        dataset.y_holdout[holdout_mask],
+        recent.x[recent_mask],
+        recent.y[recent_mask],
+        {"holdout": int((~holdout_mask).sum()), "recent": int((~recent_mask).sum())},
+    )
 
 
 def _apply(client: MlflowClient, database_url: str, result: GateResult, *, actor: str) -> None:
@@ -208,11 +254,28 @@ def _apply(client: MlflowClient, database_url: str, result: GateResult, *, actor
             promote(client, result.version)
             _commit_or_restore(conn, client, before)
             tag_decision(client, result.version, GateDecision.PASSED, result.decision.reasons)
+            _tag_evidence(client, result.version, result.decision.evidence)
         else:
             if current_aliases(client)[Role.CHALLENGER] == result.version:
                 move_aliases(client, {Role.CHALLENGER: None})
             conn.commit()
             tag_decision(client, result.version, GateDecision.REJECTED, result.decision.reasons)
+            _tag_evidence(client, result.version, result.decision.evidence)
+
+
+# The evidence figures a version is tagged with, per comparison: gate.<comparison>.<figure>.
+EVIDENCE_TAG_FIGURES = ("rows", "difference", "lower", "upper", "margin", "mde", "passed")
+TAG_EVIDENCE = "gate.evidence"  # JSON: {comparison: Evidence.as_dict()}
+
+
+def _tag_evidence(client: MlflowClient, version: int, evidence: list[Evidence]) -> None:
+    """Tag the version with its evidence: the whole as JSON, and each comparison's figures flat."""
+    tags = {TAG_EVIDENCE: json.dumps({item.comparison: item.as_dict() for item in evidence})}
+    for item in evidence:
+        figures = item.as_dict()
+        tags |= {f"gate.{item.comparison}.{name}": str(figures[name]) for name in EVIDENCE_TAG_FIGURES}
+    for key, value in tags.items():
+        client.set_model_version_tag(MODEL_NAME, str(version), key, value)
 
 
 def _commit_or_restore(conn: Any, client: MlflowClient, before: dict[Role, int | None]) -> None:

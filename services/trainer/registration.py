@@ -35,6 +35,7 @@ from services.common.registry import (
     PROFILE_ARTIFACT,
 )
 from services.common.vocabulary import Role
+from services.trainer.identity import TAG_DATA_DIGEST, TAG_RECIPE_DIGEST, data_digest, recipe_digest
 from services.trainer.model import PARAMS
 
 # MLflow saves scikit-learn models with skops by default, and skops refuses HistGradientBoosting's
@@ -77,6 +78,7 @@ class TrainingRecord:
     profile: ReferenceProfile
     undefined: dict[str, str] = field(default_factory=dict)  # metric name → why it is not in ``metrics``
     error_model: ErrorModel | None = None  # None: ERROR_MODEL_FOLDS=0, the monitor makes no estimate
+    weights: npt.NDArray[np.float64] | None = None  # sample weights (None: all 1), part of the data digest
 
 
 def run_figures(record: TrainingRecord) -> tuple[dict[str, float], dict[str, str]]:
@@ -107,6 +109,9 @@ def register_candidate(client: MlflowClient, experiment_id: str, record: Trainin
             {
                 TAG_LABELLED_SINCE: record.labelled_since.isoformat(),
                 TAG_LABELLED_UNTIL: record.labelled_until.isoformat() if record.labelled_until else "",
+                # What the gate compares to refuse a twin of the champion (services.trainer.identity).
+                TAG_DATA_DIGEST: data_digest(record.x_train, record.y_train, record.weights),
+                TAG_RECIPE_DIGEST: recipe_digest(record.model),
                 **undefined_tags,
             }
         )

@@ -125,6 +125,7 @@ def run_training(
             undefined=undefined,
             profile=build_profile(newest.x if len(newest) >= PROFILE_MIN_RECENT_ROWS else x),
             error_model=error_model,
+            weights=weights,
         )
         version, run_id = register_candidate(client, experiment_id, record)
         with connect(database_url) as conn:

@@ -36,7 +36,7 @@ def cel_module() -> ModuleType:
     try:
         import celpy
     except ImportError:
-        missing("cel-python not installed: pip install -e '.[dev]'")
+        missing("cel-python not installed: run `make .venv/.installed`")
     return celpy
 
 

@@ -45,8 +45,13 @@ def test_dockerfile_shape(service: str) -> None:
     )
     assert ("USER", "10001:10001") in final
     assert any(op == "COPY" and "--from=build /opt/venv" in arg for op, arg in final)
-    build_runs = " ".join(arg for op, arg in ins[: len(ins) - len(final)] if op == "RUN")
-    assert f'pip install --no-cache-dir "./[{service}]"' in build_runs
+    build_runs = [arg for op, arg in ins[: len(ins) - len(final)] if op == "RUN"]
+    # The installer itself hash-checked, then the service's group from the lock, never resolved anew.
+    assert build_runs[0] == "pip install --no-cache-dir --require-hashes -r requirements/uv.txt"
+    assert build_runs[1:] == [
+        f"uv sync --locked --no-install-project --extra {service}",
+        f"uv sync --locked --no-editable --extra {service}",
+    ]
     env = " ".join(arg for op, arg in final if op == "ENV")
     assert "HOUSING_HOME=/var/lib/housing" in env
     assert ("OMP_NUM_THREADS=1" in env) == (service == "inference")
@@ -57,5 +62,5 @@ def test_dockerfile_shape(service: str) -> None:
 def test_dockerignore_sends_only_the_build_inputs() -> None:
     lines = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()]
     assert lines[lines.index("*")] == "*", "deny by default"
-    for needed in ("!pyproject.toml", "!README.md", "!services/"):
+    for needed in ("!pyproject.toml", "!uv.lock", "!requirements/uv.txt", "!README.md", "!services/"):
         assert needed in lines

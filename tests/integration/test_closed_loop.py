@@ -34,7 +34,7 @@ from tests.conftest import world_readable_tempdir
 
 pytestmark = pytest.mark.timeout(420)
 
-TOKEN = "closed-loop-test-token"
+TOKEN = "closed-loop-test-token-of-32-chars"
 
 
 class Loop:

@@ -16,11 +16,15 @@ from tests.integration.test_inference_support import ROW, count, make_app, servi
 
 pytestmark = pytest.mark.timeout(300)  # includes training the session champion
 
+OLD_TOKEN = "old-token-still-held-by-some-clients"
+NEW_TOKEN = "new-token-the-clients-move-to-now"
+
 
 def test_predictions_land_and_feedback_joins(
     champion_registry: Registry, database_url: str, tmp_path: Path
 ) -> None:
-    settings = settings_for(tmp_path, feedback_token="s3cret-token")
+    # Two tokens, as during a rotation: clients holding either are served.
+    settings = settings_for(tmp_path, feedback_token=f"{OLD_TOKEN},{NEW_TOKEN}")
     with (
         serving(make_app(settings, database_url, champion_registry.uri)) as server,
         httpx.Client(base_url=server.url, timeout=10) as http,
@@ -47,12 +51,12 @@ def test_predictions_land_and_feedback_joins(
         assert all(uuid.UUID(one).version == 7 for one in ids)
         assert sorted(ids[1:]) == ids[1:]
 
-        headers = {"Authorization": "Bearer s3cret-token"}
+        headers = {"Authorization": f"Bearer {OLD_TOKEN}"}
         truth = {"prediction_id": body["prediction_id"], "actual_price_usd": 452_600.0}
         first = http.post("/feedback", json=truth, headers=headers)
         assert first.status_code == 200, first.text
         assert first.json()["status"] == "recorded"
-        again = http.post("/feedback", json=truth, headers=headers)
+        again = http.post("/feedback", json=truth, headers={"Authorization": f"Bearer {NEW_TOKEN}"})
         assert again.status_code == 200 and again.json()["status"] == "already recorded"
         other = http.post("/feedback", json={**truth, "actual_price_usd": 1.0}, headers=headers)
         assert other.status_code == 409, other.text

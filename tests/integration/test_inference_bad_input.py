@@ -25,7 +25,7 @@ from tests.integration.test_inference_support import (
 
 pytestmark = pytest.mark.timeout(300)  # includes training the session champion
 
-TOKEN = "bad-input-token"
+TOKEN = "bad-input-token-of-at-least-32-chars"
 
 
 @pytest.fixture(scope="module")

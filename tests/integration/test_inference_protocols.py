@@ -34,7 +34,7 @@ from tests.integration.test_inference_support import (
 
 pytestmark = pytest.mark.timeout(300)  # includes training the session champion
 
-TOKEN = "protocols-token"
+TOKEN = "protocols-token-of-at-least-32-chars"
 MAX_BATCH = 32
 
 

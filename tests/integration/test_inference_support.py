@@ -20,7 +20,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from services.common.features import EXAMPLE
-from services.inference.app import Services, create_app
+from services.inference.app import create_app
+from services.inference.parts import Services
 from services.inference.settings import InferenceSettings
 
 ROW = dict(EXAMPLE)

@@ -49,12 +49,22 @@ def events(url: str) -> list[tuple[str, int, int | None]]:
     return [(e, v, p) for e, v, p in rows]
 
 
-def register(registry: Registry, dataset: Dataset, model: Pipeline) -> int:
-    """Register an arbitrary fitted pipeline as a candidate, the way the trainer does."""
+def register(
+    registry: Registry,
+    dataset: Dataset,
+    model: Pipeline,
+    trained_on: tuple[np.ndarray, np.ndarray] | None = None,
+) -> int:
+    """Register an arbitrary fitted pipeline as a candidate, the way the trainer does.
+
+    ``trained_on``: the (x, y) it was fitted on, when not the base training rows (the training digest,
+    which refuses twins of the champion, is taken of them).
+    """
+    x_train, y_train = trained_on or (dataset.x_train, dataset.y_train)
     record = TrainingRecord(
         model=model,
-        x_train=dataset.x_train,
-        y_train=dataset.y_train,
+        x_train=x_train,
+        y_train=y_train,
         base_rows=len(dataset.y_train),
         labelled_rows=0,
         labelled_since=datetime.now(UTC),
@@ -132,15 +142,18 @@ def test_gate_rejects_a_dummy_and_a_nan_model(
     assert [e for e, _, _ in events(database_url)] == ["rejected", "rejected"]
 
 
-def test_gate_promotes_an_equal_model_then_rollback_restores(
+def test_a_twin_is_rejected_and_a_rollback_restores_a_forced_one(
     champion_registry: Registry, dataset: Dataset, database_url: str
 ) -> None:
     client = champion_registry.client
     summary = run_training(client, champion_registry.experiment_id, database_url, dataset, TrainerSettings())
-    assert summary.gate is not None and summary.gate.decision.passed, summary.gate
-    assert current_aliases(client) == {Role.CHAMPION: 2, Role.CHALLENGER: None, Role.PREVIOUS: 1}
-    assert events(database_url) == [("registered", 2, None), ("promoted", 2, 1)]
+    gate = summary.gate
+    assert gate is not None and not gate.decision.passed, gate
+    assert any("a twin never replaces the champion" in reason for reason in gate.decision.reasons)
+    assert current_aliases(client) == {Role.CHAMPION: 1, Role.CHALLENGER: None, Role.PREVIOUS: None}
+    assert events(database_url) == [("registered", 2, None), ("rejected", 2, 1)]
 
+    force_promote(client, database_url, 2, actor="test", reason="twin on purpose")
     bad, good = roll_back(client, database_url, actor="test", reasons=["live error"])
     assert (bad, good) == (2, 1)
     assert current_aliases(client) == {Role.CHAMPION: 1, Role.CHALLENGER: None, Role.PREVIOUS: None}
@@ -204,7 +217,19 @@ def test_retraining_on_shifted_prices_moves_predictions_that_way(
     gate = summary.gate
     assert gate is not None and gate.decision.passed, gate.decision.reasons
     assert gate.candidate.recent is not None and gate.candidate.recent.rows == 900
-    assert any("recent labelled rows" in reason for reason in gate.decision.reasons)
+    assert any("the recent labelled rows decide" in reason for reason in gate.decision.reasons)
+    # Its evidence: both comparisons, in the event's figures and as version tags.
+    evidence = gate.as_dict()["evidence"]
+    assert set(evidence) == {"recent", "holdout"} and evidence["recent"]["rows"] == 900
+    assert evidence["recent"]["upper"] < -evidence["recent"]["margin"]
+    with connect(database_url) as conn:
+        (figures,) = conn.execute(
+            "SELECT figures FROM model_events WHERE event = 'promoted' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    assert figures["evidence"] == json.loads(json.dumps(evidence))
+    tags = client.get_model_version("cali-housing", str(summary.version)).tags
+    assert json.loads(tags["gate.evidence"]) == figures["evidence"]
+    assert tags["gate.recent.rows"] == "900" and float(tags["gate.holdout.mde"]) > 0
     # The reference profile is the newest rows' world, the one the gate judged the model on.
     run_id = client.get_model_version("cali-housing", str(summary.version)).run_id
     profile_path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=PROFILE_ARTIFACT)

@@ -5,16 +5,21 @@ Each test runs the real console script against a real embedded Postgres and a re
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from services.common.dataset import Dataset
 from services.common.registry import current_aliases
 from services.common.vocabulary import Role
+from services.trainer.model import fit_model
 from tests.conftest import Registry
+from tests.integration.test_trainer import register
 
 HOUSING = str(Path(sys.executable).with_name("housing"))
 
@@ -95,3 +100,29 @@ def test_missing_data_names_the_fix(env: dict[str, str], tmp_path: Path) -> None
     result = housing("train", env={**env, "SCIKIT_LEARN_DATA": str(empty)})
     assert result.returncode == 1
     assert "SCIKIT_LEARN_DATA" in last_line(result)
+
+
+def test_promote_and_models_show_the_gates_evidence(
+    env: dict[str, str], champion_registry: Registry, dataset: Dataset
+) -> None:
+    """An A/A candidate (the champion's recipe refitted on a resample) is refused, and says why in figures."""
+    env = {**env, "COLUMNS": "400"}  # rich wraps at 80 columns without a terminal
+    rows = np.random.default_rng(3).integers(0, len(dataset.y_train), len(dataset.y_train))
+    model = fit_model(dataset.x_train[rows], dataset.y_train[rows])
+    version = register(champion_registry, dataset, model, (dataset.x_train[rows], dataset.y_train[rows]))
+    result = housing("promote", str(version), "--json", env=env)
+    assert result.returncode == 1, result.stderr
+    decision = json.loads(result.stdout)
+    holdout = decision["evidence"]["holdout"]
+    assert holdout["test"] == "superiority" and holdout["rows"] == len(dataset.y_holdout)
+    assert holdout["upper"] >= -holdout["margin"] and not holdout["passed"]
+    assert "holdout, 4128 rows: candidate - champion MAE" in result.stderr
+
+    listed = housing("models", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    versions = {row["version"]: row for row in json.loads(listed.stdout)["versions"]}
+    assert versions[version]["gate"] == "rejected"
+    assert versions[version]["evidence"]["holdout"] == holdout
+    assert versions[1]["evidence"] == {}  # the first champion had nothing to be compared with
+    table = housing("models", env=env)
+    assert f"holdout n={len(dataset.y_holdout)}: Δ" in table.stdout

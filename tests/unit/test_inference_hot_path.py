@@ -58,7 +58,9 @@ def _app(handle: Any, keys: Any = None) -> tuple[ScoringApp, Metrics]:
     metrics = Metrics()
     app = ScoringApp()
 
-    async def read_then_handle(headers: Mapping[str, str], receive: Receive, arrived: float) -> bytes:
+    async def read_then_handle(
+        headers: Mapping[str, str], receive: Receive, arrived: float, path: Mapping[str, str]
+    ) -> bytes:
         result: bytes = await handle(await read_json(headers, receive, 1000), arrived)
         return result
 
@@ -166,3 +168,24 @@ def test_a_client_that_leaves_gets_no_answer_and_other_methods_reach_fastapi() -
     # GET /hot is not a hot route: FastAPI answers (no such route here: 404).
     start = _call(app, "GET", "/hot", _body(b""))[0]
     assert start["status"] == 404
+
+
+def test_a_templated_route_takes_one_segment_and_hands_it_over_by_name() -> None:
+    """The versioned V2 infer path is hot too: ``{model_version}`` matches one non-empty segment."""
+    seen: list[Mapping[str, str]] = []
+
+    async def handle(
+        headers: Mapping[str, str], receive: Receive, arrived: float, path: Mapping[str, str]
+    ) -> bytes:
+        seen.append(path)
+        return b"{}"
+
+    metrics = Metrics()
+    app = ScoringApp()
+    app.serve_hot(metrics, HotRoute("/m/versions/{model_version}/infer", handle, label="/m/{v}"))
+    status, _, _ = _answer(_call(app, "POST", "/m/versions/7/infer", _body(b"{}")))
+    assert status == 200 and seen == [{"model_version": "7"}]
+    for other in ("/m/versions//infer", "/m/versions/7/8/infer", "/m/versions/7/infer/x", "/m/infer"):
+        assert _call(app, "POST", other, _body(b"{}"))[0]["status"] == 404, other  # FastAPI: no route
+    assert seen == [{"model_version": "7"}]
+    assert metrics.requests.labels("/m/{v}", "POST", "200")._value.get() == 1

@@ -1,3 +1,8 @@
+-- statement_timeout: 0
+--   (it moves every row of the log, however large: it ran without a limit before migrations had timeouts)
+-- contract: feedback rows must carry predicted_at (NOT NULL, the partition key): a release older than this one
+-- cannot record feedback against this schema. It shipped together with the code that writes it (before the
+-- expand/contract rule of docs/migrations.md existed); a revert across it needs the database restored.
 -- The prediction log, partitioned by day (UTC): retention drops whole days, and queries on a time
 -- range read only the days they need. Moves the rows of the unpartitioned tables over, in this
 -- migration's transaction (writers wait for its lock, or spool and replay; readers see the old or the
