@@ -7,33 +7,30 @@ by 15°, 30°, 45°, 60° and 75° (10 columns: lon·cosθ - lat·sinθ, then lo
 cross-validation then chose (0.15).
 
 One function computes them for both forms of a model: the pipeline's first step
-(:func:`transform_step`, a ``FunctionTransformer`` around :func:`add_rotated_coordinates`, its angles in
-the step's ``kw_args`` so a pickled pipeline keeps its own) and the compiled trees
-(:class:`services.common.compiled.CompiledModel`, which reads the name and the angles from the
-checkpoint's attributes). Clients, the signature, drift and the profile stay on the eight raw features.
+(:class:`services.common.derived_step.RotatedCoordinates`, its angles a parameter, so a pickled pipeline
+keeps its own) and the compiled trees (:class:`services.common.compiled.CompiledModel`, which reads the
+name and the angles from the checkpoint's attributes). Clients, the signature, drift and the profile stay
+on the eight raw features. This module imports no scikit-learn: the monitor reads compiled trees
+without it.
 
 Usage::
 
     wide = add_rotated_coordinates(x)              # (n, 8) -> (n, 18), the raw columns first, unchanged
-    pipeline = Pipeline([(TRANSFORM_STEP, transform_step()), ("regressor", ...)])
+    rotation = coefficients_from(model.attributes) # None for checkpoints compiled before the transform
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from services.common.features import FEATURE_NAMES
 
-if TYPE_CHECKING:
-    from sklearn.preprocessing import FunctionTransformer
-
 ROTATED_COORDINATES = "rotated_coordinates"  # the transform's name, as compiled checkpoints state it
 ROTATION_DEGREES: tuple[float, ...] = (15.0, 30.0, 45.0, 60.0, 75.0)
-TRANSFORM_STEP = "derive"
+TRANSFORM_STEP = "derive"  # the step's name in the pipeline
 _LATITUDE = FEATURE_NAMES.index("Latitude")
 _LONGITUDE = FEATURE_NAMES.index("Longitude")
 
@@ -96,20 +93,10 @@ def derived_names(degrees: Sequence[float] = ROTATION_DEGREES) -> tuple[str, ...
     )
 
 
-def transform_step(degrees: Sequence[float] = ROTATION_DEGREES) -> FunctionTransformer:
-    """The pipeline step: a module-level function (cloudpickle stores it by reference) and its angles."""
-    # Here, not at the top: the monitor reads compiled trees without importing scikit-learn (~1.1 s).
-    from sklearn.preprocessing import FunctionTransformer
-
-    return FunctionTransformer(add_rotated_coordinates, kw_args={"degrees": tuple(degrees)})
-
-
 def step_attributes(step: object) -> dict[str, object] | None:
-    """What a compiled checkpoint must record to repeat ``step`` (None: it is not this transform)."""
-    if getattr(step, "func", None) is add_rotated_coordinates:
-        degrees = (getattr(step, "kw_args", None) or {}).get("degrees", ROTATION_DEGREES)
-        return {"transform": ROTATED_COORDINATES, "degrees": [float(d) for d in degrees]}
-    return None
+    """What a compiled checkpoint must record to repeat ``step`` (None: the step derives nothing known)."""
+    describe = getattr(step, "compiled_attributes", None)
+    return describe() if callable(describe) else None
 
 
 def coefficients_from(

@@ -20,7 +20,8 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from services.common.derived_features import TRANSFORM_STEP, transform_step
+from services.common.derived_features import TRANSFORM_STEP
+from services.common.derived_step import RotatedCoordinates
 
 # Chosen by 5-fold cross-validation on the training part only (the reference holdout never chooses):
 # ``python -m benchmarks.model_selection`` prints the table of 24 candidates. The lowest CV MAE: rotated
@@ -39,7 +40,7 @@ PARAMS: dict[str, float | int | bool] = {
 
 def build_model(params: Mapping[str, float | int | bool] = PARAMS, *, derive: bool = True) -> Pipeline:
     """An unfitted pipeline: the derived features (unless ``derive`` is False), then the regressor."""
-    steps = [(TRANSFORM_STEP, transform_step())] if derive else []
+    steps = [(TRANSFORM_STEP, RotatedCoordinates())] if derive else []
     return Pipeline([*steps, ("regressor", HistGradientBoostingRegressor(**params))])
 
 

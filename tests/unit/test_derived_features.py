@@ -9,6 +9,7 @@ import pytest
 
 from services.common import derived_features as derived
 from services.common.dataset import Dataset
+from services.common.derived_step import RotatedCoordinates
 from services.common.features import FEATURE_NAMES
 
 
@@ -44,8 +45,8 @@ def test_rows_that_are_not_the_eight_raw_features_are_refused_naming_them() -> N
 def test_the_step_carries_its_angles_through_a_pickle_and_states_them_for_the_compiled_trees(
     dataset: Dataset,
 ) -> None:
-    step = derived.transform_step((10.0, 20.0))
-    restored = cloudpickle.loads(cloudpickle.dumps(step))
+    step = RotatedCoordinates((10.0, 20.0))
+    restored = cloudpickle.loads(cloudpickle.dumps(step.fit(dataset.x_train)))
     x = dataset.x_holdout[:50]
     assert np.array_equal(restored.transform(x), derived.add_rotated_coordinates(x, (10.0, 20.0)))
     attributes = derived.step_attributes(restored)
@@ -59,3 +60,20 @@ def test_checkpoint_attributes_without_a_transform_mean_none_and_an_unknown_one_
     assert derived.step_attributes(object()) is None
     with pytest.raises(derived.UnknownTransform, match=r"'polar'.*release that trained it"):
         derived.coefficients_from({"transform": "polar", "degrees": [1.0]})
+
+
+def test_the_pipeline_reads_the_same_in_every_process_so_its_recipe_digest_does() -> None:
+    """A function's repr holds its address: a FunctionTransformer made the digest differ run to run."""
+    import subprocess
+    import sys
+
+    code = (
+        "from services.trainer.model import build_model\n"
+        "from services.trainer.identity import recipe_digest\n"
+        "print(recipe_digest(build_model()))"
+    )
+    digests = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        for _ in range(2)
+    }
+    assert len(digests) == 1, digests
