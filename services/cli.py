@@ -155,6 +155,9 @@ MLFLOW_DEFAULTS = {
     "MLFLOW_LOGGING_LEVEL": "WARNING",
     # Usage telemetry waits on the network in every process: ~4 s per command where there is none.
     "MLFLOW_DISABLE_TELEMETRY": "true",
+    # MLflow finds uv.lock in the working folder and copies it (1.4 MB) and pyproject.toml into every
+    # model it logs, and may run `uv export`: our models name their requirements themselves.
+    "MLFLOW_UV_AUTO_DETECT": "false",
 }
 
 
