@@ -141,7 +141,7 @@ def prepare(folder: Path, *, keep: bool = False) -> tuple[Stack, Any, Traffic]:
     from services.common.database import migrate
     from services.common.dataset import load_dataset
     from services.common.maintenance import Retention, maintain
-    from services.monitor.run import load_predictor
+    from services.monitor.champion import load_predictor
     from services.trainer.settings import TrainerSettings
     from services.trainer.train import run_training
 

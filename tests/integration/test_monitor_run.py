@@ -326,8 +326,9 @@ def test_the_estimate_reads_the_served_prices_and_the_compiled_error_model_not_t
 ) -> None:
     """The champion's model cannot be loaded at all (its source is an empty folder): the estimate
     needs only the prices logged with the rows and the compiled error model."""
-    import services.monitor.run as monitor_run
     from services.common.error_model import CompiledErrorModel
+    from services.monitor.champion import load_predictor, read_champion
+    from services.monitor.summary import MonitorFailed
 
     x = dataset.x_holdout
     served = _served(champion_registry, x)
@@ -335,11 +336,11 @@ def test_the_estimate_reads_the_served_prices_and_the_compiled_error_model_not_t
     version = _register_copy_of_v1(
         champion_registry, tmp_path / "artifacts", source=(tmp_path / "no-model").as_uri()
     )
-    with pytest.raises(monitor_run.MonitorFailed, match=f"cannot load model version {version}"):
-        monitor_run.load_predictor(version)
+    with pytest.raises(MonitorFailed, match=f"cannot load model version {version}"):
+        load_predictor(version)
     _log(database_url, x, _db_now(database_url), predictions=served, model_version=version)
     parts = _parts(_settings(database_url, tmp_path), champion_registry, [])
-    champion = monitor_run._read_champion(parts)
+    champion = read_champion(parts.client)
     assert champion is not None and isinstance(champion.error_model, CompiledErrorModel)
     summary = run_monitor(parts)
     assert summary.status == RunStatus.OK and summary.estimated_mae is not None
@@ -350,18 +351,18 @@ def test_a_version_without_the_compiled_error_model_is_estimated_with_its_regres
     database_url: str, champion_registry: Registry, dataset: Dataset, tmp_path: Path
 ) -> None:
     """Versions registered before the compiled form: the pickled regressor, the same estimate, said."""
-    import services.monitor.run as monitor_run
     from services.common.error_model import ErrorModel
     from services.common.registry import ERROR_MODEL_COMPILED_ARTIFACT
+    from services.monitor.champion import read_champion
 
     x = dataset.x_holdout
     served = _served(champion_registry, x)
     parts = _parts(_settings(database_url, tmp_path), champion_registry, [])
-    compiled_champion = monitor_run._read_champion(parts)
+    compiled_champion = read_champion(parts.client)
     version = _register_copy_of_v1(
         champion_registry, tmp_path / "artifacts", without=ERROR_MODEL_COMPILED_ARTIFACT
     )
-    champion = monitor_run._read_champion(parts)
+    champion = read_champion(parts.client)
     note = (
         f"champion v{version} has no compiled error model (registered before it existed):"
         " estimating with its scikit-learn regressor"

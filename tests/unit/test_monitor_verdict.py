@@ -9,10 +9,15 @@ from datetime import UTC, datetime
 import pytest
 
 from services.common.vocabulary import ModelEvent, Plan, RetrainSignal, RunStatus, Trigger
+from services.monitor.decide.degradation import judge_estimate, judge_live
+from services.monitor.decide.drift import judge_drift
+from services.monitor.decide.plan import judge_trainer, plan_of, status_of
+from services.monitor.decide.rollback import judge_estimated_regression, judge_rollback
+from services.monitor.decide.rule import Limits, Measured
+from services.monitor.decide.verdict import judge
 from services.monitor.launchers import TrainerOutcome
 from services.monitor.live_error import LiveError
 from services.monitor.rollback_check import Promotion, RollbackFigures
-from services.monitor.verdict import Limits, Measured, judge
 
 LIMITS = Limits(
     drift_min_rows=500,
@@ -261,3 +266,166 @@ def test_the_limits_come_from_the_settings_and_retrain_on_is_checked() -> None:
     assert Limits.of(MonitorSettings()).retrain_on == set(RetrainSignal)
     with pytest.raises(ValidationError, match="unknown RETRAIN_ON signals \\['psi'\\]"):
         MonitorSettings(retrain_on="drift,psi")
+
+
+# Each rule on its own: (figures, limits) → (active, triggers), beside the table of the whole verdict.
+RuleCase = tuple[Measured, bool, tuple[Trigger, ...]]
+
+DRIFT_CASES: dict[str, RuleCase] = {
+    "calm PSI and share": (STEADY, False, ()),
+    "PSI at the threshold": (replace(STEADY, psi={"MedInc": 0.2}), True, (Trigger.PSI,)),
+    "PSI just below it": (replace(STEADY, psi={"MedInc": 0.1999}), False, ()),
+    "share at the threshold": (replace(STEADY, drift_share=0.5), True, (Trigger.DRIFT_SHARE,)),
+    "no share measured": (replace(STEADY, drift_share=None), False, ()),
+    "a NaN PSI": (replace(STEADY, psi={"MedInc": math.nan}), False, ()),
+    "both": (replace(STEADY, psi={"MedInc": 0.9}, drift_share=0.8), True, (Trigger.PSI, Trigger.DRIFT_SHARE)),
+    "one row short of the window": (
+        replace(STEADY, rows=499, psi={"MedInc": 5.0}, drift_share=1.0),
+        False,
+        (),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", DRIFT_CASES.values(), ids=DRIFT_CASES.keys())
+def test_the_drift_rule(case: RuleCase) -> None:
+    measured, active, triggers = case
+    finding = judge_drift(measured, LIMITS)
+    assert (finding.active, finding.triggers) == (active, triggers)
+    assert finding.psi_drifted == tuple(
+        n for n, v in measured.psi.items() if v >= 0.2 and measured.rows >= 500
+    )
+
+
+LIVE_CASES: dict[str, RuleCase] = {
+    "within tolerance": (replace(STEADY, live_mae=0.40), False, ()),
+    "beyond it": (replace(STEADY, live_mae=0.41), True, (Trigger.LIVE_ERROR,)),
+    "one label short": (replace(STEADY, live_mae=0.9, labelled_rows=199), False, ()),
+    "undefined live MAE": (replace(STEADY, live_mae=None), False, ()),
+    "no training MAE": (replace(STEADY, live_mae=0.9, reference_mae=None), False, ()),
+    "a small window does not matter": (replace(STEADY, rows=10, live_mae=0.9), True, (Trigger.LIVE_ERROR,)),
+}
+
+
+@pytest.mark.parametrize("case", LIVE_CASES.values(), ids=LIVE_CASES.keys())
+def test_the_live_degradation_rule(case: RuleCase) -> None:
+    measured, active, triggers = case
+    finding = judge_live(measured, LIMITS)
+    assert (finding.active, finding.triggers) == (active, triggers) and len(finding.reasons) == 1
+
+
+ESTIMATE_CASES: dict[str, RuleCase] = {
+    "within tolerance": (replace(STEADY, estimated_mae=0.383), False, ()),
+    "beyond it": (replace(STEADY, estimated_mae=0.385), True, (Trigger.ESTIMATED_DEGRADATION,)),
+    "no estimate": (replace(STEADY, estimated_mae=None), False, ()),
+    "no training MAE": (replace(STEADY, estimated_mae=0.9, reference_mae=None), False, ()),
+    "a window too small": (replace(STEADY, rows=499, estimated_mae=0.9), False, ()),
+}
+
+
+@pytest.mark.parametrize("case", ESTIMATE_CASES.values(), ids=ESTIMATE_CASES.keys())
+def test_the_estimated_degradation_rule(case: RuleCase) -> None:
+    measured, active, triggers = case
+    finding = judge_estimate(measured, LIMITS)
+    assert (finding.active, finding.triggers) == (active, triggers)
+    judged = (
+        measured.estimated_mae is not None and measured.reference_mae is not None and measured.rows >= 500
+    )
+    assert len(finding.reasons) == int(judged)
+
+
+ROLLBACK_CASES: dict[str, RuleCase] = {
+    "no promotion to check": (STEADY, False, ()),
+    "worse beyond tolerance": (replace(STEADY, rollback=rollback(0.9, 0.3)), True, (Trigger.ROLLBACK,)),
+    "within tolerance": (replace(STEADY, rollback=rollback(0.33, 0.30)), False, ()),
+    "too few labels": (replace(STEADY, rollback=rollback(0.9, 0.3, rows=199)), False, ()),
+    "an undefined champion MAE": (replace(STEADY, rollback=rollback(None, 0.3)), False, ()),
+    "an undefined predecessor MAE": (replace(STEADY, rollback=rollback(0.9, None)), False, ()),
+}
+
+
+@pytest.mark.parametrize("case", ROLLBACK_CASES.values(), ids=ROLLBACK_CASES.keys())
+def test_the_rollback_rule(case: RuleCase) -> None:
+    measured, active, triggers = case
+    finding = judge_rollback(measured, LIMITS)
+    assert (finding.active, finding.triggers) == (active, triggers)
+    assert (finding.reason is None) == (measured.rollback is None)
+
+
+EARLY = replace(
+    STEADY,
+    estimated_mae=0.36,
+    estimated_rows=2000,
+    previous_estimated_mae=0.30,
+    rollback=rollback(None, None, 20),
+)
+REGRESSION_CASES: dict[str, tuple[Measured, bool, bool]] = {
+    "estimated worse before the labels": (EARLY, False, True),
+    "within the rollback tolerance": (replace(EARLY, estimated_mae=0.33), False, False),
+    "a rollback already due": (EARLY, True, False),
+    "the labels decide": (replace(EARLY, rollback=rollback(0.32, 0.31)), False, False),
+    "no predecessor estimate": (replace(EARLY, previous_estimated_mae=None), False, False),
+    "no promotion to check": (replace(EARLY, rollback=None), False, False),
+    "a window too small": (replace(EARLY, rows=499), False, False),
+}
+
+
+@pytest.mark.parametrize("case", REGRESSION_CASES.values(), ids=REGRESSION_CASES.keys())
+def test_the_estimated_regression_rule(case: tuple[Measured, bool, bool]) -> None:
+    measured, rollback_due, active = case
+    finding = judge_estimated_regression(measured, LIMITS, rollback_due)
+    assert finding.active == active
+    assert finding.triggers == ((Trigger.ESTIMATED_REGRESSION,) if active else ())
+
+
+def test_the_trainer_rule() -> None:
+    assert judge_trainer(replace(STEADY, trainer=FAILED)).triggers == (Trigger.TRAINER_FAILED,)
+    assert not judge_trainer(replace(STEADY, trainer=SUCCEEDED)).active
+    assert not judge_trainer(STEADY).active
+
+
+STATUS_CASES: dict[str, tuple[int, bool, bool, RunStatus]] = {
+    "drift outranks degraded": (2000, True, True, RunStatus.DRIFT),
+    "degraded": (2000, False, True, RunStatus.DEGRADED),
+    "degraded on a small window": (10, False, True, RunStatus.DEGRADED),
+    "ok": (2000, False, False, RunStatus.OK),
+    "a small window with nothing to say": (499, False, False, RunStatus.INSUFFICIENT_DATA),
+}
+
+
+@pytest.mark.parametrize("case", STATUS_CASES.values(), ids=STATUS_CASES.keys())
+def test_the_status_rule(case: tuple[int, bool, bool, RunStatus]) -> None:
+    rows, drift, degraded, expected = case
+    status, detail = status_of(Measured(rows=rows), LIMITS, drift=drift, degraded=degraded)
+    assert status is expected
+    assert bool(detail) == (expected is RunStatus.INSUFFICIENT_DATA)
+
+
+S = RetrainSignal
+PLAN_CASES: dict[str, tuple[frozenset[RetrainSignal], bool, frozenset[RetrainSignal], Plan]] = {
+    "nothing up": (frozenset(), False, frozenset(S), Plan.NOTHING),
+    "drift launches": (frozenset({S.DRIFT}), False, frozenset(S), Plan.LAUNCH_TRAINER),
+    "a rollback comes first": (frozenset({S.DRIFT}), True, frozenset(S), Plan.ROLL_BACK),
+    "a rollback even when nothing retrains": (frozenset(), True, frozenset(), Plan.ROLL_BACK),
+    "a signal RETRAIN_ON leaves out only alerts": (
+        frozenset({S.ESTIMATED_DEGRADATION}),
+        False,
+        frozenset({S.DRIFT}),
+        Plan.NOTHING,
+    ),
+    "one named signal is enough": (
+        frozenset({S.ESTIMATED_DEGRADATION, S.LIVE_DEGRADATION}),
+        False,
+        frozenset({S.LIVE_DEGRADATION}),
+        Plan.LAUNCH_TRAINER,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", PLAN_CASES.values(), ids=PLAN_CASES.keys())
+def test_the_plan_rule(case: tuple[frozenset[RetrainSignal], bool, frozenset[RetrainSignal], Plan]) -> None:
+    up, rollback_due, retrain_on, expected = case
+    signals = {signal: signal in up for signal in RetrainSignal}
+    plan, reasons = plan_of(signals, rollback_due, replace(LIMITS, retrain_on=retrain_on))
+    assert plan is expected
+    assert bool(reasons) == bool(up - retrain_on)

@@ -1,0 +1,172 @@
+"""Acting on a verdict: launching the trainer, rolling back, and alerting once per episode.
+
+``summary.action`` says how an act went; nothing here decides what to do (that is ``decide``).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+import psycopg
+from mlflow.exceptions import MlflowException
+
+from services.common.database import first_line
+from services.common.registry import RegistryError
+from services.common.rollback import roll_back
+from services.common.vocabulary import Action, AlertKind, Plan, RunStatus
+from services.monitor.alerts import Alert, deliver, mark_alerted, observe
+from services.monitor.decide.verdict import Verdict
+from services.monitor.launchers import Launcher, LaunchResult
+from services.monitor.parts import MonitorParts
+from services.monitor.rollback_check import RollbackFigures
+from services.monitor.settings import MonitorSettings
+from services.monitor.summary import RunSummary
+
+ACTOR = "housing monitor"
+
+
+def open_launcher(parts: MonitorParts, summary: RunSummary) -> Launcher | str:
+    """The launcher, having recorded how the newest finished trainer ended; or why there is none."""
+    try:
+        launcher = parts.launcher()
+    except Exception as error:  # a bad template or Kubernetes config: the launch fails, the run does not
+        return f"cannot start the trainer: {first_line(error)}"
+    try:
+        summary.trainer = launcher.last_finished()
+    except Exception as error:
+        summary.details["trainer"] = {"error": f"cannot see the last trainer: {first_line(error)}"}
+        return launcher
+    summary.trainer_checked = True
+    summary.details["trainer"] = summary.trainer.as_dict() if summary.trainer else None
+    return launcher
+
+
+def act(
+    parts: MonitorParts,
+    launcher: Launcher | str,
+    summary: RunSummary,
+    verdict: Verdict,
+    rollback: RollbackFigures | None,
+) -> None:
+    """Carry out the verdict's plan; ``summary.action`` says how it went."""
+    if verdict.plan is Plan.ROLL_BACK:
+        assert rollback is not None and verdict.rollback_reason is not None
+        _roll_back(parts, summary, verdict.rollback_reason, rollback)
+        return
+    if verdict.plan is not Plan.LAUNCH_TRAINER:
+        return
+    if isinstance(launcher, str):
+        result = LaunchResult(Action.LAUNCH_FAILED, launcher)
+    else:
+        result = launcher.launch(summary.report_id or 0)
+    summary.action = result.action
+    summary.detail = result.detail
+    summary.details["launch"] = {"detail": result.detail, **result.info}
+
+
+def _roll_back(parts: MonitorParts, summary: RunSummary, reason: str, rollback: RollbackFigures) -> None:
+    """champion ← previous, with the check's figures on the event; ``summary`` says how it went."""
+    try:
+        bad, good = roll_back(
+            parts.client,
+            parts.database_url,
+            actor=ACTOR,
+            reasons=[reason],
+            figures={
+                **rollback.as_dict(),
+                "roll_back": True,
+                "reason": reason,
+                "drift_report": summary.report_id,
+            },
+        )
+    except (RegistryError, MlflowException, psycopg.Error) as error:
+        summary.action = Action.ROLLBACK_FAILED
+        summary.detail = f"rollback was due ({reason}) but failed: {first_line(error)}"
+        summary.details["rollback"] = {"error": summary.detail}
+        return
+    summary.action = Action.ROLLED_BACK
+    summary.detail = f"rolled back: v{good} is champion again, v{bad} retired ({reason})"
+    summary.details["rollback"] = {"bad": bad, "restored": good, "reason": reason}
+
+
+def alert_text(summary: RunSummary, settings: MonitorSettings, kinds: list[AlertKind]) -> str:
+    """The alert's text for people: what was found, the figures against their thresholds, the action."""
+    lines = [
+        f"Cali Housing monitor: {', '.join(kinds)}"
+        f" (report {summary.report_id}, champion v{summary.model_version})"
+    ]
+    if summary.psi:
+        top = sorted(summary.psi.items(), key=lambda item: -item[1])[:4]
+        lines.append(
+            "PSI: "
+            + ", ".join(f"{name} {value:.2f}" for name, value in top)
+            + f" (threshold {settings.psi_threshold}); drifted share {summary.drift_share or 0:.2f}"
+        )
+    if summary.live_mae is not None:
+        lines.append(
+            f"live MAE {summary.live_mae:.3f} on {summary.labelled_rows} rows"
+            f" vs {summary.reference_mae or math.nan:.3f} at training"
+        )
+    if summary.estimated_mae is not None:
+        lines.append(
+            f"estimated MAE {summary.estimated_mae:.3f} without labels"
+            f" vs {summary.reference_mae or math.nan:.3f} at training"
+        )
+    if summary.trainer is not None and summary.trainer.failed:
+        lines.append(f"the last trainer failed: {summary.trainer.trainer} ({summary.trainer.reason})")
+    lines.append(f"action: {summary.action}" + (f" ({summary.detail})" if summary.detail else ""))
+    return "\n".join(lines)
+
+
+def due_alerts(
+    conn: psycopg.Connection, summary: RunSummary, verdict: Verdict, now: datetime, cooldown: timedelta
+) -> list[AlertKind]:
+    """The kinds this run alerts: an episode that starts (or outlasts the cool-down), or an event."""
+    due: list[AlertKind] = []
+    trainer = summary.trainer
+    # Each failed trainer is its own episode (its name is the subject); a success ends it.
+    if summary.trainer_checked:
+        failed = trainer if trainer is not None and trainer.failed else None
+        subject = failed.trainer if failed is not None else None
+        state = observe(conn, AlertKind.TRAINER_FAILED, failed is not None, now, subject=subject)
+        if state.due(now, cooldown):
+            due.append(AlertKind.TRAINER_FAILED)
+    if summary.status != RunStatus.INSUFFICIENT_DATA:
+        for kind, active in (
+            (AlertKind.DRIFT, summary.drift),
+            (AlertKind.LIVE_ERROR, verdict.live_degraded),
+            (AlertKind.ESTIMATED_DEGRADATION, verdict.estimated_degraded),
+            (AlertKind.ESTIMATED_REGRESSION, verdict.estimated_regression),
+            (AlertKind.LAUNCH_FAILED, summary.action == Action.LAUNCH_FAILED),
+        ):
+            if observe(conn, kind, active, now).due(now, cooldown):
+                due.append(kind)
+    if summary.action is Action.ROLLED_BACK:  # an event, not an episode: always alerted
+        due.append(AlertKind.ROLLED_BACK)
+    elif summary.action is Action.ROLLBACK_FAILED:
+        due.append(AlertKind.ROLLBACK_FAILED)
+    return due
+
+
+def alert(
+    parts: MonitorParts, conn: psycopg.Connection, summary: RunSummary, now: datetime, verdict: Verdict
+) -> None:
+    """Send the run's due alerts on every channel; ``summary.alerted`` and ``details.alert`` say how."""
+    settings = parts.settings
+    due = due_alerts(conn, summary, verdict, now, timedelta(minutes=settings.alert_cooldown_minutes))
+    conn.commit()
+    if not due:
+        return
+    summary.details["alert_kinds"] = due
+    if not parts.channels:
+        summary.details["alert"] = "no alert channel configured (ALERT_WEBHOOK_URL or TELEGRAM_BOT_TOKEN)"
+        return
+    message = Alert(", ".join(due), alert_text(summary, settings, due), {"report": summary.as_dict()})
+    delivered, errors = deliver(parts.channels, message)
+    summary.details["alert"] = {"delivered": delivered, "errors": errors}
+    if delivered:
+        summary.alerted = True
+        for kind in due:
+            mark_alerted(conn, kind, now)
+        conn.commit()
