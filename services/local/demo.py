@@ -14,8 +14,8 @@ process, the trainer the monitor launched and the embedded Postgres are stopped 
 No monitor run is made between v2's promotion and the bad model: v2's reference profile is its training set
 (mostly the base data), so the still-shifted traffic would be called drift again and retrain once more.
 
-The knobs that make the loop fit in minutes (DRIFT_MIN_ROWS, ROLLBACK_MIN_ROWS, GATE_MIN_RECENT_ROWS,
-MODEL_POLL_SECONDS) are set here as the children's environment, so the defaults in code stay production-like.
+The knobs that make the loop fit in minutes (DRIFT_MIN_ROWS, ROLLBACK_MIN_ROWS, ROLLBACK_COOLDOWN_LABELS,
+GATE_MIN_RECENT_ROWS, MODEL_POLL_SECONDS) are set here as the children's environment, so the defaults in code stay production-like.
 """
 
 from __future__ import annotations
@@ -69,6 +69,9 @@ class Knobs:
     delayed_rows: int = 600  # at least DRIFT_MIN_ROWS: the estimate needs a judged window
     drift_min_rows: int = 300
     rollback_min_rows: int = 150
+    # The delayed-label step launches on the estimate right after the rollback, before any new label:
+    # the demo runs without the cool-down (production waits for 1,000 new labels; the tests show it).
+    rollback_cooldown_labels: int = 0
     gate_min_recent_rows: int = 100
     model_poll_seconds: float = 1.0
     seed: int = 7
@@ -79,6 +82,7 @@ class Knobs:
         return {
             "DRIFT_MIN_ROWS": str(self.drift_min_rows),
             "ROLLBACK_MIN_ROWS": str(self.rollback_min_rows),
+            "ROLLBACK_COOLDOWN_LABELS": str(self.rollback_cooldown_labels),
             "GATE_MIN_RECENT_ROWS": str(self.gate_min_recent_rows),
             "MODEL_POLL_SECONDS": str(self.model_poll_seconds),
             "TRAINER_LAUNCHER": "local",
