@@ -15,7 +15,8 @@ No monitor run is made between v2's promotion and the bad model: v2's reference 
 (mostly the base data), so the still-shifted traffic would be called drift again and retrain once more.
 
 The knobs that make the loop fit in minutes (DRIFT_MIN_ROWS, ROLLBACK_MIN_ROWS, ROLLBACK_COOLDOWN_LABELS,
-GATE_MIN_RECENT_ROWS, MODEL_POLL_SECONDS) are set here as the children's environment, so the defaults in code stay production-like.
+GATE_MIN_RECENT_ROWS, MODEL_POLL_SECONDS) are set here as the children's environment, so the defaults in
+code stay production-like.
 """
 
 from __future__ import annotations
