@@ -21,9 +21,9 @@ import psycopg
 from psycopg import sql
 
 from services.common.features import FEATURE_COLUMNS
-from services.common.vocabulary import ModelEvent, Role
+from services.common.vocabulary import ModelEvent, Role, RollbackState
 from services.monitor.episode import CHAMPION_EVENTS, EventRow, Reign, reigns, restore_index
-from services.monitor.sequential import RollbackState, SequentialLimits, SequentialTest, msprt
+from services.monitor.sequential import SequentialLimits, SequentialTest, msprt
 
 Predictor = Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]
 

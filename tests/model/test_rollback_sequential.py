@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from services.monitor.sequential import RollbackState, SequentialLimits, SequentialTest, msprt
+from services.common.vocabulary import RollbackState
+from services.monitor.sequential import SequentialLimits, SequentialTest, msprt
 
 LIMITS = SequentialLimits(alpha=0.01, min_effect=0.10, horizon=5000, min_rows=200)
 MAE = 0.293  # the champion's holdout MAE on the standard split (100k USD)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from services.monitor.sequential import RollbackState, SequentialLimits, describe, msprt
+from services.common.vocabulary import RollbackState
+from services.monitor.sequential import SequentialLimits, describe, msprt
 
 LIMITS = SequentialLimits(alpha=0.01, min_effect=0.10, horizon=2000, min_rows=200)
 

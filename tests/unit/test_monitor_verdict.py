@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.common.vocabulary import Plan, RetrainSignal, RunStatus, Trigger
+from services.common.vocabulary import Plan, RetrainSignal, RollbackState, RunStatus, Trigger
 from services.monitor.decide.degradation import judge_estimate, judge_live
 from services.monitor.decide.drift import judge_drift
 from services.monitor.decide.plan import judge_trainer, plan_of, status_of
@@ -17,7 +17,7 @@ from services.monitor.decide.rule import Limits, Measured
 from services.monitor.decide.verdict import judge
 from services.monitor.launchers import TrainerOutcome
 from services.monitor.rollback_check import Cooldown, RollbackFigures
-from services.monitor.sequential import RollbackState, SequentialTest
+from services.monitor.sequential import SequentialTest
 
 LIMITS = Limits(
     drift_min_rows=500,

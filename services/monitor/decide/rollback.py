@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.common.vocabulary import Trigger
+from services.common.vocabulary import RollbackState, Trigger
 from services.monitor.decide.rule import Finding, Limits, Measured, enough_rows
-from services.monitor.sequential import RollbackState, describe
+from services.monitor.sequential import describe
 
 
 @dataclass(frozen=True)
