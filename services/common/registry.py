@@ -43,6 +43,10 @@ METRIC_RECENT_MAE = "recent_mae"
 
 # Tags on model versions, written by the gate and by every alias move.
 TAG_DECISION = "gate.decision"  # a GateDecision
+# The trainer's run tags: the oldest production row it read (its TRAIN_LABELLED_WINDOW_HOURS back) and
+# the newest labelled one it trained on ("" when none): the monitor counts the labels newer than that.
+TAG_LABELLED_SINCE = "train.labelled_since"
+TAG_LABELLED_UNTIL = "train.labelled_until"
 TAG_REASONS = "gate.reasons"  # JSON list of sentences
 
 

@@ -99,6 +99,9 @@ class Plan(StrEnum):
 
     NOTHING = "nothing"
     LAUNCH_TRAINER = "launch_trainer"
+    # A signal would launch the trainer, but too few labelled rows are newer than any model trained on
+    # (RETRAIN_MIN_NEW_LABELS): alerted once per episode, recorded, nothing launched.
+    WAIT_FOR_LABELS = "wait_for_labels"
     ROLL_BACK = "roll_back"
 
 

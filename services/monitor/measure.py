@@ -27,6 +27,7 @@ from services.monitor.decide.rule import Limits, Measured
 from services.monitor.evidently_drift import EvidentlyResult, run_drift_preset
 from services.monitor.histograms import WindowCounts, window_counts
 from services.monitor.live_error import kept_live_error
+from services.monitor.new_labels import count_failure, new_labels
 from services.monitor.parts import MonitorParts
 from services.monitor.psi import psi
 from services.monitor.rollback_check import RollbackFigures, check_rollback, cooldown, last_promotion
@@ -102,6 +103,8 @@ def measure(
                 "labels": held.labels,
                 "needed": held.needed,
             }
+    with timed(timings, "labels"):
+        labels = _new_labels(parts, conn, champion, summary)
     measured = Measured(
         rows=counts.rows,
         psi=summary.psi,
@@ -115,6 +118,7 @@ def measure(
         previous_estimated_mae=previous_estimate,
         trainer=summary.trainer,
         cooldown=held,
+        new_labels=labels,
     )
     return Window(measured, drift, rollback)
 
@@ -202,6 +206,27 @@ def _errors(
     mae = live.mae if live.mae is not None else float("nan")
     parts.stages.say(f"MAE {mae:.3f} on {live.rows} rows", end=" ")
     return rollback, previous_estimate
+
+
+def _new_labels(
+    parts: MonitorParts, conn: psycopg.Connection, champion: Champion, summary: RunSummary
+) -> int | None:
+    """The labelled rows newer than any model trained on, counted up to RETRAIN_MIN_NEW_LABELS, into
+    ``details.labels``; None when the rule is off or they cannot be counted (then the run waits)."""
+    needed = parts.settings.retrain_min_new_labels
+    if needed == 0:
+        return None
+    assert summary.window_end is not None
+    try:
+        with conn.transaction():  # a savepoint: a failed count leaves the run's transaction usable
+            labels = new_labels(
+                parts.client, conn, champion.version, champion.run_id, needed, summary.window_end
+            )
+    except (MlflowException, RegistryError, psycopg.Error, ValueError) as error:
+        summary.details["labels"] = {"new": None, "needed": needed, "error": count_failure(error)}
+        return None
+    summary.details["labels"] = labels.as_dict()
+    return labels.count
 
 
 def drift_of(profile: ReferenceProfile, sample: npt.NDArray[np.float64], share: float) -> WindowDrift:

@@ -42,8 +42,9 @@ def error_row(database_url: str, message: str, **figures: Any) -> int | None:
 def record_verdict(summary: RunSummary, verdict: Verdict, window: Window) -> None:
     """The verdict's status, triggers and reasons (and the rollback check's) into the summary."""
     summary.status, summary.drift, summary.detail = verdict.status, verdict.drift, verdict.detail
-    summary.triggers = list(verdict.triggers)
+    summary.triggers, summary.plan = list(verdict.triggers), verdict.plan
     summary.details["reasons"] = list(verdict.reasons)
+    summary.details["plan"] = verdict.plan
     if window.rollback is not None:
         summary.details["rollback_check"] = {
             **window.rollback.as_dict(),

@@ -65,6 +65,16 @@ class MonitorSettings(CommonSettings):
         description="Comma-separated signals that launch the trainer (drift, estimated_degradation, "
         "live_degradation); the others only alert.",
     )
+    # 667 = ceil(GATE_MIN_RECENT_ROWS 200 / TRAIN_RECENT_HOLDOUT_FRACTION 0.3): the trainer keeps the
+    # newest 30% of the labelled rows for the gate, which lets them decide with 200 of them
+    # (services/monitor/decide/labels.py).
+    retrain_min_new_labels: int = Field(
+        default=667,
+        ge=0,
+        description="A signal launches the trainer only when this many labelled production rows are newer "
+        "than any model trained on (the champion, a refused candidate); else the run alerts and waits. "
+        "0 launches without new labels.",
+    )
     rollback_min_rows: int = Field(
         default=200,
         ge=1,

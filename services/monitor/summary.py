@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from services.common.vocabulary import Action, RunStatus, Trigger
+from services.common.vocabulary import Action, Plan, RunStatus, Trigger
 from services.monitor.launchers import TrainerOutcome
 
 
@@ -41,6 +41,7 @@ class RunSummary:
     trainer: TrainerOutcome | None = None
     trainer_checked: bool = False  # the launcher could look at its trainers this run
     triggers: list[Trigger] = field(default_factory=list)
+    plan: Plan = Plan.NOTHING  # what the verdict asked; ``action`` says what the run did
     action: Action = Action.NONE
     alerted: bool = False
     report_path: str | None = None
@@ -65,6 +66,8 @@ class RunSummary:
             "estimated_mae": self.estimated_mae,
             "trainer": self.trainer.as_dict() if self.trainer else None,
             "triggers": self.triggers,
+            "plan": self.plan,
+            "labels": self.details.get("labels"),  # new labels counted against RETRAIN_MIN_NEW_LABELS
             "action": self.action,
             "alerted": self.alerted,
             "report_path": self.report_path,

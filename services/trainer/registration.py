@@ -33,6 +33,8 @@ from services.common.registry import (
     MODEL_ARTIFACT,
     MODEL_NAME,
     PROFILE_ARTIFACT,
+    TAG_LABELLED_SINCE,
+    TAG_LABELLED_UNTIL,
 )
 from services.common.vocabulary import Role
 from services.trainer.model import PARAMS
@@ -41,8 +43,6 @@ from services.trainer.model import PARAMS
 # TreePredictor (MLflow 3.17, skops 0.13): cloudpickle, decided here once.
 SERIALIZATION = "cloudpickle"
 
-TAG_LABELLED_SINCE = "train.labelled_since"
-TAG_LABELLED_UNTIL = "train.labelled_until"
 # An undefined figure is not logged as a metric (MLflow would store NaN, and every chart and threshold
 # would read it); the run gets the tag ``<metric>.undefined`` with the reason instead.
 UNDEFINED_TAG_SUFFIX = ".undefined"

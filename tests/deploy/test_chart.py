@@ -239,6 +239,7 @@ def test_monitor_cronjob(rendered: dict[str, Rendered]) -> None:
         "PSI_THRESHOLD": "0.2",
         "DRIFT_SHARE_THRESHOLD": "0.5",
         "ALERT_COOLDOWN_MINUTES": "60",
+        "RETRAIN_MIN_NEW_LABELS": "667",
     }
     for key, value in expected.items():
         assert env[key]["value"] == value, key

@@ -71,6 +71,8 @@ def _settings(database_url: str, home: Path, **overrides: Any) -> MonitorSetting
         "drift_min_rows": 500,
         "drift_sample_rows": 2000,
         "alert_timeout_seconds": 0.5,
+        # These runs test launching itself; test_monitor_labels.py tests waiting for new labels.
+        "retrain_min_new_labels": 0,
         **overrides,
     }
     return MonitorSettings(**values)

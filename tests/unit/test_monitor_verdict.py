@@ -11,6 +11,7 @@ import pytest
 from services.common.vocabulary import Plan, RetrainSignal, RollbackState, RunStatus, Trigger
 from services.monitor.decide.degradation import judge_estimate, judge_live
 from services.monitor.decide.drift import judge_drift
+from services.monitor.decide.labels import hold_for_labels
 from services.monitor.decide.plan import judge_trainer, plan_of, status_of
 from services.monitor.decide.rollback import cooldown_hold, judge_estimated_regression, judge_rollback
 from services.monitor.decide.rule import Limits, Measured
@@ -207,7 +208,7 @@ CASES = {
         replace(STEADY, psi={"MedInc": 0.5}, cooldown=Cooldown(3, 1, PROMOTED_AT, 200, 1000)),
         RunStatus.DRIFT,
         (Trigger.PSI,),
-        Plan.NOTHING,
+        Plan.WAIT_FOR_LABELS,
     ),
     "with the cool-down's labels in, drift launches again": Case(
         replace(STEADY, psi={"MedInc": 0.5}, cooldown=Cooldown(3, 1, PROMOTED_AT, 1000, 1000)),
@@ -434,7 +435,7 @@ def test_the_cooldown_says_how_many_labels_it_waits_for() -> None:
     assert cooldown_hold(replace(STEADY, cooldown=Cooldown(3, 1, PROMOTED_AT, 1000, 1000))) is None
     assert cooldown_hold(STEADY) is None
     verdict = judge(replace(STEADY, live_mae=0.9, cooldown=Cooldown(3, 1, PROMOTED_AT, 5, 1000)), LIMITS)
-    assert verdict.plan is Plan.NOTHING and verdict.reasons[-1] == cooldown_hold(
+    assert verdict.plan is Plan.WAIT_FOR_LABELS and verdict.reasons[-1] == cooldown_hold(
         replace(STEADY, cooldown=Cooldown(3, 1, PROMOTED_AT, 5, 1000))
     )
 
@@ -491,5 +492,76 @@ def test_the_plan_rule(case: tuple[frozenset[RetrainSignal], bool, frozenset[Ret
     assert plan is expected
     assert bool(reasons) == bool(up - retrain_on)
     held, held_reasons = plan_of(signals, rollback_due, replace(LIMITS, retrain_on=retrain_on), "cool-down")
-    assert held is (Plan.NOTHING if expected is Plan.LAUNCH_TRAINER else expected)
+    assert held is (Plan.WAIT_FOR_LABELS if expected is Plan.LAUNCH_TRAINER else expected)
     assert ("cool-down" in held_reasons) == (expected is Plan.LAUNCH_TRAINER)
+
+
+NEEDS = replace(LIMITS, retrain_min_new_labels=667)
+DRIFTED = replace(STEADY, psi={"MedInc": 0.5})
+LABEL_CASES: dict[str, tuple[Measured, Limits, Plan]] = {
+    "drift without new labels waits": (replace(DRIFTED, new_labels=0), NEEDS, Plan.WAIT_FOR_LABELS),
+    "one label short waits": (replace(DRIFTED, new_labels=666), NEEDS, Plan.WAIT_FOR_LABELS),
+    "enough new labels launch": (replace(DRIFTED, new_labels=667), NEEDS, Plan.LAUNCH_TRAINER),
+    "uncounted labels wait": (replace(DRIFTED, new_labels=None), NEEDS, Plan.WAIT_FOR_LABELS),
+    "an estimated degradation waits too": (
+        replace(STEADY, estimated_mae=0.5, estimated_rows=2000, new_labels=10),
+        NEEDS,
+        Plan.WAIT_FOR_LABELS,
+    ),
+    "a live degradation waits too": (
+        replace(STEADY, live_mae=0.9, new_labels=300),
+        NEEDS,
+        Plan.WAIT_FOR_LABELS,
+    ),
+    "a rollback never waits for labels": (
+        replace(DRIFTED, rollback=WORSE, new_labels=0),
+        NEEDS,
+        Plan.ROLL_BACK,
+    ),
+    "nothing to launch: nothing to wait for": (replace(STEADY, new_labels=0), NEEDS, Plan.NOTHING),
+    "a signal that only alerts does not wait": (
+        replace(DRIFTED, new_labels=0),
+        replace(NEEDS, retrain_on=frozenset({RetrainSignal.LIVE_DEGRADATION})),
+        Plan.NOTHING,
+    ),
+    "0 turns the rule off": (replace(DRIFTED, new_labels=None), LIMITS, Plan.LAUNCH_TRAINER),
+}
+
+
+@pytest.mark.parametrize("case", LABEL_CASES.values(), ids=LABEL_CASES.keys())
+def test_the_new_labels_rule(case: tuple[Measured, Limits, Plan]) -> None:
+    measured, limits, expected = case
+    verdict = judge(measured, limits)
+    assert verdict.plan is expected
+    waits = expected is Plan.WAIT_FOR_LABELS
+    assert verdict.detail.startswith(("drift", "estimated", "live")) == waits
+    assert any("waiting for labels" in reason for reason in verdict.reasons) == waits
+
+
+def test_waiting_says_which_signal_and_how_many_labels() -> None:
+    verdict = judge(replace(DRIFTED, new_labels=12), NEEDS)
+    assert verdict.detail == "drift; waiting for labels: 12 of 667"
+    assert verdict.status is RunStatus.DRIFT and verdict.triggers == (Trigger.PSI,)
+    unknown = judge(replace(DRIFTED, estimated_mae=0.5, estimated_rows=2000), NEEDS)
+    assert unknown.detail == "drift, estimated_degradation; waiting for labels: ? of 667"
+    launch = judge(replace(DRIFTED, new_labels=700), NEEDS)
+    assert launch.reasons[-1] == "700 labelled rows newer than any model trained on (667 needed): launch"
+
+
+def test_hold_for_labels_alone() -> None:
+    signals = {RetrainSignal.DRIFT: True}
+    plan, finding = hold_for_labels(Plan.LAUNCH_TRAINER, signals, replace(DRIFTED, new_labels=5), NEEDS)
+    assert plan is Plan.WAIT_FOR_LABELS and finding.active and finding.triggers == ()
+    plan, finding = hold_for_labels(Plan.ROLL_BACK, signals, replace(DRIFTED, new_labels=5), NEEDS)
+    assert plan is Plan.ROLL_BACK and not finding.active and finding.reasons == ()
+
+
+def test_the_default_is_what_the_gate_needs() -> None:
+    """RETRAIN_MIN_NEW_LABELS = ceil(GATE_MIN_RECENT_ROWS / TRAIN_RECENT_HOLDOUT_FRACTION), 200 / 0.3."""
+    from services.monitor.settings import MonitorSettings
+    from services.trainer.settings import TrainerSettings
+
+    trainer = TrainerSettings()
+    needed = math.ceil(trainer.gate_min_recent_rows / trainer.train_recent_holdout_fraction)
+    assert MonitorSettings().retrain_min_new_labels == needed == 667
+    assert Limits.of(MonitorSettings()).retrain_min_new_labels == 667

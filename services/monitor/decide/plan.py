@@ -6,7 +6,8 @@
   small to judge drift, with nothing else to say, is ``insufficient_data``;
 - plan: a due rollback comes first (a retrain would start from the worse champion); else drift, an
   estimated or a live degradation launch the trainer when RETRAIN_ON names that signal (the others
-  only alert), unless a hold (the cool-down after a rollback) says why it waits; else nothing. The
+  only alert), unless a hold (the cool-down after a rollback) says why it waits for labels
+  (``wait_for_labels``); else nothing. The
   estimate never rolls back: a rollback needs labels.
 """
 
@@ -55,5 +56,5 @@ def plan_of(
     if rollback_due:
         return Plan.ROLL_BACK, reasons
     if any(active and signal in limits.retrain_on for signal, active in signals.items()):
-        return (Plan.NOTHING, (*reasons, hold)) if hold else (Plan.LAUNCH_TRAINER, reasons)
+        return (Plan.WAIT_FOR_LABELS, (*reasons, hold)) if hold else (Plan.LAUNCH_TRAINER, reasons)
     return Plan.NOTHING, reasons

@@ -24,6 +24,7 @@ class Limits:
     rollback_min_rows: int
     estimated_mae_tolerance: float = 0.20
     retrain_on: frozenset[RetrainSignal] = frozenset(RetrainSignal)
+    retrain_min_new_labels: int = 0  # 0: a signal launches the trainer without new labels
     rollback_alpha: float = 0.01
     rollback_min_effect: float = 0.10
     rollback_horizon_labels: int = 5000
@@ -51,6 +52,7 @@ class Limits:
             rollback_alpha=settings.rollback_alpha,
             rollback_min_effect=settings.rollback_min_effect,
             rollback_horizon_labels=settings.rollback_horizon_labels,
+            retrain_min_new_labels=settings.retrain_min_new_labels,
         )
 
 
@@ -70,6 +72,8 @@ class Measured:
     previous_estimated_mae: float | None = None  # the rollback target's estimate on the champion's sample
     cooldown: Cooldown | None = None  # None: the champion was not restored by the last rollback
     trainer: TrainerOutcome | None = None  # the newest finished trainer (None: none, or not seen)
+    # Labelled rows newer than any model trained on, counted up to RETRAIN_MIN_NEW_LABELS (None: uncounted)
+    new_labels: int | None = None
 
 
 def enough_rows(measured: Measured, limits: Limits) -> bool:

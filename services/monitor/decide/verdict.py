@@ -11,7 +11,9 @@
    (``rollback.cooldown_hold``);
 4. the trainer (``plan.judge_trainer``): a failed trainer is alerted and asks for nothing;
 5. status (``plan.status_of``): ``drift`` before ``degraded`` before ``ok``, else ``insufficient_data``;
-6. plan (``plan.plan_of``): a due rollback first; else a signal RETRAIN_ON names launches the trainer.
+6. plan (``plan.plan_of``): a due rollback first; else a signal RETRAIN_ON names launches the trainer;
+7. new labels (``labels.hold_for_labels``): a launch waits for RETRAIN_MIN_NEW_LABELS labelled rows
+   newer than any model trained on (``wait_for_labels``: alerted, recorded, nothing launched).
 
 The verdict's reasons say, for each rule that spoke, which figure against which threshold, in the
 order above.
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from services.common.vocabulary import Plan, RetrainSignal, RunStatus, Trigger
 from services.monitor.decide.degradation import judge_estimate, judge_live
 from services.monitor.decide.drift import judge_drift
+from services.monitor.decide.labels import hold_for_labels
 from services.monitor.decide.plan import judge_trainer, plan_of, status_of
 from services.monitor.decide.rollback import cooldown_hold, judge_estimated_regression, judge_rollback
 from services.monitor.decide.rule import Limits, Measured
@@ -42,7 +45,7 @@ class Verdict:
     estimated_regression: bool
     rollback_due: bool
     rollback_reason: str | None  # why the rollback check did or did not call for one (None: no check)
-    detail: str  # one line for people when the window could not be judged; else empty
+    detail: str  # one line for people when the window could not be judged, or the run waits for labels
 
 
 def judge(measured: Measured, limits: Limits) -> Verdict:
@@ -62,11 +65,14 @@ def judge(measured: Measured, limits: Limits) -> Verdict:
         RetrainSignal.LIVE_DEGRADATION: live.active,
     }
     plan, plan_reasons = plan_of(signals, rollback.active, limits, cooldown_hold(measured))
+    plan, labels = hold_for_labels(plan, signals, measured, limits)
     return Verdict(
         status=status,
         triggers=tuple(trigger for finding in findings for trigger in finding.triggers),
         plan=plan,
-        reasons=tuple(reason for finding in findings for reason in finding.reasons) + plan_reasons,
+        reasons=tuple(reason for finding in findings for reason in finding.reasons)
+        + plan_reasons
+        + labels.reasons,
         drift=drift.active,
         psi_drifted=drift.psi_drifted,
         live_degraded=live.active,
@@ -74,5 +80,5 @@ def judge(measured: Measured, limits: Limits) -> Verdict:
         estimated_regression=regression.active,
         rollback_due=rollback.active,
         rollback_reason=rollback.reason,
-        detail=detail,
+        detail=labels.reasons[0] if labels.active else detail,
     )
