@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.common.features import FEATURE_NAMES, TARGET_UNIT_USD
-from services.common.vocabulary import RunStatus
+from services.common.vocabulary import Plan, RunStatus
 from services.local.report import MonitorRun
 from services.local.timeline import Kind, Timeline, clock
 
@@ -88,6 +88,7 @@ class DemoConsole:
             + (f", drift share {run.drift_share:.2f}" if run.drift_share is not None else "")
             + (f", {live}" if live else "")
             + f", action [bold]{run.action}[/bold]"
+            + (f" [yellow]({run.detail})[/yellow]" if run.plan == Plan.WAIT_FOR_LABELS else "")
             + (", alert sent" if run.alerted else "")
             + f" [dim]({seconds:.1f} s)[/dim]"
         )

@@ -2,25 +2,28 @@
 
 Steps: a fresh state folder (``HOUSING_HOME/demo``) with an embedded Postgres and an MLflow store; train and
 promote v1; ``housing serve`` as a child; steady traffic and a monitor run (no drift); a market shift
-(mostly high-income districts, prices +25%) and a monitor run (drift, alert to a local webhook receiver,
-trainer launched); the gate promotes v2 and the server swaps it in under traffic, with no failed request;
-live error falls; a deliberately bad model forced in (what ``housing promote V --force`` does), rolled back
-by the next monitor run, and v2 serves again; delayed labels: the shifted market again with its prices
-withheld, the monitor's label-free estimate crosses its threshold and launches the trainer before any of
-those labels exist, then the prices arrive and the realized MAE is set beside the estimate. Every child
+(mostly high-income districts, prices +25%) whose prices, like the steady traffic's, are not known yet
+(house prices arrive months after a prediction): the monitor finds drift, alerts a local webhook
+receiver and waits for labels ("k of N": a retrain needs RETRAIN_MIN_NEW_LABELS labelled rows newer
+than v1's); a second run with nothing new launches nothing and alerts no more; the prices arrive, the
+realized MAE is set beside the label-free estimate, and the next run launches the trainer; the gate
+promotes v2 with its evidence (rows, the MAE difference and its 95 % bounds) and the server swaps it in
+under traffic, with no failed request; live error falls; a deliberately bad model forced in (what
+``housing promote V --force`` does), rolled back by the next monitor run, and v2 serves again. Every child
 process, the trainer the monitor launched and the embedded Postgres are stopped at the end, also on Ctrl-C
 (SIGINT) or SIGTERM.
 
 No monitor run is made between v2's promotion and the bad model: v2's reference profile is its training set
-(mostly the base data), so the still-shifted traffic would be called drift again and retrain once more.
+(mostly the base data), so the still-shifted traffic would be called drift again.
 
 The knobs that make the loop fit in minutes (DRIFT_MIN_ROWS, ROLLBACK_MIN_ROWS, ROLLBACK_COOLDOWN_LABELS,
-GATE_MIN_RECENT_ROWS, MODEL_POLL_SECONDS) are set here as the children's environment, so the defaults in
-code stay production-like.
+GATE_MIN_RECENT_ROWS and with it RETRAIN_MIN_NEW_LABELS, MODEL_POLL_SECONDS) are set here as the children's
+environment, so the defaults in code stay production-like.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 import shutil
 import signal
@@ -39,9 +42,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from services.common.connections import stop_embedded_postgres
-from services.common.vocabulary import Action, ModelEvent, RunStatus, Trigger
+from services.common.vocabulary import Action, ModelEvent, Plan, RunStatus
 from services.local.alert_receiver import AlertReceiver
 from services.local.console import DemoConsole, usd
+from services.local.evidence import describe_evidence
 from services.local.processes import ChildFailed, Children, wait_for
 from services.local.report import DemoRecord, ErrorPoint, MonitorRun, build_report
 from services.local.scenarios import ScenarioSpec, scenario_spec, scenario_traffic
@@ -67,16 +71,21 @@ class Knobs:
     background_rate: float = 40.0
     after_swap_rows: int = 400
     bad_rows: int = 1000
-    delayed_rows: int = 600  # at least DRIFT_MIN_ROWS: the estimate needs a judged window
     drift_min_rows: int = 300
     rollback_min_rows: int = 150
-    # The delayed-label step launches on the estimate right after the rollback, before any new label:
-    # the demo runs without the cool-down (production waits for 1,000 new labels; the tests show it).
+    # The closed-loop test launches on the estimate right after the rollback, before any new label: the
+    # loop runs without the cool-down (production waits for 1,000 new labels; test_monitor_run shows it).
     rollback_cooldown_labels: int = 0
     gate_min_recent_rows: int = 100
+    recent_holdout_fraction: float = 0.3  # TRAIN_RECENT_HOLDOUT_FRACTION's default
     model_poll_seconds: float = 1.0
     seed: int = 7
     retrain_timeout: float = 240.0
+
+    @property
+    def new_labels_needed(self) -> int:
+        """RETRAIN_MIN_NEW_LABELS as the gate needs it: ceil(GATE_MIN_RECENT_ROWS / holdout fraction)."""
+        return math.ceil(self.gate_min_recent_rows / self.recent_holdout_fraction)
 
     def env(self) -> dict[str, str]:
         """The children's settings that differ from the production defaults."""
@@ -85,6 +94,8 @@ class Knobs:
             "ROLLBACK_MIN_ROWS": str(self.rollback_min_rows),
             "ROLLBACK_COOLDOWN_LABELS": str(self.rollback_cooldown_labels),
             "GATE_MIN_RECENT_ROWS": str(self.gate_min_recent_rows),
+            "TRAIN_RECENT_HOLDOUT_FRACTION": str(self.recent_holdout_fraction),
+            "RETRAIN_MIN_NEW_LABELS": str(self.new_labels_needed),
             "MODEL_POLL_SECONDS": str(self.model_poll_seconds),
             "TRAINER_LAUNCHER": "local",
             "OMP_NUM_THREADS": "1",
@@ -114,6 +125,7 @@ class Demo:
         self.runs: list[MonitorRun] = []
         self.misses: list[str] = []
         self.facts: dict[str, str] = {}
+        self.gate: list[str] = []
         self._background: list[threading.Event] = []
         self._dataset: Any = None
         self._phase = 0
@@ -157,28 +169,18 @@ class Demo:
         self.out.rule("2. serving")
         self._start_server(v1)
 
-        self.out.rule("3. steady traffic")
-        self._traffic("steady", scenario_spec("steady"), knobs.steady_rows)
+        self.out.rule("3. steady traffic (its prices are known months later: withheld for now)")
+        steady = self._traffic("steady", scenario_spec("steady"), knobs.steady_rows, withhold=True)
         first = self._monitor("steady")
         self._expect(
             first.status == RunStatus.OK, f"steady traffic: monitor said {first.status}, expected ok"
         )
 
-        self.out.rule("4. the market shifts: high-income districts, prices +25%")
+        self.out.rule("4. the market shifts: high-income districts, prices +25%, not known yet")
         shift = scenario_spec("covariate-shift", knobs.shift_price_factor)
         shift_started = datetime.now(UTC)
-        self._traffic("shifted", shift, knobs.shift_rows, mark="market shift")
-        drift = self._monitor("shifted")
-        self._expect(
-            drift.status == RunStatus.DRIFT, f"shifted traffic: monitor said {drift.status}, expected drift"
-        )
-        self._expect(
-            drift.alerted and self.stack.receiver.count() >= 1, "no drift alert reached the webhook receiver"
-        )
-        self._expect(
-            drift.action == Action.TRAINER_LAUNCHED,
-            f"shifted traffic: action {drift.action}, not trainer_launched",
-        )
+        shifted = self._traffic("shifted", shift, knobs.shift_rows, mark="market shift", withhold=True)
+        drift = self._wait_for_labels(v1, [*steady.withheld, *shifted.withheld], shift_started)
 
         self.out.rule("5. retrain, gate, hot swap under traffic")
         v2 = self._retrain_and_swap(v1, shift) if drift.action == Action.TRAINER_LAUNCHED else None
@@ -187,10 +189,7 @@ class Demo:
             self._live_error_falls(v1, v2, shift_started)
 
         self.out.rule("6. a bad model forced in, rolled back by the monitor")
-        restored = self._bad_model_rolled_back(v2 or v1)
-        if v2 is not None and restored:
-            self.out.rule("7. delayed labels: the shifted market again, its prices not known yet")
-            self._delayed_labels(v2, shift)
+        self._bad_model_rolled_back(v2 or v1)
 
     # ----- steps -------------------------------------------------------------------------------------
 
@@ -239,7 +238,7 @@ class Demo:
         self.out.event("setup", f"serving v{version}", self.stack.url)
 
     def _traffic(
-        self, label: str, spec: ScenarioSpec, rows: int, *, mark: str | None = None
+        self, label: str, spec: ScenarioSpec, rows: int, *, mark: str | None = None, withhold: bool = False
     ) -> SimulationSummary:
         bodies, prices = self._rows(spec, rows)
         progress = Progress(
@@ -260,12 +259,11 @@ class Demo:
                 rate=self.knobs.rate,
                 feedback_delay=self.knobs.feedback_delay,
                 on_progress=show,
+                withhold=withhold,
             )
         self.stack.wait_logged()
-        detail = (
-            f"{spec.describe()}; sent {summary.sent}, failed {summary.failed}, "
-            f"feedback {summary.feedback_posted}"
-        )
+        labels = "prices withheld" if withhold else f"feedback {summary.feedback_posted}"
+        detail = f"{spec.describe()}; sent {summary.sent}, failed {summary.failed}, {labels}"
         self.out.event("traffic", f"{label} traffic: {rows} rows", detail, at=started, mark=mark)
         self._expect(summary.failed == 0, f"{label} traffic: {summary.failed} rows failed {summary.errors}")
         return summary
@@ -281,7 +279,8 @@ class Demo:
         self.out.monitor_run(len(self.runs), run, finished.seconds)
         kind: Kind = "drift" if run.status == RunStatus.DRIFT else "monitor"
         mark = f"{run.status} → trainer" if run.action == Action.TRAINER_LAUNCHED else None
-        self.out.event(kind, f"monitor #{len(self.runs)}: {run.status}", f"action {run.action}", mark=mark)
+        detail = f"action {run.action}" + (f"; {run.detail}" if run.detail else "")
+        self.out.event(kind, f"monitor #{len(self.runs)}: {run.status}", detail, mark=mark)
         if run.alerted:
             self.out.event(
                 "alert", f"alert received ({self.stack.receiver.count()} in all)", "POST to the local webhook"
@@ -308,14 +307,17 @@ class Demo:
             self.out.event(
                 "model", f"v{version} registered", "trained on the base set plus labelled rows", at=registered
             )
+            evidence = describe_evidence(decision.figures)
+            shown = " | ".join(evidence) if evidence else "; ".join(reasons)
+            self.gate += [f"v{version} {event}: {line}" for line in evidence or reasons]
             if event != ModelEvent.PROMOTED:
                 self.misses.append(f"the gate rejected v{version}: {'; '.join(reasons)}")
-                self.out.event("model", f"gate rejected v{version}", "; ".join(reasons), at=at)
+                self.out.event("model", f"gate rejected v{version}", shown, at=at)
                 return None
-            self.out.event("promotion", f"gate promoted v{version}", "; ".join(reasons), at=at)
+            self.out.event("promotion", f"gate promoted v{version}", shown, at=at)
             self.console.print(f"gate: [green]v{version} promoted[/green]")
-            for reason in reasons:
-                self.console.print(f"  - {reason}")
+            for line in evidence or reasons:
+                self.console.print(f"  - {line}")
             with self.out.status(f"waiting for the server to swap in v{version} (it polls every "
                               f"{self.knobs.model_poll_seconds:g} s)"):  # fmt: skip
                 wait_for(lambda: self.stack.served_version() == version or None, timeout=60, what="the swap")
@@ -392,50 +394,54 @@ class Demo:
             self.facts[f"live MAE of the bad v{bad}"] = usd(bad_mae)
         return run.action == Action.ROLLED_BACK
 
-    def _delayed_labels(self, version: int, spec: ScenarioSpec) -> None:
-        """Traffic whose prices are withheld until the monitor ran: the estimate has to act alone."""
-        since = datetime.now(UTC)
-        bodies, prices = self._rows(spec, self.knobs.delayed_rows)
-        started = self.timeline.now()
-        with self.out.status(f"traffic: {len(bodies)} rows, prices withheld"):
-            sent = self.stack.send(bodies, prices, rate=self.knobs.rate, feedback_delay=0, withhold=True)
-            self.stack.wait_logged()
-        self.out.event(
-            "traffic",
-            f"delayed-label traffic: {len(bodies)} rows",
-            f"{spec.describe()}; sent {sent.sent}, failed {sent.failed}, prices withheld",
-            at=started,
-            mark="prices withheld",
-        )
-        self._expect(sent.failed == 0, f"delayed-label traffic: {sent.failed} rows failed {sent.errors}")
-        run = self._monitor("delayed labels")
+    def _wait_for_labels(self, v1: int, withheld: list[tuple[str, float]], since: datetime) -> MonitorRun:
+        """Drift without prices: the monitor alerts and waits, twice; the prices arrive; then it launches."""
+        needed = self.knobs.new_labels_needed
+        waiting = self._monitor("shifted, no prices yet")
         self._expect(
-            Trigger.ESTIMATED_DEGRADATION in run.triggers,
-            f"delayed labels: triggers {list(run.triggers)}, no estimated_degradation "
-            f"(estimated MAE {usd(run.estimated_mae)}, reference {usd(run.reference_mae)})",
+            waiting.status == RunStatus.DRIFT,
+            f"shifted traffic: monitor said {waiting.status}, expected drift",
         )
         self._expect(
-            run.labelled_rows == 0, f"delayed labels: {run.labelled_rows} labelled rows, expected none"
+            waiting.alerted and self.stack.receiver.count() >= 1,
+            "no drift alert reached the webhook receiver",
         )
         self._expect(
-            run.action == Action.TRAINER_LAUNCHED,
-            f"delayed labels: action {run.action}, not trainer_launched",
+            (waiting.plan, waiting.action) == (Plan.WAIT_FOR_LABELS, Action.NONE),
+            f"drift without prices: plan {waiting.plan}, action {waiting.action}; expected to wait",
         )
-        with self.out.status(f"the {len(sent.withheld)} withheld prices arrive"):
-            arrived = self.stack.post_labels(sent.withheld)
+        if waiting.plan == Plan.WAIT_FOR_LABELS:
+            self.out.event(
+                "drift",
+                f"waiting for labels: {waiting.new_labels} of {needed}",
+                "no trainer: a retrain would learn nothing v1 has not seen",
+                mark=f"drift: {waiting.new_labels} of {needed} labels",
+            )
+        again = self._monitor("shifted, still no prices")
+        self._expect(
+            again.action == Action.NONE and not again.alerted,
+            f"the 2nd run with nothing new: action {again.action}, alerted {again.alerted}; expected neither",
+        )
+        with self.out.status(f"the {len(withheld)} withheld prices arrive"):
+            arrived = self.stack.post_labels(withheld)
         self.out.event(
             "traffic", f"{arrived.feedback_posted} withheld prices arrive", "", mark="prices arrive"
         )
         self._expect(arrived.feedback_failed == 0, f"{arrived.feedback_failed} withheld prices failed")
-        realized = self.stack.observation.live_mae(version, since)
-        self.facts["delayed labels: MAE estimated before / realized after"] = (
-            f"{usd(run.estimated_mae)} / {usd(realized)}"
+        realized = self.stack.observation.live_mae(v1, since)
+        self.facts["v1 on the new market: MAE estimated before the prices / realized after"] = (
+            f"{usd(waiting.estimated_mae)} / {usd(realized)}"
         )
         self.console.print(
-            f"delayed labels: estimated MAE {usd(run.estimated_mae)} before any price, "
-            f"realized {usd(realized)} once they arrived "
-            f"(v{version}'s holdout MAE {usd(run.reference_mae)})"
+            f"v1 on the shifted market: estimated MAE {usd(waiting.estimated_mae)} before any price, "
+            f"realized {usd(realized)} once they arrived (v1's holdout MAE {usd(waiting.reference_mae)})"
         )
+        launched = self._monitor("prices arrived")
+        self._expect(
+            launched.action == Action.TRAINER_LAUNCHED,
+            f"prices arrived: action {launched.action} ({launched.detail}), not trainer_launched",
+        )
+        return launched
 
     # ----- observing the system ----------------------------------------------------------------------
 
@@ -544,6 +550,7 @@ class Demo:
             errors=errors,
             evidently_report=evidently,
             facts=self.facts,
+            gate=self.gate,
         )
         self.output.write_text(build_report(record), encoding="utf-8")
         return self.output
@@ -557,6 +564,7 @@ class _Background:
 def _monitor_run(report: Mapping[str, Any], label: str, at: float) -> MonitorRun:
     """The parts of ``housing monitor --json`` the demo shows."""
     psi = report.get("psi") or {}
+    labels = report.get("labels") or {}
     return MonitorRun(
         at=at,
         label=label,
@@ -571,11 +579,19 @@ def _monitor_run(report: Mapping[str, Any], label: str, at: float) -> MonitorRun
         labelled_rows=int(report.get("labelled_rows") or 0),
         alerted=bool(report.get("alerted")),
         report_path=report.get("report_path"),
+        plan=str(report.get("plan") or ""),
+        detail=str(report.get("detail") or ""),
+        new_labels=_int(labels.get("new")),
+        needed_labels=_int(labels.get("needed")),
     )
 
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def run_demo(home: Path, output: Path, *, keep_postgres: bool = False, knobs: Knobs | None = None) -> int:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from services.common.database import connect
 from services.common.vocabulary import ModelEvent, Role
@@ -17,6 +18,7 @@ class Decision:
     version: int
     reasons: list[str]
     at: float
+    figures: dict[str, Any] = field(default_factory=dict)  # model_events.figures (the gate's evidence)
 
 
 @dataclass(frozen=True)
@@ -52,11 +54,14 @@ class Observation:
         """The gate's first decision on a version newer than ``version``; None while there is none."""
         with connect(self.database_url) as conn:
             row = conn.execute(
-                "SELECT event, model_version, reasons, extract(epoch FROM created_at) FROM model_events"
-                " WHERE event IN (%s, %s) AND model_version > %s ORDER BY id LIMIT 1",
+                "SELECT event, model_version, reasons, extract(epoch FROM created_at), figures"
+                " FROM model_events WHERE event IN (%s, %s) AND model_version > %s ORDER BY id LIMIT 1",
                 (ModelEvent.PROMOTED, ModelEvent.REJECTED, version),
             ).fetchone()
-        return Decision(ModelEvent(row[0]), int(row[1]), list(row[2]), float(row[3])) if row else None
+        if row is None:
+            return None
+        figures = row[4] if isinstance(row[4], dict) else {}
+        return Decision(ModelEvent(row[0]), int(row[1]), list(row[2]), float(row[3]), figures)
 
     def registered_at(self, version: int) -> float | None:
         """When ``version`` was registered (epoch seconds)."""

@@ -48,6 +48,10 @@ class MonitorRun:
     report_path: str | None = None
     triggers: tuple[str, ...] = ()
     labelled_rows: int = 0
+    plan: str = ""  # what the verdict asked (wait_for_labels: a launch waits for new labels)
+    detail: str = ""  # the run's line for people ("drift; waiting for labels: 0 of 334")
+    new_labels: int | None = None  # labelled rows newer than any model trained on (counted up to needed)
+    needed_labels: int | None = None  # RETRAIN_MIN_NEW_LABELS
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class DemoRecord:
     psi_threshold: float = 0.2
     evidently_report: str | None = None  # a path relative to the report, or None
     facts: dict[str, str] = field(default_factory=dict)  # headline figures, in order
+    gate: list[str] = field(default_factory=list)  # the gate's decisions, each with its evidence
 
 
 def rolling_mae(points: Sequence[ErrorPoint], window: int = ROLLING_ROWS) -> list[tuple[float, int, float]]:
@@ -199,7 +204,7 @@ def _error_figure(
 def _run_table(runs: Sequence[MonitorRun], threshold: float) -> str:
     head = "".join(f"<th>{name}</th>" for name in ("#", "at", "traffic", "status", "action", "alert"))
     head += "".join(f"<th>{name}</th>" for name in FEATURE_NAMES)
-    head += "<th>drift share</th><th>live MAE</th><th>estimated MAE</th>"
+    head += "<th>drift share</th><th>live MAE</th><th>estimated MAE</th><th>new labels</th>"
     rows = []
     for number, run in enumerate(runs, 1):
         cells = [
@@ -218,6 +223,8 @@ def _run_table(runs: Sequence[MonitorRun], threshold: float) -> str:
         row += f"<td>{'' if run.drift_share is None else f'{run.drift_share:.2f}'}</td>"
         for figure in (run.live_mae, run.estimated_mae):
             row += f"<td>{'' if figure is None else f'{figure * TARGET_UNIT_USD / 1000:.1f} k USD'}</td>"
+        labels = "" if run.new_labels is None else f"{run.new_labels} of {run.needed_labels}"
+        row += f"<td>{html.escape(labels)}</td>"
         rows.append(f"<tr>{row}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
@@ -271,6 +278,11 @@ def build_report(record: DemoRecord) -> str:
         if record.evidently_report
         else "<p>No Evidently report was written.</p>"
     )
+    gate = (
+        "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in record.gate) + "</ul>"
+        if record.gate
+        else "<p>No candidate reached the gate.</p>"
+    )
     started = datetime.fromtimestamp(record.started, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Cali Housing: the closed loop, one run</title>
@@ -282,6 +294,10 @@ def build_report(record: DemoRecord) -> str:
 {psi_html}
 {_run_table(record.runs, record.psi_threshold)}
 {evidently}
+<h2>The gate's evidence</h2>
+<p>Per decision and comparison: the rows, the candidate - champion MAE (Δ, negative: the candidate is
+better) with its 95 % bounds, the margin it had to clear and the smallest effect it could detect.</p>
+{gate}
 <h2>Live error</h2>
 {error_html}
 <h2>Timeline</h2>

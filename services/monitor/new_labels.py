@@ -2,7 +2,8 @@
 
 A candidate learns only from labelled rows its champion did not see. The trainer records the newest
 labelled row it trained on as its run's tag ``train.labelled_until`` (empty: none) and the start of the
-rows it reads as ``train.labelled_since`` (its TRAIN_LABELLED_WINDOW_HOURS before training). A run
+rows it reads as ``train.labelled_since`` (its TRAIN_LABELLED_WINDOW_HOURS before training; used only
+when the run trained on labelled rows, so that the window is a trainer's). A run
 counts the champion-served predictions with feedback made after the champion's ``labelled_until``, and
 after the ``labelled_until`` of the newest candidate the gate refused (``model_events`` 'rejected'): a
 refused candidate already tried those rows. Rows older than the trainer's window would not be read by
@@ -76,8 +77,11 @@ def trained_on(client: MlflowClient, version: int, run_id: str) -> TrainedOn:
         return TrainedOn(version, None)
     run = client.get_run(run_id)
     until, since = run.data.tags.get(TAG_LABELLED_UNTIL), run.data.tags.get(TAG_LABELLED_SINCE)
-    window = None  # the run starts seconds after the trainer read its clock: a window seconds too long
-    if since and run.info.start_time:
+    # The window only of a run that trained on labelled rows (read from train.labelled_since to its
+    # start): a version registered otherwise (forced in, or by hand) may record any labelled_since. The
+    # run starts seconds after the trainer read its clock: a window seconds too long.
+    window = None
+    if since and until and run.info.start_time:
         started = datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC)
         window = max(started - datetime.fromisoformat(since), timedelta(0))
     return TrainedOn(version, datetime.fromisoformat(until) if until else None, window)

@@ -2,10 +2,12 @@
 
 An embedded Postgres (the session's, a fresh database), an MLflow store in a temporary HOUSING_HOME, a real
 ``housing serve`` subprocess, real ``housing monitor`` runs launching a real ``housing train``. Shifted
-traffic must lead to drift, one alert, a retrained v2 that the gate promotes and the server swaps in
-without a failed request; a bad champion forced in must be rolled back by the monitor; then, with the
-prices of v2's market withheld, the label-free estimate alone must launch the trainer (the demo's
-delayed-label step).
+traffic whose prices are not known yet must lead to drift, one alert and a wait for labels (no trainer:
+it would learn nothing v1 has not seen); once the prices arrive, to one launch, a retrained v2 that the
+gate promotes with its evidence, and the server swapping it in without a failed request; a bad champion
+forced in must be rolled back by the monitor; then, with the prices of v2's market withheld, the
+label-free estimate says v2 errs beyond its holdout MAE, and launches the trainer because the labelled
+rows since v2's training (the gate's, the traffic since) are new to v2.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pytest
 
 from services.common.connections import mlflow_store, open_registry
 from services.common.dataset import Dataset
-from services.common.vocabulary import Action, ModelEvent, Role, RunStatus, Trigger
+from services.common.vocabulary import Action, AlertKind, ModelEvent, Plan, Role, RunStatus, Trigger
 from services.local.alert_receiver import AlertReceiver
 from services.local.bad_model import register_bad_model
 from services.local.demo import Knobs
@@ -89,14 +91,26 @@ def loop(database_url: str, dataset: Dataset) -> Iterator[Loop]:
 def test_drift_retrains_promotes_and_swaps_then_a_bad_champion_is_rolled_back(loop: Loop) -> None:
     assert loop.stack.served_version() == 1
 
-    # A market shift: mostly high-income districts, selling 25% above the data set's prices.
-    loop.traffic("covariate-shift", 1000, price_factor=1.25)
+    # A market shift: mostly high-income districts, selling 25% above the data set's prices, which
+    # are not known yet: drift, an alert, and a wait for labels.
+    needed = Knobs().new_labels_needed
+    shifted = loop.traffic("covariate-shift", 1000, price_factor=1.25, withhold=True)
+    waiting = loop.monitor()
+    assert waiting["status"] == RunStatus.DRIFT, json.dumps(waiting)
+    assert waiting["psi"]["MedInc"] >= 0.2
+    assert (waiting["plan"], waiting["action"]) == (Plan.WAIT_FOR_LABELS, Action.NONE)
+    assert f"waiting for labels: 0 of {needed}" in waiting["detail"]
+    assert waiting["alerted"] is True and loop.stack.receiver.count() == 1
+
+    # The prices arrive: one launch, in the same drift episode (no second drift alert; the labels may
+    # start a live-error episode: v1 errs on the moved market).
+    arrived = loop.stack.post_labels(shifted.withheld)
+    assert (arrived.feedback_posted, arrived.feedback_failed) == (1000, 0)
     drift = loop.monitor()
-    assert drift["status"] == RunStatus.DRIFT, json.dumps(drift)
-    assert drift["psi"]["MedInc"] >= 0.2
-    assert drift["action"] == Action.TRAINER_LAUNCHED
-    assert drift["alerted"] is True
-    assert loop.stack.receiver.count() == 1
+    assert drift["action"] == Action.TRAINER_LAUNCHED, json.dumps(drift)
+    assert drift["labels"]["new"] == needed
+    kinds = [str(body["kind"]).split(", ") for _, body in loop.stack.receiver.alerts]
+    assert [AlertKind.DRIFT in kind for kind in kinds] == [True] + [False] * (len(kinds) - 1), kinds
 
     # The trainer retrains, the gate promotes v2, and the server swaps it in under traffic.
     stop = threading.Event()
@@ -121,6 +135,9 @@ def test_drift_retrains_promotes_and_swaps_then_a_bad_champion_is_rolled_back(lo
     finally:
         stop.set()
         sender.join(30)
+    decision = loop.stack.observation.decision_after(1)
+    # The demo reads the gate's figures with the decision (its evidence, where the gate records one).
+    assert decision is not None and decision.figures.get("version") == 2
     assert swap[0].failed == 0, swap[0].errors
     assert set(swap[0].versions) == {1, 2}, swap[0].versions
     # v2 needs a live error of its own (ROLLBACK_MIN_ROWS labelled rows) to be the yardstick of a rollback.
@@ -148,12 +165,13 @@ def test_drift_retrains_promotes_and_swaps_then_a_bad_champion_is_rolled_back(lo
     )
 
     # Delayed labels: v2's market again, its prices withheld until the monitor ran. The label-free
-    # estimate alone says v2 errs beyond its holdout MAE here, and launches the trainer.
+    # estimate says v2 errs beyond its holdout MAE here; the labelled rows since v2's training are new
+    # to it (at least RETRAIN_MIN_NEW_LABELS), so it launches the trainer.
     delayed = loop.traffic("covariate-shift", 600, price_factor=1.25, withhold=True)
     estimated = loop.monitor()
     assert Trigger.ESTIMATED_DEGRADATION in estimated["triggers"], json.dumps(estimated)
     assert estimated["labelled_rows"] == 0 and estimated["live_mae"] is None
     assert estimated["estimated_mae"] > 1.2 * estimated["reference_mae"]
-    assert estimated["action"] == Action.TRAINER_LAUNCHED
+    assert estimated["action"] == Action.TRAINER_LAUNCHED and estimated["labels"]["new"] == needed
     arrived = loop.stack.post_labels(delayed.withheld)
     assert (arrived.feedback_posted, arrived.feedback_failed) == (600, 0)

@@ -635,7 +635,8 @@ def test_the_cli_runs_a_real_trainer_on_drift(
     assert quiet.returncode == 0, quiet.stderr
     assert json.loads(quiet.stdout)["status"] == RunStatus.INSUFFICIENT_DATA
 
-    _log(database_url, _shifted(dataset), _db_now(database_url))
+    # A shifted market whose prices are known: more than RETRAIN_MIN_NEW_LABELS (667) new labels.
+    _log(database_url, _shifted(dataset), _db_now(database_url), actual=dataset.y_holdout * 1.25)
     done = subprocess.run(
         [*housing, "monitor", "--json"], env=env, capture_output=True, text=True, timeout=120
     )
@@ -652,8 +653,11 @@ def test_the_cli_runs_a_real_trainer_on_drift(
         "action",
         "alerted",
         "report_path",
+        "plan",
+        "labels",
     } <= set(summary)
     assert summary["status"] == RunStatus.DRIFT and summary["action"] == Action.TRAINER_LAUNCHED
+    assert summary["labels"]["new"] == summary["labels"]["needed"] == 667
     assert summary["estimated_mae"] > 0
     assert "[1/7]" in done.stderr
     deadline = time.monotonic() + 240

@@ -108,3 +108,17 @@ def test_report_without_monitor_runs_or_evidently() -> None:
     page = build_report(empty)
     assert "No monitor run judged drift." in page and "No Evidently report" in page
     assert plots(page) == 1 and len(re.findall(r"plotly\.js v\d", page)) == 1
+
+
+def test_report_shows_the_wait_for_labels_and_the_gate_evidence() -> None:
+    from dataclasses import replace
+
+    waiting = MonitorRun(
+        30.0, "shifted, no prices", RunStatus.DRIFT, Action.NONE, {"MedInc": 0.45}, plan="wait_for_labels",
+        detail="drift; waiting for labels: 0 of 334", new_labels=0, needed_labels=334,
+    )  # fmt: skip
+    shown = replace(record(), runs=[waiting], gate=["v2 promoted: recent: n=750, 95 % [-18.0 k, <b>]"])
+    page = build_report(shown)
+    assert "<td>0 of 334</td>" in page
+    assert "<li>v2 promoted: recent: n=750, 95 % [-18.0 k, &lt;b&gt;]</li>" in page
+    assert "No candidate reached the gate." in build_report(record())
