@@ -5,7 +5,7 @@ that breaks it would be refused by the API server at sync or at the monitor's Jo
 server runs here, and PyPI has no well-kept evaluator of the standards (one unmaintained auditor with
 its own rule set), so the controls are written out below, one function per control, after the
 Kubernetes "Pod Security Standards" page (kubernetes.io/docs/concepts/security/pod-security-standards,
-policy version v1.31): the Baseline controls, then the Restricted ones.
+policy version v1.37): the Baseline controls, then the Restricted ones.
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ def test_the_stamped_job_validates_and_carries_the_report() -> None:
     assert job["metadata"]["annotations"] == {"team": "ml"}
     assert job["metadata"]["generateName"] == "housing-trainer-" and "name" not in job["metadata"]
     assert job["spec"]["ttlSecondsAfterFinished"] > 0 and job["spec"]["backoffLimit"] >= 0
-    kubernetes_validate.validate(job, "1.31.0", strict=True)
+    kubernetes_validate.validate(job, "1.37.0", strict=True)
 
 
 def test_stamping_keeps_values_the_template_sets() -> None:
@@ -194,7 +194,7 @@ def test_it_lists_by_label_then_creates_the_stamped_job(api: FakeApiServer) -> N
     assert listing["query"]["labelSelector"] == [SELECTOR]
     assert (creation["method"], creation["path"]) == ("POST", JOBS)
     assert creation["body"] == stamp_job(TEMPLATE, 7)
-    kubernetes_validate.validate(creation["body"], "1.31.0", strict=True)
+    kubernetes_validate.validate(creation["body"], "1.37.0", strict=True)
 
 
 def test_an_active_trainer_job_means_no_second_one(api: FakeApiServer) -> None:
