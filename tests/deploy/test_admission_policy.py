@@ -171,7 +171,9 @@ def token_mounted(job: Job) -> None:
 
 
 def privileged(job: Job) -> None:
+    # With allowPrivilegeEscalation false the API server refuses the Job as invalid before any policy.
     container(job)["securityContext"]["privileged"] = True
+    container(job)["securityContext"]["allowPrivilegeEscalation"] = True
 
 
 def privilege_escalation(job: Job) -> None:
@@ -251,7 +253,7 @@ HOSTILE: list[tuple[Callable[[Job], None], set[str]]] = [
     (no_service_account, {"serviceAccountName refused"}),
     (deprecated_service_account, {"serviceAccountName refused"}),
     (token_mounted, {"automountServiceAccountToken refused"}),
-    (privileged, {"privileged refused"}),
+    (privileged, {"privileged refused", "allowPrivilegeEscalation refused"}),
     (privilege_escalation, {"allowPrivilegeEscalation refused"}),
     (run_as_root_allowed, {"runAsNonRoot refused"}),
     (no_run_as_non_root, {"runAsNonRoot refused"}),
