@@ -186,7 +186,8 @@ tool (
 )
 
 // k8s.io/kubernetes requires its staging modules at v0.0.0 with ./staging replaces, which only
-// apply inside its own repository: a consumer pins each one to v0.37.2 for v1.37.2.
+// apply inside its own repository: a consumer pins each one to v0.37.2 for v1.37.2. (The module
+// proxy serves the staging modules at v0.36.x and v0.37.x only, hence a 1.36 or 1.37 release.)
 replace (
 	k8s.io/api => k8s.io/api v0.37.2
 	k8s.io/apiextensions-apiserver => k8s.io/apiextensions-apiserver v0.37.2

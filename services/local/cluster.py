@@ -67,7 +67,7 @@ STAGES = (
     "pod/fast/pod-delete.yaml",
 )
 BUILD_HINT = (
-    "run `make tools` (it builds Kubernetes from source with Go 1.26+; the first build takes ~25 min)"
+    "run `make tools` (it builds Kubernetes from source with Go 1.26+; the first build is long, see README)"
 )
 
 
@@ -244,10 +244,10 @@ class Cluster:
         state = self._read_state()
         named = {pid: name for name, pid in state.get("pids", {}).items()}
         leftovers = self.leftovers()
-        running = [named.get(pid, f"pid {pid}") for pid in leftovers]
         # Reverse start order: the node stand-in and controllers before the API server and etcd.
         order = {name: i for i, name in enumerate(COMPONENTS)}
         leftovers.sort(key=lambda pid: -order.get(named.get(pid, ""), len(COMPONENTS)))
+        running = [named.get(pid, f"pid {pid}") for pid in leftovers]
         self._stop_pids(leftovers)
         shutil.rmtree(self.layout.home, ignore_errors=True)
         return running

@@ -40,7 +40,7 @@ VALID_FOR = timedelta(days=30)
 
 @dataclass(frozen=True)
 class Pki:
-    """Where the files are: ``ca.{crt,key}``, ``apiserver.{crt,key}``, ``NAME.{crt,key}``, ``sa.{key,pub}``."""
+    """The files: ``ca.{crt,key}``, ``apiserver.{crt,key}``, ``NAME.{crt,key}``, ``sa.{key,pub}``."""
 
     folder: Path
 

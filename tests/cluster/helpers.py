@@ -89,7 +89,11 @@ class Kube:
         return Kube(path, self.layout)
 
     def whoami(self) -> str:
-        """The username the API server sees (SelfSubjectReview): never read a 403 as a policy's without it."""
+        """The username the API server sees (SelfSubjectReview): never read a 403 as a policy's without it.
+
+        Some clients drop a token silently (the Python kubernetes client 36.0.0 and 36.0.1 ignore
+        ``api_key["authorization"]`` and ask as anonymous; 36.0.2 fixed it).
+        """
         review = json.loads(self.ok("auth", "whoami", "-o", "json"))
         return str(review["status"]["userInfo"]["username"])
 
