@@ -51,3 +51,6 @@ if ! command -v terraform >/dev/null && [[ ! -x $tools/bin/terraform ]]; then
     > "$tools/bin/terraform"
   chmod +x "$tools/bin/terraform"
 fi
+
+# The local Kubernetes control plane (etcd, API server, controllers, kubectl, kwok), built from source.
+bash ci/build-cluster.sh

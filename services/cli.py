@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 from services.inference import cli as inference_cli
 from services.local import cli as local_cli
+from services.local import cluster_cli
 from services.monitor import cli as monitor_cli
 from services.trainer import cli as trainer_cli
 
@@ -35,6 +36,7 @@ app = typer.Typer(
 )
 db = typer.Typer(help="The Postgres schema and the embedded server.", no_args_is_help=True)
 app.add_typer(db, name="db")
+app.add_typer(cluster_cli.app, name="cluster")
 
 app.command()(trainer_cli.train)
 app.command()(trainer_cli.promote)
@@ -155,6 +157,9 @@ MLFLOW_DEFAULTS = {
     "MLFLOW_LOGGING_LEVEL": "WARNING",
     # Usage telemetry waits on the network in every process: ~4 s per command where there is none.
     "MLFLOW_DISABLE_TELEMETRY": "true",
+    # MLflow finds uv.lock in the working folder and copies it (1.4 MB) and pyproject.toml into every
+    # model it logs, and may run `uv export`: our models name their requirements themselves.
+    "MLFLOW_UV_AUTO_DETECT": "false",
 }
 
 

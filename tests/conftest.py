@@ -34,6 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["SCIKIT_LEARN_DATA"] = str(SHARED_DATA)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # it waits on the network in every process
+    os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")  # as the CLI: no uv.lock copied into each model
 
 
 def world_readable_tempdir(prefix: str) -> Path:

@@ -8,6 +8,12 @@ version whose compiled predictions differ from its pipeline's on the holdout by 
 :data:`PARITY_TOLERANCE`; the server serves the compiled form when the tag is there, and the pipeline
 otherwise (versions registered before this, or models that are not a single tree ensemble).
 
+The trees of a pipeline that derives features (:mod:`services.common.derived_features`, the rotated
+coordinates) are compiled alone: the checkpoint's treelite ``attributes`` name the transform and its
+angles, and :meth:`CompiledModel.predict` applies that same function to the eight raw features before
+GTIL. A checkpoint without them (every version trained before the transform) means none: its trees read
+the eight raw features, as they always did.
+
 Usage::
 
     compiled = compile_pipeline(pipeline)          # CannotCompile when it is not one tree ensemble
@@ -17,11 +23,14 @@ Usage::
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from services.common.derived_features import coefficients_from, rotate, step_attributes
 
 COMPILED_ARTIFACT = "compiled/model.tl"
 TAG_COMPILED = "compiled.runtime"
@@ -35,16 +44,98 @@ class CannotCompile(ValueError):
 
 
 class CompiledModel:
-    """A treelite model with the pipeline's ``predict`` contract: a matrix in, one price per row out."""
+    """A treelite model with the pipeline's ``predict`` contract: a matrix in, one price per row out.
 
-    def __init__(self, model: Any) -> None:
+    ``rotation``: the (longitude, latitude) factors of the derived columns when the trees read the
+    rotated coordinates after the raw features, None when they read the raw features alone.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        rotation: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
+    ) -> None:
         self._model = model
+        self._rotation = rotation
+        self._call = _OneThreadPredict.of(model)
+
+    @property
+    def derives_features(self) -> bool:
+        return self._rotation is not None
 
     def predict(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        if self._rotation is not None:
+            x = rotate(x, *self._rotation)
+        if self._call is not None:
+            return self._call(x)
         import treelite.gtil
 
         # One thread: the server has its own threads, and GTIL's pool would fight them for 2 cores.
         return np.asarray(treelite.gtil.predict(self._model, x, nthread=1), dtype=np.float64).reshape(-1)
+
+
+class _OneThreadPredict:
+    """GTIL's C entry point (``TreeliteGTILPredict``, treelite's C API) for one-output float64 trees,
+    with what ``treelite.gtil.predict`` redoes on every call done once: its configuration parsed (one
+    thread), the model's types and output shape read. Measured with the 150 trees of 8 features, best of 7,
+    alternating in one run (``python -m benchmarks.model_selection``, a loaded machine): 1 / 16 / 64 rows
+    73 / 957 / 3,457 µs against 176 / 1,093 / 3,679 through ``treelite.gtil.predict``. It reaches two
+    private Python names of treelite (``treelite.core._LIB``, ``treelite.gtil.gtil.GTILConfig``; the
+    version is pinned below 5); the parity tests and the gate's parity check catch a change."""
+
+    def __init__(self, model: Any, config: Any, width: int) -> None:
+        import ctypes
+
+        from treelite.core import _LIB, _check_call
+
+        self._handle = model.handle
+        self._model = model  # keeps the handle alive
+        self._config = config  # the same: its handle is freed with it
+        self._width = width
+        self._double = ctypes.POINTER(ctypes.c_double)
+        self._float64 = ctypes.c_char_p(b"float64")
+        self._rows = ctypes.c_uint64
+        self._entry = _LIB.TreeliteGTILPredict
+        self._check = _check_call
+
+    @classmethod
+    def of(cls, model: Any) -> _OneThreadPredict | None:
+        """The fast call for ``model``, or None (other input types, several outputs per row)."""
+        import ctypes
+
+        from treelite.core import _LIB, _check_call
+        from treelite.gtil.gtil import GTILConfig
+
+        if model.input_type != "float64" or model.output_type != "float64":
+            return None
+        config = GTILConfig(nthread=1, predict_type="default")
+        shape = ctypes.POINTER(ctypes.c_uint64)()
+        ndim = ctypes.c_uint64()
+        _check_call(
+            _LIB.TreeliteGTILGetOutputShape(
+                model.handle, ctypes.c_uint64(1), config.handle, ctypes.byref(shape), ctypes.byref(ndim)
+            )
+        )
+        if int(np.prod(np.ctypeslib.as_array(shape, shape=(ndim.value,)))) != 1:
+            return None
+        return cls(model, config, int(model.num_feature))
+
+    def __call__(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self._width:
+            raise ValueError(f"the compiled trees read rows of {self._width} numbers, got shape {x.shape}")
+        out = np.zeros(x.shape[0], dtype=np.float64)
+        self._check(
+            self._entry(
+                self._handle,
+                x.ctypes.data_as(self._double),
+                self._float64,
+                self._rows(x.shape[0]),
+                out.ctypes.data_as(self._double),
+                self._config.handle,
+            )
+        )
+        return out
 
 
 def runtime_label() -> str:
@@ -55,21 +146,29 @@ def runtime_label() -> str:
 
 
 def compile_pipeline(pipeline: Any) -> Any:
-    """A treelite model of the pipeline's only step (a HistGradientBoosting or other tree ensemble).
+    """A treelite model of the pipeline's tree ensemble (a HistGradientBoosting or another), alone or
+    after the derived-features step, whose name and angles the model's ``attributes`` then record.
 
     Raises:
         CannotCompile: the pipeline has other steps, or treelite cannot import its estimator.
     """
     import treelite.sklearn
 
-    steps = getattr(pipeline, "steps", None)
-    if steps is not None and len(steps) != 1:
-        raise CannotCompile(f"a pipeline of {len(steps)} steps: only a lone tree ensemble is compiled")
-    estimator = steps[0][1] if steps is not None else pipeline
+    steps = list(getattr(pipeline, "steps", None) or [(None, pipeline)])
+    transform = step_attributes(steps[0][1]) if len(steps) == 2 else None
+    if len(steps) != 1 and transform is None:
+        raise CannotCompile(
+            f"a pipeline of {len(steps)} steps: only a tree ensemble, alone or after the derived-features"
+            " step, is compiled"
+        )
+    estimator = steps[-1][1]
     try:
-        return treelite.sklearn.import_model(estimator)
+        model = treelite.sklearn.import_model(estimator)
     except Exception as error:  # treelite raises plain exceptions for unsupported estimators
         raise CannotCompile(f"treelite cannot import {type(estimator).__name__}: {error}") from error
+    if transform is not None:
+        model.get_header_accessor().set_field("attributes", json.dumps({**model.attributes, **transform}))
+    return model
 
 
 def save(model: Any, path: Path) -> Path:
@@ -81,7 +180,9 @@ def save(model: Any, path: Path) -> Path:
 def load(path: Path) -> CompiledModel:
     import treelite
 
-    return CompiledModel(treelite.Model.deserialize(str(path)))
+    model = treelite.Model.deserialize(str(path))
+    # UnknownTransform (a ValueError) when the checkpoint names a transform this build does not have.
+    return CompiledModel(model, coefficients_from(model.attributes))
 
 
 def load_from_run(client: Any, run_id: str) -> CompiledModel:

@@ -153,13 +153,13 @@ def promote(client: MlflowClient, version: int) -> int | None:
     return old
 
 
-def rollback(client: MlflowClient, *, dry_run: bool = False) -> tuple[int, int]:
-    """Put ``previous`` back as champion and clear ``previous``; returns (bad version, restored version).
+def rollback(client: MlflowClient, *, to: int | None = None, dry_run: bool = False) -> tuple[int, int]:
+    """Put ``to`` (default: ``previous``) back as champion and clear ``previous``; returns (bad, restored).
 
     With ``dry_run`` only check that a rollback is possible.
     """
     aliases = current_aliases(client)
-    bad, good = aliases[Role.CHAMPION], aliases[Role.PREVIOUS]
+    bad, good = aliases[Role.CHAMPION], aliases[Role.PREVIOUS] if to is None else to
     if bad is None:
         raise RegistryError("there is no champion to roll back; train one with `housing train`")
     if good is None:
@@ -167,6 +167,9 @@ def rollback(client: MlflowClient, *, dry_run: bool = False) -> tuple[int, int]:
             f"champion v{bad} has no previous version to roll back to; promote another version "
             "with `housing promote VERSION`"
         )
+    if good == bad:
+        raise RegistryError(f"version {good} is already the champion: nothing to roll back to")
+    get_version(client, good)  # a version that does not exist is refused before any alias moves
     if not dry_run:
         move_aliases(client, {Role.CHAMPION: good, Role.PREVIOUS: None})
     return bad, good

@@ -107,3 +107,18 @@ class Plan(StrEnum):
     # (RETRAIN_MIN_NEW_LABELS): alerted once per episode, recorded, nothing launched.
     WAIT_FOR_LABELS = "wait_for_labels"
     ROLL_BACK = "roll_back"
+
+
+class RollbackState(StrEnum):
+    """Where a champion's rollback test stands (``details.rollback_check.state``)."""
+
+    WAITING = "waiting"  # fewer than min_rows labelled rows: nothing is computed
+    OPEN = "open"  # no decision yet
+    WORSE = "worse"  # the champion is worse than the target: roll back
+    NOT_WORSE = "not_worse"  # not worse by the minimum effect: the test is over, the champion stays
+    INCONCLUSIVE = "inconclusive"  # the horizon passed without a decision: over, the champion stays
+
+    @property
+    def over(self) -> bool:
+        """The test has ended and the champion stays: it vouches for the champion."""
+        return self in (RollbackState.NOT_WORSE, RollbackState.INCONCLUSIVE)

@@ -16,9 +16,9 @@ process, the trainer the monitor launched and the embedded Postgres are stopped 
 No monitor run is made between v2's promotion and the bad model: v2's reference profile is its training set
 (mostly the base data), so the still-shifted traffic would be called drift again.
 
-The knobs that make the loop fit in minutes (DRIFT_MIN_ROWS, ROLLBACK_MIN_ROWS, GATE_MIN_RECENT_ROWS and
-with it RETRAIN_MIN_NEW_LABELS, MODEL_POLL_SECONDS) are set here as the children's environment, so the
-defaults in code stay production-like.
+The knobs that make the loop fit in minutes (DRIFT_MIN_ROWS, ROLLBACK_MIN_ROWS, ROLLBACK_COOLDOWN_LABELS,
+GATE_MIN_RECENT_ROWS and with it RETRAIN_MIN_NEW_LABELS, MODEL_POLL_SECONDS) are set here as the children's
+environment, so the defaults in code stay production-like.
 """
 
 from __future__ import annotations
@@ -73,6 +73,9 @@ class Knobs:
     bad_rows: int = 1000
     drift_min_rows: int = 300
     rollback_min_rows: int = 150
+    # The closed-loop test launches on the estimate right after the rollback, before any new label: the
+    # loop runs without the cool-down (production waits for 1,000 new labels; test_monitor_run shows it).
+    rollback_cooldown_labels: int = 0
     gate_min_recent_rows: int = 100
     recent_holdout_fraction: float = 0.3  # TRAIN_RECENT_HOLDOUT_FRACTION's default
     model_poll_seconds: float = 1.0
@@ -89,6 +92,7 @@ class Knobs:
         return {
             "DRIFT_MIN_ROWS": str(self.drift_min_rows),
             "ROLLBACK_MIN_ROWS": str(self.rollback_min_rows),
+            "ROLLBACK_COOLDOWN_LABELS": str(self.rollback_cooldown_labels),
             "GATE_MIN_RECENT_ROWS": str(self.gate_min_recent_rows),
             "TRAIN_RECENT_HOLDOUT_FRACTION": str(self.recent_holdout_fraction),
             "RETRAIN_MIN_NEW_LABELS": str(self.new_labels_needed),

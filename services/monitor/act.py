@@ -66,7 +66,8 @@ def act(
 
 
 def _roll_back(parts: MonitorParts, summary: RunSummary, reason: str, rollback: RollbackFigures) -> None:
-    """champion ← previous, with the check's figures on the event; ``summary`` says how it went."""
+    """champion ← the model before the episode, with the test's figures and the cool-down on the event;
+    ``summary`` says how it went."""
     try:
         bad, good = roll_back(
             parts.client,
@@ -78,7 +79,10 @@ def _roll_back(parts: MonitorParts, summary: RunSummary, reason: str, rollback: 
                 "roll_back": True,
                 "reason": reason,
                 "drift_report": summary.report_id,
+                "cooldown_labels": parts.settings.rollback_cooldown_labels,
             },
+            to=rollback.target,
+            retired=rollback.episode,
         )
     except (RegistryError, MlflowException, psycopg.Error) as error:
         summary.action = Action.ROLLBACK_FAILED
@@ -86,8 +90,15 @@ def _roll_back(parts: MonitorParts, summary: RunSummary, reason: str, rollback: 
         summary.details["rollback"] = {"error": summary.detail}
         return
     summary.action = Action.ROLLED_BACK
-    summary.detail = f"rolled back: v{good} is champion again, v{bad} retired ({reason})"
-    summary.details["rollback"] = {"bad": bad, "restored": good, "reason": reason}
+    retired = ", ".join(f"v{version}" for version in rollback.episode)
+    summary.detail = f"rolled back: v{good} is champion again, {retired} retired ({reason})"
+    summary.details["rollback"] = {
+        "bad": bad,
+        "restored": good,
+        "retired": list(rollback.episode),
+        "reason": reason,
+        "cooldown_labels": parts.settings.rollback_cooldown_labels,
+    }
 
 
 def alert_text(summary: RunSummary, settings: MonitorSettings, kinds: list[AlertKind]) -> str:

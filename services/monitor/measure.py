@@ -24,14 +24,14 @@ from services.common.vocabulary import Action
 from services.monitor.champion import Champion, load_predictor, load_version_error_model
 from services.monitor.column_drift import DriftTests, drift_tests
 from services.monitor.concept import ConceptFigures, measure_concept, standard_error
-from services.monitor.decide.rule import Measured
+from services.monitor.decide.rule import Limits, Measured
 from services.monitor.evidently_drift import EvidentlyResult, run_drift_preset
 from services.monitor.histograms import WindowCounts, window_counts
 from services.monitor.live_error import kept_live_error
 from services.monitor.new_labels import count_failure, new_labels
 from services.monitor.parts import MonitorParts
 from services.monitor.psi import psi
-from services.monitor.rollback_check import RollbackFigures, check_rollback, last_promotion
+from services.monitor.rollback_check import RollbackFigures, check_rollback, cooldown, last_promotion
 from services.monitor.sample import WindowSample, sample_window
 from services.monitor.summary import MonitorFailed, RunSummary, timed
 
@@ -96,6 +96,15 @@ def measure(
         estimated_rows = estimate(champion, sample, summary)
         rollback, previous_estimate = _errors(parts, conn, champion, sample, summary)
         figures = concept(conn, champion, summary)
+        held = cooldown(conn, champion.version, parts.settings.rollback_cooldown_labels)
+        if held is not None:
+            summary.details["cooldown"] = {
+                "rolled_back": held.rolled_back,
+                "restored": held.restored,
+                "since": held.at.isoformat(),
+                "labels": held.labels,
+                "needed": held.needed,
+            }
     with timed(timings, "labels"):
         labels = _new_labels(parts, conn, champion, summary)
     measured = Measured(
@@ -113,6 +122,7 @@ def measure(
         rollback=rollback,
         previous_estimated_mae=previous_estimate,
         trainer=summary.trainer,
+        cooldown=held,
         new_labels=labels,
     )
     return Window(measured, drift, rollback)
@@ -193,16 +203,11 @@ def _errors(
     summary.live_mae, summary.labelled_rows = live.mae, live.rows
     summary.details["live_error"] = kept.details
     rollback = check_rollback(
-        conn,
-        champion.version,
-        champion.previous_alias,
-        now=now,
-        predictor=load_predictor,
-        min_rows=settings.rollback_min_rows,
+        conn, champion.version, now=now, predictor=load_predictor, limits=Limits.of(settings).rollback
     )
     previous_estimate = None
-    if rollback is not None and rollback.champion.rows < settings.rollback_min_rows:
-        previous_estimate = estimate_previous(parts, rollback.previous.version, sample, summary)
+    if rollback is not None and rollback.test.rows < settings.rollback_min_rows:
+        previous_estimate = estimate_previous(parts, rollback.target, sample, summary)
     mae = live.mae if live.mae is not None else float("nan")
     parts.stages.say(f"MAE {mae:.3f} on {live.rows} rows", end=" ")
     return rollback, previous_estimate

@@ -18,7 +18,8 @@ action:
 - ``trainer_launched``: a trainer process or Job was started (``details.launch``).
 - ``trainer_already_running``: one was running already; no second one was started.
 - ``launch_failed``: starting it failed (RBAC, API unreachable, bad template); ``details.launch`` says why.
-- ``rolled_back``: the fresh champion was worse live than its predecessor: champion ← previous.
+- ``rolled_back``: the rollback test found the fresh champion worse live than the model before its
+  episode: champion ← that model (``details.rollback``: restored, retired, reason, cooldown_labels).
 - ``rollback_failed``: a rollback was due but the registry refused it (``details.rollback``).
 
 A run reserves its row's id first (the trainer Job and the rollback event name the report that caused

@@ -1,14 +1,15 @@
-"""Automatic rollback: is the freshly promoted champion worse live than the version it replaced?
+"""Automatic rollback, measured: the champion's sequential test against the model that served before the
+episode, and the cool-down after a rollback.
 
-Both are judged on the same rows: the champion's labelled predictions since its promotion (its logged
-prices against the true ones) and the predecessor's prices for those same features, scored now. The
-traffic before a promotion is no yardstick: a champion promoted because the world moved would
-otherwise be compared with its predecessor's error on the old world.
+Both models are judged on the same rows: the champion's labelled predictions since its promotion (its
+logged prices against the true ones, in the order the labels arrived, the oldest ``horizon`` of them)
+and the target's prices for those same features, scored now. The traffic before a promotion is no
+yardstick: a champion promoted because the world moved would otherwise be compared with its
+predecessor's error on the old world. Whether to roll back is the verdict's (``RollbackFigures.test``).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,13 +21,13 @@ import psycopg
 from psycopg import sql
 
 from services.common.features import FEATURE_COLUMNS
-from services.common.vocabulary import ModelEvent, Role
-from services.monitor.live_error import LiveError
-
-# Rows a check scores at most (the newest): enough for a stable MAE, bounded in memory and time.
-MAX_ROWS = 50_000
+from services.common.vocabulary import ModelEvent, Role, RollbackState
+from services.monitor.episode import CHAMPION_EVENTS, EventRow, Reign, reigns, restore_index
+from services.monitor.sequential import SequentialLimits, SequentialTest, msprt
 
 Predictor = Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]
+
+OVER_STATES = [str(state) for state in RollbackState if state.over]
 
 
 @dataclass(frozen=True)
@@ -39,107 +40,179 @@ class Promotion:
 
 @dataclass(frozen=True)
 class RollbackFigures:
-    """What the check measured; whether to roll back is the verdict's (``decide_rollback``)."""
+    """What the check measured; whether to roll back is the verdict's (``test.state``)."""
 
-    promotion: Promotion
-    champion: LiveError
-    previous: LiveError
+    champion: int
+    promoted_at: datetime
+    target: int  # the version a rollback restores: the last one vouched for before the episode
+    episode: tuple[int, ...]  # the champion and the unvouched versions since the target, newest first
+    test: SequentialTest
+    links: dict[int, str]  # how each earlier version of the chain was judged
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "champion": self.champion.version,
-            "previous": self.previous.version,
-            "promoted_at": self.promotion.at.isoformat(),
-            "champion_live_mae": self.champion.mae,
-            "champion_rows": self.champion.rows,
-            "previous_live_mae": self.previous.mae,
-            "previous_rows": self.previous.rows,
+            "champion": self.champion,
+            "target": self.target,
+            "episode": list(self.episode),
+            "promoted_at": self.promoted_at.isoformat(),
+            **self.test.as_dict(),
+            "links": {str(version): how for version, how in self.links.items()},
         }
+
+
+@dataclass(frozen=True)
+class Cooldown:
+    """After a rollback, the labels received since it, and how many the next launch waits for."""
+
+    rolled_back: int  # the version retired
+    restored: int
+    at: datetime
+    labels: int
+    needed: int
 
 
 def last_promotion(conn: psycopg.Connection, version: int) -> Promotion | None:
     """The event that made ``version`` champion most recently (promoted, forced or rolled_back)."""
     row = conn.execute(
         "SELECT model_version, previous_version, event, created_at FROM model_events"
-        " WHERE event IN (%s, %s, %s) AND model_version = %s"
+        " WHERE event = ANY(%s) AND model_version = %s"
         " ORDER BY created_at DESC, id DESC LIMIT 1",
-        (ModelEvent.PROMOTED, ModelEvent.FORCED, ModelEvent.ROLLED_BACK, version),
+        ([str(event) for event in CHAMPION_EVENTS], version),
     ).fetchone()
     return Promotion(int(row[0]), row[1], ModelEvent(row[2]), row[3]) if row else None
 
 
-def decide_rollback(
-    champion: LiveError, previous: LiveError, *, tolerance: float, min_rows: int
-) -> tuple[bool, str]:
-    """A pure decision: roll back when both have ``min_rows`` labelled rows and the champion is worse."""
-    if champion.rows < min_rows:
-        return False, f"v{champion.version} has {champion.rows} labelled predictions (needs {min_rows})"
-    if champion.mae is None:
-        return False, f"the live MAE of v{champion.version} is undefined (a logged price is not finite)"
-    if previous.rows < min_rows:
-        return False, f"v{previous.version} had {previous.rows} labelled predictions (needs {min_rows})"
-    if previous.mae is None:
-        return False, f"the MAE of v{previous.version} on those rows is undefined (its prices are not finite)"
-    limit = previous.mae * (1 + tolerance)
-    if champion.mae > limit:
-        return True, (
-            f"live MAE of v{champion.version} is {champion.mae:.3f} on {champion.rows} rows, worse than "
-            f"v{previous.version}'s {previous.mae:.3f} on {previous.rows} rows by more than {tolerance:.0%}"
-        )
-    return (
-        False,
-        f"live MAE of v{champion.version} {champion.mae:.3f} is within {tolerance:.0%} of {previous.mae:.3f}",
-    )
+def _events(conn: psycopg.Connection) -> list[EventRow]:
+    rows = conn.execute(
+        "SELECT event, model_version, previous_version, created_at FROM model_events"
+        " WHERE event = ANY(%s) ORDER BY created_at DESC, id DESC",
+        ([str(event) for event in CHAMPION_EVENTS],),
+    ).fetchall()
+    return [EventRow(ModelEvent(r[0]), int(r[1]), r[2], r[3]) for r in rows]
 
 
-def _labelled_since(
-    conn: psycopg.Connection, version: int, start: datetime, end: datetime
+def _vouched_by_reports(conn: psycopg.Connection, reign: Reign) -> bool:
+    """A monitor run saw this reign's test end without a rollback (a cache of what a recount would find)."""
+    row = conn.execute(
+        "SELECT 1 FROM drift_reports WHERE model_version = %s AND created_at >= %s"
+        " AND (%s::timestamptz IS NULL OR created_at <= %s)"
+        " AND details -> 'rollback_check' ->> 'state' = ANY(%s) LIMIT 1",
+        (reign.version, reign.start, reign.end, reign.end, OVER_STATES),
+    ).fetchone()
+    return row is not None
+
+
+def _labelled(
+    conn: psycopg.Connection, version: int, start: datetime, end: datetime, limit: int
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """(features, logged prices, true prices) of ``version``'s newest labelled predictions in [start, end)."""
+    """(features, logged prices, true prices) of ``version``'s labelled champion predictions made in
+    [start, end), the first ``limit`` in the order their labels arrived."""
     query = sql.SQL(
         "SELECT {columns}, p.prediction, f.actual"
         " FROM predictions p JOIN feedback f ON f.prediction_id = p.id AND f.predicted_at = p.created_at"
         " WHERE p.role = {role} AND p.model_version = %s AND p.created_at >= %s AND p.created_at < %s"
         " AND f.predicted_at >= %s AND f.predicted_at < %s"
-        " ORDER BY p.created_at DESC LIMIT %s"
+        " ORDER BY f.received_at, p.id LIMIT %s"
     ).format(
         columns=sql.SQL(", ").join(sql.Identifier("p", column) for column in FEATURE_COLUMNS),
         role=sql.Literal(Role.CHAMPION),
     )
-    rows = conn.execute(query, (version, start, end, start, end, MAX_ROWS)).fetchall()
+    rows = conn.execute(query, (version, start, end, start, end, limit)).fetchall()
     matrix = np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_COLUMNS) + 2)
     width = len(FEATURE_COLUMNS)
     return matrix[:, :width], matrix[:, width], matrix[:, width + 1]
 
 
-def _mae(predicted: npt.NDArray[np.float64], actual: npt.NDArray[np.float64]) -> float | None:
-    """The MAE, or None when it is undefined: no rows, or a price that is not finite."""
-    mae = float(np.mean(np.abs(predicted - actual))) if len(actual) else None
-    return mae if mae is not None and math.isfinite(mae) else None
+class _Judge:
+    """Runs reigns' tests, loading each target model once."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        now: datetime,
+        predictor: Callable[[int], Predictor],
+        limits: SequentialLimits,
+    ) -> None:
+        self.conn, self.now, self.predictor, self.limits = conn, now, predictor, limits
+        self.models: dict[int, Predictor] = {}
+
+    def test(self, reign: Reign, target: int) -> SequentialTest:
+        assert reign.start is not None
+        x, logged, actual = _labelled(
+            self.conn, reign.version, reign.start, reign.end or self.now, self.limits.horizon
+        )
+        champion = np.abs(logged - actual)
+        if len(actual) < self.limits.min_rows:  # load the target only when the test can speak
+            return msprt(champion, champion, self.limits)
+        if target not in self.models:
+            self.models[target] = self.predictor(target)
+        return msprt(champion, np.abs(self.models[target](x) - actual), self.limits)
 
 
 def check_rollback(
     conn: psycopg.Connection,
     champion: int,
-    previous_alias: int | None,
     *,
     now: datetime,
     predictor: Callable[[int], Predictor],
-    min_rows: int,
+    limits: SequentialLimits,
 ) -> RollbackFigures | None:
-    """The rollback figures of a champion promoted over another version; None when there is nothing to check.
+    """The champion's rollback test against the model before its episode; None when there is nothing to
+    test (a champion restored by a rollback, the first champion, or one older than the event log)."""
+    chain = reigns(_events(conn), champion)
+    if chain[0].vouched_without_test or chain[0].start is None:
+        return None
+    judge = _Judge(conn, now, predictor, limits)
+    vouched = [False] * len(chain)
+    links: dict[int, str] = {}
+    vouched[-1] = True
+    links[chain[-1].version] = _why(chain[-1], len(chain))
+    nearest = len(chain) - 1
+    for i in range(len(chain) - 2, 0, -1):  # oldest first: each is judged against the one before it
+        reign = chain[i]
+        if reign.vouched_without_test or _vouched_by_reports(conn, reign):
+            vouched[i], links[reign.version] = True, "vouched for by its own test (a monitor report)"
+        else:
+            test = judge.test(reign, chain[nearest].version)
+            vouched[i] = test.state.over
+            links[reign.version] = (
+                f"its test against v{chain[nearest].version}: {test.state} on {test.rows} rows"
+            )
+        if vouched[i]:
+            nearest = i
+    index = restore_index(chain, vouched)
+    target = chain[index].version
+    test = judge.test(chain[0], target)
+    return RollbackFigures(
+        champion, chain[0].start, target, tuple(r.version for r in chain[:index]), test, links
+    )
 
-    A champion restored by a rollback is not checked (it was the good one), nor one whose predecessor
-    is no longer the ``previous`` alias (a rollback would restore something else).
+
+def _why(reign: Reign, depth: int) -> str:
+    if reign.event is ModelEvent.ROLLED_BACK:
+        return "restored by a rollback"
+    if reign.event is None:
+        return "no event made it champion (it served before the event log)"
+    if reign.previous is None:
+        return "the first champion"
+    return f"the oldest of the {depth} reigns read: taken as vouched for"
+
+
+def cooldown(conn: psycopg.Connection, champion: int, needed: int) -> Cooldown | None:
+    """The cool-down after the last rollback, while its restored version is still champion; else None.
+
+    ``needed`` is what the rollback event recorded (``figures.cooldown_labels``), else the setting.
     """
-    promotion = last_promotion(conn, champion)
-    if promotion is None or promotion.event == ModelEvent.ROLLED_BACK or promotion.previous is None:
+    row = conn.execute(
+        "SELECT event, model_version, previous_version, created_at, figures -> 'cooldown_labels'"
+        " FROM model_events WHERE event = ANY(%s) ORDER BY created_at DESC, id DESC LIMIT 1",
+        ([str(event) for event in CHAMPION_EVENTS],),
+    ).fetchone()
+    if row is None or row[0] != ModelEvent.ROLLED_BACK or row[1] != champion or row[2] is None:
         return None
-    if previous_alias != promotion.previous:
-        return None
-    x, logged, actual = _labelled_since(conn, champion, promotion.at, now)
-    current = LiveError(champion, len(actual), _mae(logged, actual))
-    before = LiveError(promotion.previous, 0, None)
-    if len(actual) >= min_rows:  # load the predecessor only when the check can decide
-        before = LiveError(promotion.previous, len(actual), _mae(predictor(promotion.previous)(x), actual))
-    return RollbackFigures(promotion, current, before)
+    wanted = int(row[4]) if isinstance(row[4], int | float) else needed
+    counted = conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM feedback WHERE received_at > %s LIMIT %s) AS recent",
+        (row[3], max(wanted, 0)),
+    ).fetchone()
+    return Cooldown(int(row[2]), int(row[1]), row[3], int(counted[0]) if counted else 0, wanted)

@@ -76,15 +76,44 @@ class MonitorSettings(CommonSettings):
         "than any model trained on (the champion, a refused candidate); else the run alerts and waits. "
         "0 launches without new labels.",
     )
-    rollback_tolerance: float = Field(
-        default=0.10,
-        ge=0,
-        description="Roll back when a fresh champion's live MAE exceeds its predecessor's by this fraction.",
-    )
     rollback_min_rows: int = Field(
         default=200,
         ge=1,
-        description="Labelled predictions a model needs before its live error can degrade or roll back.",
+        description="Labelled predictions a model needs before its live error can degrade, and before the "
+        "rollback test may speak.",
+    )
+    # The rollback test (services/monitor/sequential.py): mSPRT on the paired |error| differences of the
+    # champion and the model before its episode. Measured by tests/model/test_rollback_sequential.py on
+    # simulated weeks of 672 runs with 50-500 labels per run: A/A false rollbacks 0.2 % of 1,000 weeks at
+    # alpha 0.01; a champion 10 % worse rolled back within 500 labels in 98 % (per-row differences SD
+    # 0.10) to 56 % (SD 0.17, two different fits), within 1,000 in 95 %.
+    rollback_alpha: float = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="The rollback test's error rate: a champion as good as the model before its episode is "
+        "rolled back with at most this probability, however many runs look.",
+    )
+    rollback_min_effect: float = Field(
+        default=0.10,
+        gt=0,
+        description="The smallest live MAE increase, as a fraction of the restored model's MAE, the rollback "
+        "test is tuned for (its mixing SD); a champion shown not worse by this much is kept and the test "
+        "ends. Also the margin of the label-free estimated_regression alert.",
+    )
+    rollback_horizon_labels: int = Field(
+        default=5000,
+        ge=1,
+        description="Labelled rows after which a champion's rollback test ends as inconclusive and it stays "
+        "(at 5,000 a champion about 5 % worse is still caught).",
+    )
+    # 1,000: the labels at which the rollback test catches a champion 10 % worse in 95 % of trials, so a
+    # candidate trained after the cool-down can be judged on that much new evidence.
+    rollback_cooldown_labels: int = Field(
+        default=1000,
+        ge=0,
+        description="After an automatic rollback, the monitor launches no trainer until this many new labels "
+        "have arrived (recorded with the rollback in model_events.figures.cooldown_labels).",
     )
     alert_cooldown_minutes: float = Field(
         default=60, ge=0, description="At most one alert per kind in this time; one per episode of drift."
@@ -140,6 +169,15 @@ class MonitorSettings(CommonSettings):
     def _telegram_pair(self) -> MonitorSettings:
         if bool(self.telegram_bot_token) != bool(self.telegram_chat_id):
             raise ValueError("TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID go together: set both or neither")
+        return self
+
+    @model_validator(mode="after")
+    def _rollback_horizon(self) -> MonitorSettings:
+        if self.rollback_min_rows > self.rollback_horizon_labels:
+            raise ValueError(
+                f"ROLLBACK_MIN_ROWS ({self.rollback_min_rows}) must not exceed ROLLBACK_HORIZON_LABELS "
+                f"({self.rollback_horizon_labels}): the rollback test would end before it may speak"
+            )
         return self
 
     @field_validator("retrain_on")

@@ -100,15 +100,22 @@ def rollback(
     reason: Annotated[
         str, typer.Option("--reason", help="Why the champion is rolled back.")
     ] = "manual rollback",
+    to: Annotated[
+        int | None,
+        typer.Option(
+            "--to",
+            help="The version to restore (default: previous); e.g. the one before an episode of promotions.",
+        ),
+    ] = None,
 ) -> None:
-    """Put the previous champion back (champion ← previous) and record why."""
+    """Put the previous champion (or --to VERSION) back and record why."""
     from services.common.connections import database_url, open_registry, tracking_uri
     from services.common.rollback import roll_back
 
     settings = TrainerSettings()
     url = database_url(settings)
     client, _ = open_registry(*tracking_uri(settings))
-    bad, good = roll_back(client, url, actor="housing rollback", reasons=[reason])
+    bad, good = roll_back(client, url, actor="housing rollback", reasons=[reason], to=to)
     console.print(f"rolled back: version {good} is champion again (version {bad} retired)")
 
 

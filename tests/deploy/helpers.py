@@ -19,9 +19,18 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "cali-housing"
 TOOLS_PATH = [REPO / ".tools" / "bin", REPO / ".tools" / "venv" / "bin"]
-KUBE_VERSION = "1.31.0"
+# The Kubernetes minor the chart targets: the one ci/cluster builds and the tests install into.
+KUBE_VERSION = "1.37.0"
 # What a user must set on top of values.yaml (the chart refuses to render without them).
 REQUIRED_SETS = ["--set", "secrets.existingSecret=housing-secrets", "--set", "image.tag=0123456789abcdef"]
+# The chart renders the Prometheus Operator's objects only where their CRDs exist; offline renders
+# claim they do, so every check sees them (tests/cluster installs with and without them for real).
+OPERATOR_API_VERSIONS = [
+    "--api-versions",
+    "monitoring.coreos.com/v1/ServiceMonitor",
+    "--api-versions",
+    "monitoring.coreos.com/v1/PrometheusRule",
+]
 
 
 def tool_env() -> dict[str, str]:
@@ -111,6 +120,7 @@ def helm_template(
             namespace,
             "--kube-version",
             KUBE_VERSION,
+            *OPERATOR_API_VERSIONS,
             *extra,
         ]
     )

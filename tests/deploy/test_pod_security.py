@@ -1,11 +1,13 @@
 """Pod Security Standards: every pod the chart can run passes the "restricted" profile.
 
 The staging and prod namespaces enforce `restricted` (argocd/apps: managedNamespaceMetadata), so a pod
-that breaks it would be refused by the API server at sync or at the monitor's Job creation. No API
-server runs here, and PyPI has no well-kept evaluator of the standards (one unmaintained auditor with
-its own rule set), so the controls are written out below, one function per control, after the
+that breaks it would be refused by the API server at sync or at the monitor's Job creation.
+tests/cluster installs the dev and prod values into namespaces that enforce it, on a real API server;
+these offline checks cover every values scenario and name the control that fails. PyPI has no
+well-kept evaluator of the standards (one unmaintained auditor with its own rule set), so the controls
+are written out below, one function per control, after the
 Kubernetes "Pod Security Standards" page (kubernetes.io/docs/concepts/security/pod-security-standards,
-policy version v1.31): the Baseline controls, then the Restricted ones.
+policy version v1.37): the Baseline controls, then the Restricted ones.
 """
 
 from __future__ import annotations

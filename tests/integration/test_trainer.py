@@ -174,6 +174,37 @@ def test_a_twin_is_rejected_and_a_rollback_restores_a_forced_one(
     assert current_aliases(client)[Role.CHAMPION] == 1
 
 
+def test_rollback_restores_a_version_several_promotions_back_and_retires_the_episode(
+    champion_registry: Registry, dataset: Dataset, database_url: str
+) -> None:
+    client = champion_registry.client
+    twin = register(champion_registry, dataset, dummy(dataset))
+    bad = register(champion_registry, dataset, dummy(dataset))
+    force_promote(client, database_url, twin, actor="test", reason="a twin")
+    force_promote(client, database_url, bad, actor="test", reason="a bad model over the twin")
+    assert current_aliases(client)[Role.PREVIOUS] == twin  # `previous` no longer reaches v1
+
+    restored = roll_back(
+        client,
+        database_url,
+        actor="test",
+        reasons=["worse than v1"],
+        figures={"cooldown_labels": 1000},
+        to=1,
+        retired=[bad, twin],
+    )
+    assert restored == (bad, 1)
+    assert current_aliases(client) == {Role.CHAMPION: 1, Role.CHALLENGER: None, Role.PREVIOUS: None}
+    assert events(database_url)[-1] == ("rolled_back", 1, bad)
+    for version in (bad, twin):
+        assert client.get_model_version("cali-housing", str(version)).tags[TAG_DECISION] == "rolled_back"
+    with pytest.raises(RegistryError, match="already the champion"):
+        roll_back(client, database_url, actor="test", reasons=["again"], to=1)
+    with pytest.raises(RegistryError, match="does not exist"):
+        roll_back(client, database_url, actor="test", reasons=["nowhere"], to=99)
+    assert len(events(database_url)) == 3  # refused rollbacks record nothing
+
+
 def test_forced_promotion_is_recorded(
     champion_registry: Registry, dataset: Dataset, database_url: str
 ) -> None:

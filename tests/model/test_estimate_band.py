@@ -71,7 +71,6 @@ def limits(rows: int) -> Limits:
         psi_threshold=0.2,
         drift_share_threshold=0.5,
         live_mae_tolerance=0.25,
-        rollback_tolerance=0.1,
         rollback_min_rows=200,
     )
 

@@ -11,9 +11,8 @@ from services.common.dataset import Dataset
 from services.common.features import FEATURE_NAMES
 from services.common.profile import build_profile
 from services.monitor.evidently_drift import column_drifted
-from services.monitor.live_error import LiveError, degraded
+from services.monitor.live_error import degraded
 from services.monitor.psi import EPSILON, psi
-from services.monitor.rollback_check import decide_rollback
 
 
 def test_psi_matches_a_hand_computed_value() -> None:
@@ -70,11 +69,3 @@ def test_live_error_degrades_only_with_enough_rows_beyond_tolerance() -> None:
     assert not degraded(0.35, 0.3, 300, tolerance=0.25, min_rows=200)
     assert not degraded(0.9, 0.3, 100, tolerance=0.25, min_rows=200)
     assert not degraded(None, 0.3, 300, tolerance=0.25, min_rows=200)
-
-
-def test_rollback_decision() -> None:
-    bad, good = LiveError(2, 300, 0.9), LiveError(1, 400, 0.3)
-    assert decide_rollback(bad, good, tolerance=0.1, min_rows=200)[0]
-    assert not decide_rollback(LiveError(2, 300, 0.32), good, tolerance=0.1, min_rows=200)[0]
-    assert not decide_rollback(LiveError(2, 50, 0.9), good, tolerance=0.1, min_rows=200)[0]
-    assert not decide_rollback(bad, LiveError(1, 10, 0.3), tolerance=0.1, min_rows=200)[0]

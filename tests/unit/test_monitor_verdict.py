@@ -8,36 +8,52 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.common.vocabulary import ModelEvent, Plan, RetrainSignal, RunStatus, Trigger
+from services.common.vocabulary import Plan, RetrainSignal, RollbackState, RunStatus, Trigger
 from services.monitor.decide.degradation import judge_live
 from services.monitor.decide.drift import judge_drift
 from services.monitor.decide.estimate import judge_estimate
 from services.monitor.decide.labels import hold_for_labels
 from services.monitor.decide.plan import judge_trainer, plan_of, status_of
-from services.monitor.decide.rollback import judge_estimated_regression, judge_rollback
+from services.monitor.decide.rollback import cooldown_hold, judge_estimated_regression, judge_rollback
 from services.monitor.decide.rule import Limits, Measured
 from services.monitor.decide.verdict import judge
 from services.monitor.launchers import TrainerOutcome
-from services.monitor.live_error import LiveError
-from services.monitor.rollback_check import Promotion, RollbackFigures
+from services.monitor.rollback_check import Cooldown, RollbackFigures
+from services.monitor.sequential import SequentialTest
 
 LIMITS = Limits(
     drift_min_rows=500,
     psi_threshold=0.2,
     drift_share_threshold=0.5,
     live_mae_tolerance=0.25,
-    rollback_tolerance=0.10,
     rollback_min_rows=200,
 )
 CALM_PSI = {"MedInc": 0.03, "HouseAge": 0.01}
 STEADY = Measured(
     rows=2000, psi=CALM_PSI, drift_share=0.1, live_mae=0.33, labelled_rows=300, reference_mae=0.32
 )
-PROMOTION = Promotion(version=2, previous=1, event=ModelEvent.PROMOTED, at=datetime(2026, 1, 1, tzinfo=UTC))
+PROMOTED_AT = datetime(2026, 1, 1, tzinfo=UTC)
+# (effect, lower, upper, p-value) of the mean |error| difference, as the sequential test reports them
+FIGURES = {
+    RollbackState.WORSE: (0.6, 0.5, 0.7, 1e-9),
+    RollbackState.NOT_WORSE: (0.0, -0.02, 0.02, 1.0),
+    RollbackState.OPEN: (0.01, -0.03, 0.05, 0.4),
+    RollbackState.INCONCLUSIVE: (0.01, -0.02, 0.04, 0.3),
+}
 
 
-def rollback(champion_mae: float | None, previous_mae: float | None, rows: int = 300) -> RollbackFigures:
-    return RollbackFigures(PROMOTION, LiveError(2, rows, champion_mae), LiveError(1, rows, previous_mae))
+def rollback(state: RollbackState, rows: int = 300) -> RollbackFigures:
+    """v2 promoted over v1 (the version before the episode), its test in ``state`` after ``rows`` labels."""
+    if state is RollbackState.WAITING:
+        test = SequentialTest(state, rows, None, None, None, None, None, None, None)
+    else:
+        effect, lower, upper, p = FIGURES[state]
+        decided = None if state is RollbackState.OPEN else rows
+        test = SequentialTest(state, rows, decided, effect, lower, upper, p, 0.3, 0.03)
+    return RollbackFigures(2, PROMOTED_AT, 1, (2,), test, {1: "the first champion"})
+
+
+WORSE = rollback(RollbackState.WORSE)
 
 
 FAILED = TrainerOutcome("housing-trainer-42", failed=True, reason="exited 3")
@@ -101,25 +117,25 @@ CASES = {
         Plan.LAUNCH_TRAINER,
     ),
     "a champion worse live than its predecessor is rolled back": Case(
-        replace(STEADY, rollback=rollback(0.9, 0.3)), RunStatus.DEGRADED, (Trigger.ROLLBACK,), Plan.ROLL_BACK
+        replace(STEADY, rollback=WORSE), RunStatus.DEGRADED, (Trigger.ROLLBACK,), Plan.ROLL_BACK
     ),
     "a rollback comes before a retrain, drift or not": Case(
-        replace(STEADY, psi={"MedInc": 0.5}, rollback=rollback(0.9, 0.3)),
+        replace(STEADY, psi={"MedInc": 0.5}, rollback=WORSE),
         RunStatus.DRIFT,
         (Trigger.PSI, Trigger.ROLLBACK),
         Plan.ROLL_BACK,
     ),
     "a rollback is judged on a window too small for drift": Case(
-        replace(STEADY, rows=10, rollback=rollback(0.9, 0.3)),
+        replace(STEADY, rows=10, rollback=WORSE),
         RunStatus.DEGRADED,
         (Trigger.ROLLBACK,),
         Plan.ROLL_BACK,
     ),
-    "a champion within tolerance of its predecessor stays": Case(
-        replace(STEADY, rollback=rollback(0.32, 0.30)), RunStatus.OK, (), Plan.NOTHING
+    "a champion not worse than its predecessor by the minimum effect stays": Case(
+        replace(STEADY, rollback=rollback(RollbackState.NOT_WORSE)), RunStatus.OK, (), Plan.NOTHING
     ),
     "too few labelled rows since the promotion never roll back": Case(
-        replace(STEADY, rollback=rollback(0.9, 0.3, rows=199)), RunStatus.OK, (), Plan.NOTHING
+        replace(STEADY, rollback=rollback(RollbackState.WAITING, rows=199)), RunStatus.OK, (), Plan.NOTHING
     ),
     "a failed trainer is a trigger that asks nothing": Case(
         replace(STEADY, rows=10, labelled_rows=0, live_mae=None, trainer=FAILED),
@@ -152,7 +168,7 @@ CASES = {
         replace(STEADY, estimated_mae=None), RunStatus.OK, (), Plan.NOTHING
     ),
     "an estimate never rolls back": Case(
-        replace(STEADY, estimated_mae=0.9, estimated_rows=2000, rollback=rollback(0.33, 0.32)),
+        replace(STEADY, estimated_mae=0.9, estimated_rows=2000, rollback=rollback(RollbackState.OPEN)),
         RunStatus.DEGRADED,
         (Trigger.ESTIMATED_DEGRADATION,),
         Plan.LAUNCH_TRAINER,
@@ -163,7 +179,7 @@ CASES = {
             estimated_mae=0.36,
             estimated_rows=2000,
             previous_estimated_mae=0.30,
-            rollback=rollback(None, None, rows=20),
+            rollback=rollback(RollbackState.WAITING, rows=20),
         ),
         RunStatus.DEGRADED,
         (Trigger.ESTIMATED_REGRESSION,),
@@ -175,17 +191,37 @@ CASES = {
             estimated_mae=0.32,
             estimated_rows=2000,
             previous_estimated_mae=0.30,
-            rollback=rollback(None, None, rows=20),
+            rollback=rollback(RollbackState.WAITING, rows=20),
         ),
         RunStatus.OK,
         (),
         Plan.NOTHING,
     ),
     "once the labels can judge, the estimates are not compared": Case(
-        replace(STEADY, estimated_mae=0.36, previous_estimated_mae=0.30, rollback=rollback(0.32, 0.31)),
+        replace(
+            STEADY, estimated_mae=0.36, previous_estimated_mae=0.30, rollback=rollback(RollbackState.OPEN)
+        ),
         RunStatus.OK,
         (),
         Plan.NOTHING,
+    ),
+    "after a rollback, drift waits for the cool-down's labels": Case(
+        replace(STEADY, psi={"MedInc": 0.5}, cooldown=Cooldown(3, 1, PROMOTED_AT, 200, 1000)),
+        RunStatus.DRIFT,
+        (Trigger.PSI,),
+        Plan.WAIT_FOR_LABELS,
+    ),
+    "with the cool-down's labels in, drift launches again": Case(
+        replace(STEADY, psi={"MedInc": 0.5}, cooldown=Cooldown(3, 1, PROMOTED_AT, 1000, 1000)),
+        RunStatus.DRIFT,
+        (Trigger.PSI,),
+        Plan.LAUNCH_TRAINER,
+    ),
+    "a cool-down never holds a rollback": Case(
+        replace(STEADY, rollback=WORSE, cooldown=Cooldown(3, 1, PROMOTED_AT, 0, 1000)),
+        RunStatus.DEGRADED,
+        (Trigger.ROLLBACK,),
+        Plan.ROLL_BACK,
     ),
     "a trainer that succeeded is no trigger": Case(
         replace(STEADY, trainer=SUCCEEDED), RunStatus.OK, (), Plan.NOTHING
@@ -220,11 +256,14 @@ def test_an_insufficient_window_says_how_many_rows_it_needs() -> None:
 
 
 def test_the_rollback_reason_is_kept_whether_or_not_it_is_due() -> None:
-    due = judge(replace(STEADY, rollback=rollback(0.9, 0.3)), LIMITS)
-    assert due.rollback_due and due.rollback_reason and "worse than v1's 0.300" in due.rollback_reason
-    short = judge(replace(STEADY, rollback=rollback(0.9, 0.3, rows=50)), LIMITS)
+    due = judge(replace(STEADY, rollback=WORSE), LIMITS)
+    assert due.rollback_due and due.rollback_reason
+    assert due.rollback_reason.startswith("v2 is worse than v1: roll back (n=300, always-valid p=1e-09")
+    assert "interval [+0.5000, +0.7000]" in due.rollback_reason
+    assert due.rollback_reason.endswith("restores v1, the model before the episode (v2)")
+    short = judge(replace(STEADY, rollback=rollback(RollbackState.WAITING, rows=50)), LIMITS)
     assert not short.rollback_due
-    assert short.rollback_reason == "v2 has 50 labelled predictions (needs 200)"
+    assert short.rollback_reason == "v2 against v1: 50 of 200 labelled rows before the rollback test speaks"
     assert judge(STEADY, LIMITS).rollback_reason is None
 
 
@@ -247,7 +286,7 @@ def test_retrain_on_leaves_the_other_signals_to_alert() -> None:
     assert judge(replace(STEADY, psi={"MedInc": 0.5}), drift_only).plan is Plan.LAUNCH_TRAINER
     nothing = replace(LIMITS, retrain_on=frozenset())
     assert judge(replace(STEADY, psi={"MedInc": 0.5}), nothing).plan is Plan.NOTHING
-    assert judge(replace(STEADY, rollback=rollback(0.9, 0.3)), nothing).plan is Plan.ROLL_BACK
+    assert judge(replace(STEADY, rollback=WORSE), nothing).plan is Plan.ROLL_BACK
 
 
 def test_the_estimate_is_named_in_the_reasons() -> None:
@@ -340,11 +379,19 @@ def test_the_estimated_degradation_rule(case: RuleCase) -> None:
 
 ROLLBACK_CASES: dict[str, RuleCase] = {
     "no promotion to check": (STEADY, False, ()),
-    "worse beyond tolerance": (replace(STEADY, rollback=rollback(0.9, 0.3)), True, (Trigger.ROLLBACK,)),
-    "within tolerance": (replace(STEADY, rollback=rollback(0.33, 0.30)), False, ()),
-    "too few labels": (replace(STEADY, rollback=rollback(0.9, 0.3, rows=199)), False, ()),
-    "an undefined champion MAE": (replace(STEADY, rollback=rollback(None, 0.3)), False, ()),
-    "an undefined predecessor MAE": (replace(STEADY, rollback=rollback(0.9, None)), False, ()),
+    "worse by the sequential test": (replace(STEADY, rollback=WORSE), True, (Trigger.ROLLBACK,)),
+    "not worse by the minimum effect": (
+        replace(STEADY, rollback=rollback(RollbackState.NOT_WORSE)),
+        False,
+        (),
+    ),
+    "too few labels": (replace(STEADY, rollback=rollback(RollbackState.WAITING, rows=199)), False, ()),
+    "no decision yet": (replace(STEADY, rollback=rollback(RollbackState.OPEN)), False, ()),
+    "inconclusive at the horizon": (
+        replace(STEADY, rollback=rollback(RollbackState.INCONCLUSIVE, rows=5000)),
+        False,
+        (),
+    ),
 }
 
 
@@ -361,13 +408,13 @@ EARLY = replace(
     estimated_mae=0.36,
     estimated_rows=2000,
     previous_estimated_mae=0.30,
-    rollback=rollback(None, None, 20),
+    rollback=rollback(RollbackState.WAITING, rows=20),
 )
 REGRESSION_CASES: dict[str, tuple[Measured, bool, bool]] = {
     "estimated worse before the labels": (EARLY, False, True),
     "within the rollback tolerance": (replace(EARLY, estimated_mae=0.33), False, False),
     "a rollback already due": (EARLY, True, False),
-    "the labels decide": (replace(EARLY, rollback=rollback(0.32, 0.31)), False, False),
+    "the labels decide": (replace(EARLY, rollback=rollback(RollbackState.OPEN)), False, False),
     "no predecessor estimate": (replace(EARLY, previous_estimated_mae=None), False, False),
     "no promotion to check": (replace(EARLY, rollback=None), False, False),
     "a window too small": (replace(EARLY, rows=499), False, False),
@@ -380,6 +427,20 @@ def test_the_estimated_regression_rule(case: tuple[Measured, bool, bool]) -> Non
     finding = judge_estimated_regression(measured, LIMITS, rollback_due)
     assert finding.active == active
     assert finding.triggers == ((Trigger.ESTIMATED_REGRESSION,) if active else ())
+
+
+def test_the_cooldown_says_how_many_labels_it_waits_for() -> None:
+    held = cooldown_hold(replace(STEADY, cooldown=Cooldown(3, 1, PROMOTED_AT, 200, 1000)))
+    assert held == (
+        "cool-down after rolling back v3 to v1: 200 of 1000 new labels before the next launch"
+        " (ROLLBACK_COOLDOWN_LABELS)"
+    )
+    assert cooldown_hold(replace(STEADY, cooldown=Cooldown(3, 1, PROMOTED_AT, 1000, 1000))) is None
+    assert cooldown_hold(STEADY) is None
+    verdict = judge(replace(STEADY, live_mae=0.9, cooldown=Cooldown(3, 1, PROMOTED_AT, 5, 1000)), LIMITS)
+    assert verdict.plan is Plan.WAIT_FOR_LABELS and verdict.reasons[-1] == cooldown_hold(
+        replace(STEADY, cooldown=Cooldown(3, 1, PROMOTED_AT, 5, 1000))
+    )
 
 
 def test_the_trainer_rule() -> None:
@@ -433,6 +494,9 @@ def test_the_plan_rule(case: tuple[frozenset[RetrainSignal], bool, frozenset[Ret
     plan, reasons = plan_of(signals, rollback_due, replace(LIMITS, retrain_on=retrain_on))
     assert plan is expected
     assert bool(reasons) == bool(up - retrain_on)
+    held, held_reasons = plan_of(signals, rollback_due, replace(LIMITS, retrain_on=retrain_on), "cool-down")
+    assert held is (Plan.WAIT_FOR_LABELS if expected is Plan.LAUNCH_TRAINER else expected)
+    assert ("cool-down" in held_reasons) == (expected is Plan.LAUNCH_TRAINER)
 
 
 NEEDS = replace(LIMITS, retrain_min_new_labels=667)
@@ -453,7 +517,7 @@ LABEL_CASES: dict[str, tuple[Measured, Limits, Plan]] = {
         Plan.WAIT_FOR_LABELS,
     ),
     "a rollback never waits for labels": (
-        replace(DRIFTED, rollback=rollback(0.9, 0.3), new_labels=0),
+        replace(DRIFTED, rollback=WORSE, new_labels=0),
         NEEDS,
         Plan.ROLL_BACK,
     ),

@@ -6,7 +6,9 @@
   small to judge drift, with nothing else to say, is ``insufficient_data``;
 - plan: a due rollback comes first (a retrain would start from the worse champion); else drift, an
   estimated or a live degradation launch the trainer when RETRAIN_ON names that signal (the others
-  only alert); else nothing. The estimate never rolls back: a rollback needs labels.
+  only alert), unless a hold (the cool-down after a rollback) says why it waits for labels
+  (``wait_for_labels``); else nothing. The
+  estimate never rolls back: a rollback needs labels.
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ def status_of(measured: Measured, limits: Limits, *, drift: bool, degraded: bool
 
 
 def plan_of(
-    signals: Mapping[RetrainSignal, bool], rollback_due: bool, limits: Limits
+    signals: Mapping[RetrainSignal, bool], rollback_due: bool, limits: Limits, hold: str | None = None
 ) -> tuple[Plan, tuple[str, ...]]:
-    """(plan, reasons): a due rollback first, else a launch on a signal RETRAIN_ON names, else nothing."""
+    """(plan, reasons): a due rollback first, else a launch on a signal RETRAIN_ON names unless ``hold``
+    says why it waits, else nothing."""
     alert_only = [signal for signal, active in signals.items() if active and signal not in limits.retrain_on]
     reasons: tuple[str, ...] = ()
     if alert_only:
@@ -53,5 +56,5 @@ def plan_of(
     if rollback_due:
         return Plan.ROLL_BACK, reasons
     if any(active and signal in limits.retrain_on for signal, active in signals.items()):
-        return Plan.LAUNCH_TRAINER, reasons
+        return (Plan.WAIT_FOR_LABELS, (*reasons, hold)) if hold else (Plan.LAUNCH_TRAINER, reasons)
     return Plan.NOTHING, reasons

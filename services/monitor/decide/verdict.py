@@ -8,7 +8,9 @@
    where labels exist, realized ÷ estimated outside [0.9, 1.1] is a concept shift
    (``estimate.judge_concept_shift``: alerted, no status, no launch);
 3. rollback (``rollback.judge_rollback``, ``rollback.judge_estimated_regression``): a fresh champion
-   worse than its predecessor on the same labelled rows; before the labels, estimated worse (alerted);
+   worse than the model before its episode by a sequential test on the same labelled rows; before the
+   labels, estimated worse (alerted); after a rollback, a cool-down holds launches
+   (``rollback.cooldown_hold``);
 4. the trainer (``plan.judge_trainer``): a failed trainer is alerted and asks for nothing;
 5. status (``plan.status_of``): ``drift`` before ``degraded`` before ``ok``, else ``insufficient_data``;
 6. plan (``plan.plan_of``): a due rollback first; else a signal RETRAIN_ON names launches the trainer;
@@ -29,7 +31,7 @@ from services.monitor.decide.drift import judge_drift
 from services.monitor.decide.estimate import judge_concept_shift, judge_estimate
 from services.monitor.decide.labels import hold_for_labels
 from services.monitor.decide.plan import judge_trainer, plan_of, status_of
-from services.monitor.decide.rollback import judge_estimated_regression, judge_rollback
+from services.monitor.decide.rollback import cooldown_hold, judge_estimated_regression, judge_rollback
 from services.monitor.decide.rule import Limits, Measured
 
 
@@ -67,7 +69,7 @@ def judge(measured: Measured, limits: Limits) -> Verdict:
         RetrainSignal.ESTIMATED_DEGRADATION: estimate.active,
         RetrainSignal.LIVE_DEGRADATION: live.active,
     }
-    plan, plan_reasons = plan_of(signals, rollback.active, limits)
+    plan, plan_reasons = plan_of(signals, rollback.active, limits, cooldown_hold(measured))
     plan, labels = hold_for_labels(plan, signals, measured, limits)
     return Verdict(
         status=status,

@@ -132,7 +132,8 @@ def _api_message(error: Any, namespace: str, verb: str) -> str:
     if status == 403:
         return (
             f"the Kubernetes API refused to {verb} jobs in namespace {namespace} (403 Forbidden: {reason}); "
-            "the monitor's service account needs a Role with get/list/watch/create on batch jobs"
+            "the monitor's service account needs a Role with create and list on batch jobs in its "
+            "namespace (the chart's monitor Role)"
         )
     return f"the Kubernetes API answered {status} to {verb} jobs in namespace {namespace}: {reason or error}"
 

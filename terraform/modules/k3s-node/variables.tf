@@ -108,11 +108,11 @@ variable "data_volume_kms_key_id" {
 variable "k3s_version" {
   description = "Pinned k3s release installed by cloud-init."
   type        = string
-  default     = "v1.31.6+k3s1"
+  default     = "v1.37.2+k3s1"
 
   validation {
     condition     = can(regex("^v1\\.[0-9]+\\.[0-9]+\\+k3s[0-9]+$", var.k3s_version))
-    error_message = "k3s_version must be a pinned release such as v1.31.6+k3s1."
+    error_message = "k3s_version must be a pinned release such as v1.37.2+k3s1."
   }
 }
 
