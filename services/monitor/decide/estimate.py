@@ -16,14 +16,15 @@
 Statistics, measured by ``tests/model/test_estimate_band.py`` on the champion the trainer registers
 (a band from half the holdout, windows from the other half, 10 splits x 2,000 steady windows drawn
 with replacement, 300 windows of the simulator's covariate shift, 90% high-income, per split):
-- the band, 500-row windows: false alarms on 0.65% of steady windows (worst split 3.5%: the band's
+- the band, 500-row windows: false alarms on 0.56% of steady windows (worst split 3.55%: the band's
   centre is itself an estimate from ~2,000 rows; the registered band uses the whole holdout), power on
-  the covariate shift 88%; 300-row windows: 0.51% (worst 2.8%) and 61%. The band is the estimate's own
-  spread (its SD ~0.009 at 500 rows, ±9% of the MAE at 3 SD). NannyML's choice, the realized MAE's
-  spread (SD ~0.015), gave ~0.02% false alarms but ~53% power in an exploratory run: too deaf here.
+  the covariate shift 94%; 300-row windows: 0.49% (worst 2.35%) and 81%. The band is the estimate's own
+  spread (SD ~3% of the MAE at 500 rows, so ±9% at 3 SD). NannyML's choice, the realized MAE's spread
+  (SD ~1.7x wider), gave ~0.02% false alarms but ~53% power in an exploratory run on the earlier
+  8-feature model: too deaf here.
 - the concept shift, 200 labelled rows: flagged on 0.86% of steady windows ([0.9, 1.1] alone would
   flag ~15-20%: a 200-row MAE has a relative SD of ~6%); prices +25% (ratio ~1.9): 100%; prices +10%
-  (ratio ~1.18): 31% (more labels see it: the SE falls as 1/√n).
+  (ratio ~1.18): 37% (more labels see it: the SE falls as 1/√n).
 Reproduce: ``.venv/bin/python -m pytest tests/model/test_estimate_band.py -q -s`` (prints the figures).
 """
 
