@@ -221,7 +221,8 @@ class Demo:
                 self._experiment_id,
                 self.stack.database_url,
                 self._dataset,
-                TrainerSettings(housing_home=self.home),
+                # the band of v1's estimate in chunks of the demo's window, as the monitor judges it
+                TrainerSettings(housing_home=self.home, drift_min_rows=self.knobs.drift_min_rows),
                 actor="housing demo",
             )
         if summary.gate is None or not summary.gate.decision.passed:

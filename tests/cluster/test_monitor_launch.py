@@ -167,6 +167,8 @@ def test_the_monitor_launches_a_job_that_trains(
         "TRAINER_NAMESPACE": namespace,
         "KUBECONFIG": str(monitor_kube.kubeconfig),
         "DRIFT_SAMPLE_ROWS": "1000",
+        # The subject here is the Job; waiting for new labels is tests/integration/test_monitor_labels.py's.
+        "RETRAIN_MIN_NEW_LABELS": "0",
     }
     env.pop("KUBERNETES_SERVICE_HOST", None)
     assert not trainer_jobs(kube, namespace)
