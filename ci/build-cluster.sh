@@ -2,7 +2,7 @@
 # Builds a Kubernetes control plane from source into .tools/bin: etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubectl and kwok (nodes without a kubelet). Nothing
 # prebuilt is downloaded: the sources come from the Go module proxy, pinned by ci/cluster/**/go.sum.
-# Needs Go >= 1.26 on PATH. The first build is ~17.5 CPU-minutes (~10 min on 2 idle cores, see README); a stamp keyed on
+# Needs Go >= 1.26 on PATH. The first build is ~17 CPU-minutes (16 min on 2 shared cores, see README); a stamp keyed on
 # the go.mod/go.sum files, this script and the Go version makes a second run take ~1 s.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,7 +32,7 @@ kube=$(version k8s.io/kubernetes "$src/go.mod")
 [[ $kube =~ ^v([0-9]+)\.([0-9]+)\. ]] || { echo "build-cluster: no k8s.io/kubernetes version in $src/go.mod" >&2; exit 1; }
 etcd=$(version go.etcd.io/etcd/server/v3 "$src/etcd/go.mod")
 kwok=$(version sigs.k8s.io/kwok "$src/kwok/go.mod")
-echo "build-cluster: Kubernetes $kube, etcd $etcd, kwok $kwok from source (the first build takes ~10 min on 2 idle cores)"
+echo "build-cluster: Kubernetes $kube, etcd $etcd, kwok $kwok from source (the first build: ~16 min on 2 shared cores)"
 
 export CGO_ENABLED=0 GOFLAGS=-mod=readonly
 # Without the version stamp /version answers v0.0.0 and a chart's kubeVersion check fails.
