@@ -19,11 +19,13 @@ import sys
 import tarfile
 from io import BytesIO
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 from services.common.database import migrations
 from tests.conftest import ROOT
+from tests.deploy.helpers import missing
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -55,11 +57,8 @@ def previous_release() -> str:
     return parent.stdout.decode().strip()
 
 
-def fail_or_skip(why: str) -> None:
-    message = f"{why}: this test needs the repository's history (`git fetch --unshallow`)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+def fail_or_skip(why: str) -> NoReturn:
+    missing(f"{why}: this test needs the repository's history (`git fetch --unshallow`)")
 
 
 def test_the_previous_release_runs_its_queries_on_the_new_schema(tmp_path: Path) -> None:
