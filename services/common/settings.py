@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.logs import LogFormat
+
 
 class CommonSettings(BaseSettings):
     """Where the shared state lives: Postgres, the MLflow registry, the local working folder."""
@@ -30,6 +32,11 @@ class CommonSettings(BaseSettings):
         description="Folder for local state: embedded Postgres, MLflow store, spool, reports, locks.",
     )
     log_level: str = Field(default="INFO", description="Python log level.")
+    log_format: LogFormat = Field(
+        default="text",
+        description="text: readable lines; json: one JSON object per line (time, level, logger, message, "
+        "request_id), for a log collector.",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -39,6 +46,11 @@ class CommonSettings(BaseSettings):
                 "DATABASE_URL must start with postgresql:// (e.g. postgresql://user:pw@host:5432/db)"
             )
         return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_lowercase(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("log_level")
     @classmethod

@@ -27,10 +27,14 @@ def serve(
     from mlflow.tracking import MlflowClient
 
     from services.common.connections import database_url, tracking_uri
+    from services.common.logs import configure as configure_logs
     from services.inference.app import create_app
     from services.inference.settings import InferenceSettings
 
     settings = InferenceSettings()
+    configure_logs(settings.log_format)
+    if settings.log_format == "json":  # its download bars would break the one-object-per-line stream
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger().setLevel(settings.log_level)
     url = database_url(settings)
     uri, _ = tracking_uri(settings)
@@ -44,6 +48,7 @@ def serve(
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's own lines go through the root handler: LOG_FORMAT's format too
         access_log=False,  # one line per request costs more than the prediction; /metrics counts them
         lifespan="on",
         # Then the lifespan drains the writer (LOG_DRAIN_SECONDS): the two add up within the grace period.

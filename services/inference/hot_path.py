@@ -20,17 +20,20 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import orjson
 from fastapi import FastAPI
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from services.common.logs import REQUEST_ID
 from services.inference.batcher import ModelNotReady
 from services.inference.errors import NO_MODEL, ApiError, error_body
 from services.inference.metrics import Metrics
 from services.inference.protocol_routes import ProtocolKeys
+from services.inference.request_ids import HEADER, request_id
 
 log = logging.getLogger(__name__)
 
@@ -93,26 +96,44 @@ class ScoringApp(FastAPI):
         self.templated_routes = tuple(route for route in routes if route.parameter is not None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        # Each request runs in a task of its own (uvicorn), so the id stays with this request's lines.
+        rid = request_id(scope)
+        REQUEST_ID.set(rid)
+        if scope["method"] == "POST":
             path = scope["path"]
             route = getattr(self, "hot_routes", {}).get(path)
             if route is not None:
-                await answer(route, self.hot_metrics, scope, receive, send, _NO_PARAMS)
+                await answer(route, self.hot_metrics, scope, receive, send, _NO_PARAMS, rid)
                 return
             for templated in self.templated_routes:  # tried only when no exact route matched
                 params = templated.match(path)
                 if params is not None:
-                    await answer(templated, self.hot_metrics, scope, receive, send, params)
+                    await answer(templated, self.hot_metrics, scope, receive, send, params, rid)
                     return
-        await super().__call__(scope, receive, send)
+        await super().__call__(scope, receive, partial(_with_request_id, send, rid.encode()))
+
+
+async def _with_request_id(send: Send, rid: bytes, message: Message) -> None:
+    if message["type"] == "http.response.start":
+        message = {**message, "headers": [*message.get("headers", ()), (HEADER, rid)]}
+    await send(message)
 
 
 async def answer(
-    route: HotRoute, metrics: Metrics, scope: Scope, receive: Receive, send: Send, params: Mapping[str, str]
+    route: HotRoute,
+    metrics: Metrics,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    params: Mapping[str, str],
+    rid: str,
 ) -> None:
-    """Serve one request of ``route``: read, handle, answer, count."""
+    """Serve one request of ``route``: read, handle, answer (``rid`` in its X-Request-ID), count."""
     arrived = time.perf_counter()
-    headers: list[tuple[bytes, bytes]] = [_JSON]
+    headers: list[tuple[bytes, bytes]] = [_JSON, (HEADER, rid.encode())]
     status = 200
     try:
         body = await route.handle(Headers(scope=scope), receive, arrived, params)
@@ -120,6 +141,7 @@ async def answer(
         return  # nobody to answer
     except ApiError as error:
         status, body = error.status, _error(route, error.status, error.detail, error.problems)
+        log.debug("POST %s answered %d: %s", route.path, status, error.detail)
         headers += [(k.lower().encode(), v.encode()) for k, v in (error.headers or {}).items()]
     except ModelNotReady:
         status, body = 503, _error(route, 503, NO_MODEL, [])
@@ -131,8 +153,9 @@ async def answer(
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-    metrics.requests.labels(route.route_label, "POST", str(status)).inc()
-    metrics.request_seconds.labels(route.route_label).observe(time.perf_counter() - arrived)
+    count, observe = metrics.answered(route.route_label, "POST", status)
+    count()
+    observe(time.perf_counter() - arrived)
 
 
 def _error(route: HotRoute, status: int, detail: str, problems: list[str]) -> bytes:

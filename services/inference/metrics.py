@@ -5,12 +5,15 @@ The names are a contract: the chart's alerts and the Grafana dashboard query the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Seconds; dense below 50 ms where a healthy server answers.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# The request counter's ``inc`` and the latency histogram's ``observe`` of one route and status.
+Answered = tuple[Callable[[], None], Callable[[float], None]]
 # 100k USD; the data set's target is capped at 5.00001.
 PRICE_BUCKETS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 8.0)
 
@@ -22,6 +25,7 @@ class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
+        self._answered: dict[tuple[str, str, int], Answered] = {}
         r = self.registry
         self.requests = Counter(
             "http_requests",
@@ -82,3 +86,19 @@ class Metrics:
             "Prediction rows lost: spool or queue full, or refused by Postgres.",
             registry=r,
         )
+
+    def answered(self, route: str, method: str, status: int) -> Answered:
+        """The request counter's ``inc`` and the latency histogram's ``observe`` of one route and status.
+
+        Looked up once per (route, method, status): ``labels`` builds its key and takes a lock on every
+        call, ~4 % of a one-row /predict's event-loop time under wrk -c16.
+        """
+        key = (route, method, status)
+        found = self._answered.get(key)
+        if found is None:
+            found = (
+                self.requests.labels(route, method, str(status)).inc,
+                self.request_seconds.labels(route).observe,
+            )
+            self._answered[key] = found
+        return found

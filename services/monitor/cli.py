@@ -26,6 +26,7 @@ def monitor(
 
     from services.common.connections import database_url, open_registry, tracking_uri
     from services.common.finite import dumps_summary
+    from services.common.logs import configure as configure_logs
     from services.common.progress import Stages
     from services.common.registry import RegistryError
     from services.common.vocabulary import RunStatus
@@ -35,6 +36,7 @@ def monitor(
     from services.monitor.settings import MonitorSettings
 
     settings = MonitorSettings()
+    configure_logs(settings.log_format)
     logging.getLogger("services").setLevel(settings.log_level)
     url = database_url(settings)
     uri, artifacts = tracking_uri(settings)

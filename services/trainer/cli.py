@@ -27,10 +27,12 @@ def train(
     from services.common.connections import database_url, open_registry, tracking_uri
     from services.common.dataset import load_dataset
     from services.common.finite import dumps_summary
+    from services.common.logs import configure as configure_logs
     from services.common.progress import Stages
     from services.trainer.train import run_training
 
     settings = TrainerSettings()
+    configure_logs(settings.log_format)
     url = database_url(settings)
     client, experiment_id = open_registry(*tracking_uri(settings))
     stages = Stages(5 if no_promote else 6)

@@ -18,6 +18,7 @@ from .helpers import REQUIRED_SETS, helm_template
         (["--set", "monitor.psiThreshold=-1"], "/monitor/psiThreshold"),
         (["--set", "monitor.driftShareThreshold=1.5"], "/monitor/driftShareThreshold"),
         (["--set", "config.logLevel=LOUD"], "/config/logLevel"),
+        (["--set", "config.logFormat=xml"], "/config/logFormat"),
         (["--set", "mlflow.server.artifacts.type=ftp"], "/mlflow/server/artifacts/type"),
         (["--set", "secrets.keys.databaseUrl=null"], "databaseUrl"),
         (["--set", "inference.resources=null"], "inference"),

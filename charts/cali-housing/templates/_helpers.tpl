@@ -188,6 +188,8 @@ Environment shared by every service (the same names as in services/common settin
   value: /var/lib/housing
 - name: LOG_LEVEL
   value: {{ .Values.config.logLevel | quote }}
+- name: LOG_FORMAT
+  value: {{ .Values.config.logFormat | default "json" | quote }}
 {{- with .Values.config.extraEnv }}
 {{ toYaml . }}
 {{- end }}
