@@ -13,7 +13,8 @@ the time range of every batch holding rows older than its ``LATE_AFTER`` (1 minu
 since the previous run (by transaction id: records of transactions older than the previous run's
 snapshot xmin were all seen by it) and recounts the kept buckets they touch, whole: a bucket's counts
 are replaced, so a record read twice costs a recount, never a double count. A warm run with no late
-rows reads one indexed lookup more; with late rows, it reads their buckets again.
+rows reads one indexed lookup more; with late rows, it reads their buckets again. A database restored
+into another server (new transaction ids) is noticed and recounted whole: :mod:`services.monitor.restored`.
 
 Ten minutes: a day is 144 buckets x 8 features x <= 11 bins = 12.7k kept rows, while a run's direct
 scan is at most the last ~12 minutes of traffic plus what arrived since the last run.
@@ -32,6 +33,7 @@ from psycopg import sql
 from services.common.features import FEATURES
 from services.common.profile import ReferenceProfile
 from services.common.vocabulary import Role
+from services.monitor.restored import forget_foreign_late_rows, this_server
 
 BUCKET = timedelta(minutes=10)
 SETTLE = timedelta(minutes=2)
@@ -47,6 +49,7 @@ class WindowCounts:
     scanned: int = 0
     kept_buckets: int = 0
     details: dict[str, int] = field(default_factory=dict)
+    restored: str | None = None  # why the kept buckets were recounted from the rows (None: they were not)
 
 
 def profile_key(profile: ReferenceProfile) -> str:
@@ -189,17 +192,23 @@ def window_counts(
 
     scanned_kept = 0
     coverage = conn.execute(
-        "SELECT filled_from, filled_until, late_seen_xmin FROM monitor_histogram_coverage"
-        " WHERE profile_key = %s FOR UPDATE",
+        "SELECT filled_from, filled_until, late_seen_xmin::text, system_identifier"
+        " FROM monitor_histogram_coverage WHERE profile_key = %s FOR UPDATE",
         (key,),
     ).fetchone()
+    server = this_server(conn, coverage[3], coverage[2]) if coverage else this_server(conn, None, None)
     recounted = recounted_rows = 0
-    if coverage is None or coverage[1] < first or coverage[0] > last:
+    details: dict[str, int] = {}
+    if coverage is None or coverage[1] < first or coverage[0] > last or server.moved:
+        if server.moved:  # drop what was kept on the other server: zero counts are not upserted away
+            conn.execute("DELETE FROM monitor_histograms WHERE profile_key = %s", (key,))
+        if forgotten := forget_foreign_late_rows(conn):
+            details["forgotten_late_records"] = forgotten
         seen_xmin, _ = _late_buckets(conn, None, first, first)
         scanned_kept += _keep_range(conn, profile, key, first, last)
         filled_from, filled_until = first, last
     else:
-        filled_from, filled_until, seen = coverage
+        filled_from, filled_until, seen, _ = coverage
         # Before the new buckets are counted: a late record committed after this snapshot has an
         # xid at or past its xmin, so the next run reads it.
         seen_xmin, late = _late_buckets(conn, seen, filled_from, filled_until)
@@ -218,11 +227,13 @@ def window_counts(
             scanned_kept += _keep_range(conn, profile, key, filled_until, last)
         filled_from, filled_until = min(first, filled_from), max(last, filled_until)
     conn.execute(
-        "INSERT INTO monitor_histogram_coverage (profile_key, filled_from, filled_until, late_seen_xmin)"
-        " VALUES (%s, %s, %s, %s::xid8)"
+        "INSERT INTO monitor_histogram_coverage"
+        " (profile_key, filled_from, filled_until, late_seen_xmin, system_identifier)"
+        " VALUES (%s, %s, %s, %s::xid8, %s)"
         " ON CONFLICT (profile_key) DO UPDATE SET filled_from = EXCLUDED.filled_from,"
-        " filled_until = EXCLUDED.filled_until, late_seen_xmin = EXCLUDED.late_seen_xmin, updated_at = now()",
-        (key, filled_from, filled_until, seen_xmin),
+        " filled_until = EXCLUDED.filled_until, late_seen_xmin = EXCLUDED.late_seen_xmin,"
+        " system_identifier = EXCLUDED.system_identifier, updated_at = now()",
+        (key, filled_from, filled_until, seen_xmin, server.system_identifier),
     )
     kept = conn.execute(
         "SELECT feature, bin, sum(rows) FROM monitor_histograms"
@@ -260,7 +271,9 @@ def window_counts(
             "direct_rows": direct,
             "recounted_buckets": recounted,
             "recounted_rows": recounted_rows,
+            **details,
         },
+        server.moved,
     )
 
 

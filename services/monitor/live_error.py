@@ -13,6 +13,9 @@ prediction then lands as a late row (the writer records late batches in ``predic
 :mod:`services.monitor.histograms`), and the run that reads that record recounts the touched buckets
 whole, after adding, in the same snapshot: a recount replaces, so nothing counts twice.
 
+Transaction ids belong to one server: a run that finds the database restored into another one
+(:mod:`services.monitor.restored`) drops the sums and recounts them from the rows, saying so.
+
 The whole update runs in one REPEATABLE READ transaction: the snapshot the additions read, the
 recounts and the snapshot stored for the next run are one and the same.
 """
@@ -27,6 +30,7 @@ import psycopg
 
 from services.common.vocabulary import Role
 from services.monitor.histograms import BUCKET, BUCKET_EPOCH, SETTLE, bucket_runs, ceil_bucket, floor_bucket
+from services.monitor.restored import forget_foreign_feedback, this_server
 
 ATTEMPTS = 3  # a concurrent `housing db maintain` trim is a serialization failure: try again
 
@@ -135,6 +139,7 @@ class KeptLiveError:
 
     error: LiveError
     details: dict[str, int]
+    restored: str | None = None  # why the kept sums were recounted from the rows (None: they were not)
 
 
 def kept_live_error(
@@ -186,15 +191,20 @@ def _update_and_sum(
         return KeptLiveError(_error(version, total, rows), {"direct_rows": rows})
     details = {"added_rows": 0, "recounted_buckets": 0}
     coverage = conn.execute(
-        "SELECT filled_from, filled_until, seen::text FROM live_error_coverage FOR UPDATE"
+        "SELECT filled_from, filled_until, seen::text, system_identifier,"
+        " pg_snapshot_xmin(seen)::text FROM live_error_coverage FOR UPDATE"
     ).fetchone()
-    if coverage is None or coverage[1] < first or coverage[0] > last:
+    server = this_server(conn, coverage[3], coverage[4]) if coverage else this_server(conn, None, None)
+    if coverage is None or coverage[1] < first or coverage[0] > last or server.moved:
         conn.execute("DELETE FROM live_error_buckets")
         _recount(conn, first, last)
         filled_from, filled_until = first, last
         details["recounted_buckets"] = int((last - first) / BUCKET)
+        # Before the snapshot is stored: restored feedback whose old id the new ids could reach.
+        if forgotten := forget_foreign_feedback(conn):
+            details["forgotten_ids"] = forgotten
     else:
-        filled_from, filled_until, seen = coverage
+        filled_from, filled_until, seen, _, _ = coverage
         details["added_rows"] = _add_new_feedback(conn, seen, filled_from, filled_until)
         late = _late_buckets(conn, seen, filled_from, filled_until)
         for low, high in bucket_runs(late):  # after the additions: a recount replaces what they added
@@ -208,11 +218,12 @@ def _update_and_sum(
     kept_from = max(filled_from, floor_bucket(now - retention))
     conn.execute("DELETE FROM live_error_buckets WHERE bucket_start < %s", (kept_from,))
     conn.execute(
-        "INSERT INTO live_error_coverage (id, filled_from, filled_until, seen)"
-        " VALUES (true, %s, %s, pg_current_snapshot())"
+        "INSERT INTO live_error_coverage (id, filled_from, filled_until, seen, system_identifier)"
+        " VALUES (true, %s, %s, pg_current_snapshot(), %s)"
         " ON CONFLICT (id) DO UPDATE SET filled_from = EXCLUDED.filled_from,"
-        " filled_until = EXCLUDED.filled_until, seen = EXCLUDED.seen, updated_at = now()",
-        (min(kept_from, filled_until), filled_until),
+        " filled_until = EXCLUDED.filled_until, seen = EXCLUDED.seen,"
+        " system_identifier = EXCLUDED.system_identifier, updated_at = now()",
+        (min(kept_from, filled_until), filled_until, server.system_identifier),
     )
     row = conn.execute(
         "SELECT coalesce(sum(abs_error_sum), 0), coalesce(sum(rows), 0) FROM live_error_buckets"
@@ -226,7 +237,7 @@ def _update_and_sum(
             part, part_rows = _direct(conn, version, low, high)
             total, rows = total + part, rows + part_rows
             details["direct_rows"] = details.get("direct_rows", 0) + part_rows
-    return KeptLiveError(_error(version, total, rows), details)
+    return KeptLiveError(_error(version, total, rows), details, server.moved)
 
 
 def _error(version: int, total: float, rows: int) -> LiveError:

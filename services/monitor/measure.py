@@ -146,10 +146,21 @@ def _histograms(
     conn.commit()
     summary.rows = counts.rows
     summary.details["histograms"] = {**counts.details, "scanned_rows": counts.scanned}
+    _note_restore(parts, summary, "histograms", counts.restored)
     if counts.rows >= settings.drift_min_rows:
         summary.psi = {name: psi(profile.bins[name].expected, counts.counts[name]) for name in FEATURE_NAMES}
     parts.stages.say(f"{counts.rows} rows ({counts.scanned} read)", end=" ")
     return counts
+
+
+def _note_restore(parts: MonitorParts, summary: RunSummary, sums: str, reason: str | None) -> None:
+    """Say in the log, the run's output and its report (``details.database_restored``) that kept sums
+    were recounted because the database was restored into another server."""
+    if reason is None:
+        return
+    summary.details.setdefault("database_restored", {})[sums] = reason
+    log.warning("database restored: the kept %s were recounted: %s", sums, reason)
+    parts.stages.say(f"database restored: {sums} recounted", end=" ")
 
 
 def _sample_drift(
@@ -202,6 +213,7 @@ def _errors(
     live = kept.error
     summary.live_mae, summary.labelled_rows = live.mae, live.rows
     summary.details["live_error"] = kept.details
+    _note_restore(parts, summary, "live_error", kept.restored)
     rollback = check_rollback(
         conn, champion.version, now=now, predictor=load_predictor, limits=Limits.of(settings).rollback
     )
