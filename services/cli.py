@@ -125,6 +125,43 @@ def _prune_reports(settings: MaintenanceSettings, report: MaintenanceReport, bef
     report.report_files_deleted = pruning.files
 
 
+@db.command("restore-drill")
+def db_restore_drill(
+    hours: Annotated[
+        float, typer.Option(help="The window whose live error the drill recounts on the restored copy.")
+    ] = 24.0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the drill's figures as JSON.")] = False,
+) -> None:
+    """Dump the prediction database, restore it into a scratch Postgres and check rows and counts agree.
+
+    The source is only read. Exits 1 when the restored copy's rows or the monitor's kept live-error sums
+    on it disagree with the source (docs/restore.md says what to do then)."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from services.common.connections import embedded_postgres_url
+    from services.common.settings import CommonSettings
+    from services.local.restore_drill import DrillFailed, drill
+
+    settings = CommonSettings()
+    if settings.database_url is not None:
+        url = settings.database_url.get_secret_value()
+    else:
+        url = embedded_postgres_url(settings.housing_home / "postgres")
+        print(
+            f"DATABASE_URL is not set: drilling the embedded Postgres in {settings.housing_home}",
+            file=sys.stderr,
+        )
+    try:
+        report = drill(url, now=datetime.now(UTC), window=timedelta(hours=hours))
+    except DrillFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise typer.Exit(1) from error
+    print(json.dumps(report.as_dict(), indent=2) if json_output else "\n".join(report.lines()))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @db.command("stop")
 def db_stop() -> None:
     """Stop the embedded Postgres under HOUSING_HOME, if it runs."""

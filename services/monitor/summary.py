@@ -72,6 +72,8 @@ class RunSummary:
             "triggers": self.triggers,
             "plan": self.plan,
             "labels": self.details.get("labels"),  # new labels counted against RETRAIN_MIN_NEW_LABELS
+            # why the kept sums were recounted (a database restored into another server); None: not
+            "database_restored": self.details.get("database_restored"),
             "action": self.action,
             "alerted": self.alerted,
             "report_path": self.report_path,
