@@ -295,6 +295,7 @@ spec:
     spec:
       restartPolicy: Never
       serviceAccountName: {{ include "cali-housing.serviceAccountName" (list . "trainer") }}
+      {{- include "cali-housing.priorityClassName" . | nindent 6 }}
       automountServiceAccountToken: false
       securityContext:
         {{- toYaml .Values.podSecurityContext | nindent 8 }}
@@ -442,4 +443,14 @@ spec:
     {{- with $extra }}
     {{- . | nindent 4 }}
     {{- end }}
+{{- end }}
+
+{{/*
+The release's PriorityClass on every pod (prod above staging: on a full node the scheduler
+preempts staging's pods, never prod's). Nothing when priorityClass.name is empty.
+*/}}
+{{- define "cali-housing.priorityClassName" -}}
+{{- with .Values.priorityClass.name }}
+priorityClassName: {{ . }}
+{{- end }}
 {{- end }}
