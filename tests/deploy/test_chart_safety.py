@@ -487,6 +487,8 @@ def expected_ports(r: Rendered) -> dict[str, set[tuple[int, str]]]:
     if mlflow:
         s3 = any(a.startswith("--artifacts-destination=s3://") for a in mlflow_container(r)["args"])
         expected["mlflow"] = DNS | DATABASE | (HTTPS if s3 else set())
+        # Its schema upgrade: the dump and `mlflow db upgrade` reach the database only.
+        expected["mlflow-upgrade"] = DNS | DATABASE
     return expected
 
 
