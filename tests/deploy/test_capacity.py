@@ -137,6 +137,8 @@ def test_prod_outranks_staging_on_every_pod(rendered: dict[str, Rendered]) -> No
     assert classes["staging"]["preemptionPolicy"] == "Never", "staging never evicts to make room"
     for r in RELEASES:
         name = classes[r]["metadata"]["name"]
+        # Cluster-scoped: named after the namespace, so staging's and prod's never collide.
+        assert name == "cali-housing", "the namespace the scenarios render into"
         specs = {k: s for k, (_, s) in pods(rendered[r]).items()}
         for k, spec in specs.items():
             assert spec.get("priorityClassName") == name, k

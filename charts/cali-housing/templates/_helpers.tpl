@@ -447,10 +447,10 @@ spec:
 
 {{/*
 The release's PriorityClass on every pod (prod above staging: on a full node the scheduler
-preempts staging's pods, never prod's). Nothing when priorityClass.name is empty.
+preempts staging's pods, never prod's). Named after the release namespace; nothing when disabled.
 */}}
 {{- define "cali-housing.priorityClassName" -}}
-{{- with .Values.priorityClass.name }}
-priorityClassName: {{ . }}
+{{- if .Values.priorityClass.enabled }}
+priorityClassName: {{ .Release.Namespace }}
 {{- end }}
 {{- end }}
