@@ -21,7 +21,7 @@ export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/.tools/venv/bin:$(PATH)
 export CKV_SKIP_PACKAGE_UPDATE_CHECK := true
 export TF_CLI_CONFIG_FILE :=
 
-.PHONY: demo test lint bench tools lock clean
+.PHONY: demo test lint bench tools lock lock-mlflow mlflow-image-tag clean
 
 demo: $(STAMP)
 	$(BIN)/housing demo
@@ -56,6 +56,20 @@ $(UV): requirements/uv.txt
 # package to the newest version its range allows (the monthly refresh: review the diff, run make test).
 lock: $(UV)
 	$(UV) lock $(if $(UPGRADE),--upgrade)
+
+# requirements/mlflow.txt, the MLflow server image's lock (every package and hash), from
+# requirements/mlflow.in; UPGRADE=1 moves the unpinned ones. Then set mlflow.server.image.tag in
+# values.yaml to what `make mlflow-image-tag` prints (tests/deploy/test_mlflow_image.py checks it).
+lock-mlflow: $(UV)
+	$(UV) pip compile requirements/mlflow.in --generate-hashes --quiet --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock-mlflow" \
+		$(if $(UPGRADE),--upgrade) -o requirements/mlflow.txt
+
+# The MLflow image's tag: its MLflow version and the first 12 hex digits of the sha256 of
+# requirements/mlflow.txt followed by services/mlflow/Dockerfile (what images.yml pushes).
+mlflow-image-tag:
+	@printf '%s-%s\n' "$$(sed -n 's/^mlflow==\([^ ]*\).*/\1/p' requirements/mlflow.txt)" \
+		"$$(cat requirements/mlflow.txt services/mlflow/Dockerfile | sha256sum | cut -c1-12)"
 
 clean:
 	-$(BIN)/housing db stop

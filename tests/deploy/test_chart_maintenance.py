@@ -174,7 +174,10 @@ def test_reports_outlive_the_monitors_pod_and_reach_the_maintenance(rendered: di
         assert _reports_mount(r, CRONJOB) == (folder, claim), name
         pvc = r.one("PersistentVolumeClaim", "-monitor-reports")
         assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-        assert pvc["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false"
+        assert pvc["metadata"]["annotations"]["argocd.argoproj.io/sync-options"].split(",") == [
+            "Prune=false",
+            "Delete=false",
+        ]
     # The environments keep it on the node class that survives a re-created claim.
     for name in ("staging", "prod"):
         pvc = rendered[name].one("PersistentVolumeClaim", "-monitor-reports")

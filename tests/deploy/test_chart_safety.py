@@ -115,7 +115,10 @@ def test_spool_is_a_kept_claim_shared_by_every_replica(rendered: dict[str, Rende
         pvc = r.one("PersistentVolumeClaim", "-inference-spool")
         assert spool_volume(r)["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"], r.name
         assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep", r.name
-        assert pvc["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false", r.name
+        assert pvc["metadata"]["annotations"]["argocd.argoproj.io/sync-options"].split(",") == [
+            "Prune=false",
+            "Delete=false",
+        ], r.name
         # Room for every server's spool at once, the surge pod of a rollout included.
         size = quantity(pvc["spec"]["resources"]["requests"]["storage"])
         assert size >= max_inference_pods(r) * max_bytes, r.name
@@ -484,6 +487,8 @@ def expected_ports(r: Rendered) -> dict[str, set[tuple[int, str]]]:
     if mlflow:
         s3 = any(a.startswith("--artifacts-destination=s3://") for a in mlflow_container(r)["args"])
         expected["mlflow"] = DNS | DATABASE | (HTTPS if s3 else set())
+        # Its schema upgrade: the dump and `mlflow db upgrade` reach the database only.
+        expected["mlflow-upgrade"] = DNS | DATABASE
     return expected
 
 

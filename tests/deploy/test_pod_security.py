@@ -309,6 +309,16 @@ def test_every_chart_pod_is_restricted(rendered: dict[str, Rendered]) -> None:
             assert restricted_violations(metadata, spec) == {}, (r.name, name)
 
 
+def mlflow_upgrade_job(r: Rendered) -> str:
+    """The MLflow upgrade Job's name: it carries a digest of the MLflow image."""
+    (name,) = [
+        d["metadata"]["name"]
+        for d in r.kind("Job")
+        if d["metadata"]["name"].startswith("cali-housing-mlflow-upgrade-")
+    ]
+    return name
+
+
 def test_the_check_covers_every_pod_of_the_full_scenario(rendered: dict[str, Rendered]) -> None:
     names = {name for name, _, _ in pods(rendered["prod"])}
     assert names == {
@@ -317,6 +327,7 @@ def test_the_check_covers_every_pod_of_the_full_scenario(rendered: dict[str, Ren
         "CronJob/cali-housing-monitor",
         "CronJob/cali-housing-maintain",
         "Job/cali-housing-migrate",
+        f"Job/{mlflow_upgrade_job(rendered['prod'])}",
         "Pod/cali-housing-test-readyz",
         "trainer-job.yaml",
     }

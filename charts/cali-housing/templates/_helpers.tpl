@@ -297,6 +297,7 @@ spec:
     spec:
       restartPolicy: Never
       serviceAccountName: {{ include "cali-housing.serviceAccountName" (list . "trainer") }}
+      {{- include "cali-housing.priorityClassName" . | nindent 6 }}
       automountServiceAccountToken: false
       securityContext:
         {{- toYaml .Values.podSecurityContext | nindent 8 }}
@@ -444,4 +445,14 @@ spec:
     {{- with $extra }}
     {{- . | nindent 4 }}
     {{- end }}
+{{- end }}
+
+{{/*
+The release's PriorityClass on every pod (prod above staging: on a full node the scheduler
+preempts staging's pods, never prod's). Named after the release namespace; nothing when disabled.
+*/}}
+{{- define "cali-housing.priorityClassName" -}}
+{{- if .Values.priorityClass.enabled }}
+priorityClassName: {{ .Release.Namespace }}
+{{- end }}
 {{- end }}

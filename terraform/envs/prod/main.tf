@@ -1,4 +1,5 @@
-# Production: one k3s node in the default VPC's first subnet.
+# Production: a k3s server (with the data volume) and an autoscaling group of agents in the default
+# VPC's first subnet.
 
 data "aws_vpc" "default" {
   default = true
@@ -27,5 +28,11 @@ module "k3s_node" {
   instance_type      = var.instance_type
   repo_url           = var.repo_url
   repo_revision      = var.repo_revision
-  tags               = { environment = "prod" }
+  # values-prod.yaml's mlflow.server.artifacts.s3Uri points into this bucket.
+  artifact_bucket_name         = var.artifact_bucket_name
+  k3s_token                    = var.k3s_token
+  agent_instance_type          = var.agent_instance_type
+  agent_count                  = var.agent_count
+  data_snapshot_retention_days = var.data_snapshot_retention_days
+  tags                         = { environment = "prod" }
 }

@@ -17,3 +17,13 @@ output "data_volume_id" {
   description = "EBS data volume of the node: the PersistentVolumes that survive instance replacement (back it up by snapshots)."
   value       = module.k3s_node.data_volume_id
 }
+
+output "artifact_bucket" {
+  description = "S3 bucket of MLflow's artifacts and the k3s datastore snapshots."
+  value       = module.k3s_node.artifact_bucket
+}
+
+output "agent_group_name" {
+  description = "Autoscaling group of the agent nodes."
+  value       = module.k3s_node.agent_group_name
+}

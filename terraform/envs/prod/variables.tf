@@ -47,3 +47,33 @@ variable "repo_revision" {
   type        = string
   default     = "main"
 }
+
+variable "artifact_bucket_name" {
+  description = "S3 bucket of MLflow's artifacts and the k3s datastore snapshots (values-prod.yaml's s3Uri names it)."
+  type        = string
+  default     = "cali-housing-mlflow-artifacts"
+}
+
+variable "k3s_token" {
+  description = "k3s join token (openssl rand -hex 32), passed as TF_VAR_k3s_token; kept in SSM Parameter Store."
+  type        = string
+  sensitive   = true
+}
+
+variable "agent_instance_type" {
+  description = "EC2 instance type of the agent nodes."
+  type        = string
+  default     = "t3.large"
+}
+
+variable "agent_count" {
+  description = "Agent nodes (at least 2)."
+  type        = number
+  default     = 2
+}
+
+variable "data_snapshot_retention_days" {
+  description = "Daily snapshots of the data volume to keep."
+  type        = number
+  default     = 14
+}

@@ -137,16 +137,24 @@ resource "aws_instance" "node" {
   }
 
   user_data = templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {
-    k3s_version       = var.k3s_version
-    argocd_version    = var.argocd_version
-    public_ip         = aws_eip.node.public_ip
-    project_url       = "${local.raw_repo_url}/${var.repo_revision}/argocd/project.yaml"
-    root_app_url      = "${local.raw_repo_url}/${var.repo_revision}/argocd/root.yaml"
-    data_volume_id    = aws_ebs_volume.data.id
-    local_storage_dir = local.local_storage_dir
+    k3s_version             = var.k3s_version
+    argocd_version          = var.argocd_version
+    public_ip               = aws_eip.node.public_ip
+    project_url             = "${local.raw_repo_url}/${var.repo_revision}/argocd/project.yaml"
+    root_app_url            = "${local.raw_repo_url}/${var.repo_revision}/argocd/root.yaml"
+    data_volume_id          = aws_ebs_volume.data.id
+    local_storage_dir       = local.local_storage_dir
+    token_parameter         = aws_ssm_parameter.k3s_token.name
+    region                  = data.aws_region.current.name
+    etcd_s3_bucket          = aws_s3_bucket.artifacts.id
+    etcd_s3_folder          = var.etcd_snapshot_prefix
+    etcd_snapshot_cron      = var.etcd_snapshot_cron
+    etcd_snapshot_retention = var.etcd_snapshot_retention
   })
   # Any change of the bootstrap replaces the node; with the data volume that is safe by design.
   user_data_replace_on_change = true
+  # cloud-init reads the token and k3s writes snapshots with the role's policies: in place first.
+  depends_on = [aws_iam_role_policy.node_token, aws_iam_role_policy.etcd_snapshots]
 
   tags = merge(var.tags, { Name = "${var.name}-k3s-node" })
 

@@ -22,3 +22,13 @@ output "kubeconfig_command" {
   description = "Fetches the kubeconfig through SSM and points it at the public IP."
   value       = "aws ssm start-session --target ${aws_instance.node.id} --document-name AWS-StartInteractiveCommand --parameters command='sudo cat /etc/rancher/k3s/k3s.yaml' | sed -n '/^apiVersion/,$p' | sed 's/127.0.0.1/${aws_eip.node.public_ip}/' > kubeconfig-cali-housing.yaml"
 }
+
+output "artifact_bucket" {
+  description = "S3 bucket of MLflow's artifacts (values-prod.yaml's s3Uri) and the k3s datastore snapshots."
+  value       = aws_s3_bucket.artifacts.id
+}
+
+output "agent_group_name" {
+  description = "Autoscaling group of the agent nodes (start an instance refresh to roll them)."
+  value       = aws_autoscaling_group.agents.name
+}

@@ -86,7 +86,8 @@ variable "root_volume_size_gb" {
 variable "data_volume_size_gb" {
   description = "Size in GiB of the encrypted EBS data volume that holds every PersistentVolume (MLflow registry and artifacts, the prediction-log spool) and survives instance replacement. It can grow later (the filesystem is grown at the next boot of a new node, or by `sudo resize2fs` through SSM), never shrink."
   type        = number
-  default     = 20
+  # 40: the claims of staging and prod on the stable class sum to 33 GiB (tests/deploy/test_capacity.py).
+  default = 40
 
   validation {
     condition     = var.data_volume_size_gb >= 5 && var.data_volume_size_gb <= 1000 && floor(var.data_volume_size_gb) == var.data_volume_size_gb
@@ -152,4 +153,124 @@ variable "tags" {
   description = "Tags applied to every resource."
   type        = map(string)
   default     = {}
+}
+
+variable "artifact_bucket_name" {
+  description = "Name of the S3 bucket for MLflow's artifacts (values-prod.yaml's s3Uri) and the k3s datastore snapshots (prefix etcd_snapshot_prefix). Globally unique; versioned, KMS-encrypted, private."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.artifact_bucket_name))
+    error_message = "artifact_bucket_name must be a valid S3 bucket name (3-63 lowercase letters, digits, dots or hyphens)."
+  }
+}
+
+variable "artifact_bucket_kms_key_id" {
+  description = "ARN of a customer-managed KMS key for the artifact bucket; null uses the account's aws/s3 key."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.artifact_bucket_kms_key_id == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]+$", var.artifact_bucket_kms_key_id))
+    error_message = "artifact_bucket_kms_key_id must be null or a KMS key ARN."
+  }
+}
+
+variable "artifact_noncurrent_days" {
+  description = "Days a deleted or overwritten object of the artifact bucket stays recoverable (noncurrent versions expire after this)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.artifact_noncurrent_days >= 1 && var.artifact_noncurrent_days <= 3650
+    error_message = "artifact_noncurrent_days must be between 1 and 3650."
+  }
+}
+
+variable "etcd_snapshot_prefix" {
+  description = "Prefix (folder) of the artifact bucket that receives the k3s datastore snapshots; the node's IAM policy is scoped to it."
+  type        = string
+  default     = "k3s-etcd"
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]*$", var.etcd_snapshot_prefix))
+    error_message = "etcd_snapshot_prefix must be lowercase letters, digits and hyphens, without slashes."
+  }
+}
+
+variable "etcd_snapshot_cron" {
+  description = "When k3s snapshots its datastore to S3 (cron, node time UTC): the datastore's RPO."
+  type        = string
+  default     = "0 */6 * * *"
+
+  validation {
+    condition     = length(split(" ", var.etcd_snapshot_cron)) == 5
+    error_message = "etcd_snapshot_cron must be a five-field cron expression."
+  }
+}
+
+variable "etcd_snapshot_retention" {
+  description = "How many k3s datastore snapshots to keep (28 at every 6 hours: one week)."
+  type        = number
+  default     = 28
+
+  validation {
+    condition     = var.etcd_snapshot_retention >= 1 && var.etcd_snapshot_retention <= 1000
+    error_message = "etcd_snapshot_retention must be between 1 and 1000."
+  }
+}
+
+variable "data_snapshot_retention_days" {
+  description = "Daily snapshots of the data volume to keep (DLM)."
+  type        = number
+  default     = 14
+
+  validation {
+    condition     = var.data_snapshot_retention_days >= 1 && var.data_snapshot_retention_days <= 1000 && floor(var.data_snapshot_retention_days) == var.data_snapshot_retention_days
+    error_message = "data_snapshot_retention_days must be a whole number between 1 and 1000."
+  }
+}
+
+variable "data_snapshot_time_utc" {
+  description = "Time of day (UTC, HH:MM) at which DLM starts the daily data volume snapshot."
+  type        = string
+  default     = "03:00"
+
+  validation {
+    condition     = can(regex("^([01][0-9]|2[0-3]):[0-5][0-9]$", var.data_snapshot_time_utc))
+    error_message = "data_snapshot_time_utc must be HH:MM (24-hour, UTC)."
+  }
+}
+
+variable "k3s_token" {
+  description = "Shared secret with which agents join the server (k3s --token). Generate once (openssl rand -hex 32) and pass as TF_VAR_k3s_token; it is stored in SSM Parameter Store (SecureString) and in the Terraform state (encrypted bucket), never in user data."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9]{32,}$", var.k3s_token))
+    error_message = "k3s_token must be at least 32 letters or digits (openssl rand -hex 32)."
+  }
+}
+
+variable "agent_instance_type" {
+  description = "EC2 instance type of the agent nodes (trainer Jobs, the MLflow server with S3 artifacts, and other pods without a claim)."
+  type        = string
+  default     = "t3.large"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9]*\\.[a-z0-9]+$", var.agent_instance_type))
+    error_message = "agent_instance_type must look like t3.large."
+  }
+}
+
+variable "agent_count" {
+  description = "Agent nodes in the autoscaling group (at least 2: losing one leaves the other, and a template change rolls one at a time)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.agent_count >= 2 && var.agent_count <= 20 && floor(var.agent_count) == var.agent_count
+    error_message = "agent_count must be a whole number between 2 and 20."
+  }
 }
