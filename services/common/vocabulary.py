@@ -86,6 +86,7 @@ class AlertKind(StrEnum):
     CONCEPT_SHIFT = "concept_shift"  # an episode
     LAUNCH_FAILED = "launch_failed"  # an episode
     TRAINER_FAILED = "trainer_failed"  # an episode per failed trainer
+    TRAINER_STALLED = "trainer_stalled"  # an episode per set of suspended or stuck trainer Jobs
     ROLLED_BACK = "rolled_back"  # an event: alerted every time
     ROLLBACK_FAILED = "rollback_failed"  # an event
 

@@ -34,11 +34,14 @@ def open_launcher(parts: MonitorParts, summary: RunSummary) -> Launcher | str:
         return f"cannot start the trainer: {first_line(error)}"
     try:
         summary.trainer = launcher.last_finished()
+        summary.stalled = launcher.stalled()
     except Exception as error:
         summary.details["trainer"] = {"error": f"cannot see the last trainer: {first_line(error)}"}
         return launcher
     summary.trainer_checked = True
     summary.details["trainer"] = summary.trainer.as_dict() if summary.trainer else None
+    if summary.stalled:
+        summary.details["stalled_trainers"] = [stalled.as_dict() for stalled in summary.stalled]
     return launcher
 
 
@@ -133,6 +136,8 @@ def alert_text(summary: RunSummary, settings: MonitorSettings, kinds: list[Alert
         )
     if summary.trainer is not None and summary.trainer.failed:
         lines.append(f"the last trainer failed: {summary.trainer.trainer} ({summary.trainer.reason})")
+    for stalled in summary.stalled:
+        lines.append(f"a {stalled.state} trainer: {stalled.detail}")
     lines.append(f"action: {summary.action}" + (f" ({summary.detail})" if summary.detail else ""))
     return "\n".join(lines)
 
@@ -162,6 +167,10 @@ def due_alerts(
         state = observe(conn, AlertKind.TRAINER_FAILED, failed is not None, now, subject=subject)
         if state.due(now, cooldown):
             due.append(AlertKind.TRAINER_FAILED)
+        # A suspended or stuck Job stays until someone acts: one episode while the same Jobs stall.
+        names = ", ".join(stalled.trainer for stalled in summary.stalled) or None
+        if observe(conn, AlertKind.TRAINER_STALLED, bool(names), now, subject=names).due(now, cooldown):
+            due.append(AlertKind.TRAINER_STALLED)
     if summary.status != RunStatus.INSUFFICIENT_DATA:
         for kind, active in (
             (AlertKind.DRIFT, summary.drift),

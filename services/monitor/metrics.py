@@ -25,6 +25,7 @@ def push_metrics(
     duration_seconds: float,
     grouping_key: Mapping[str, str],
     estimated_mae: float | None = None,
+    trainers_stalled: int | None = None,
     timeout: float = 5.0,
 ) -> str | None:
     """Push the gauges under job="housing-monitor" and ``grouping_key`` (namespace, release: one group
@@ -52,6 +53,10 @@ def push_metrics(
         "housing_trainer_failed": (
             "1 when the newest finished trainer failed (or hit its deadline), 0 when it succeeded",
             None if trainer_failed is None else float(trainer_failed),
+        ),
+        "housing_trainer_stalled_jobs": (
+            "Trainer Jobs that are suspended or stuck (no progress past their deadline, or no pod started)",
+            None if trainers_stalled is None else float(trainers_stalled),
         ),
         "housing_monitor_last_run_timestamp_seconds": ("When the last monitor run finished", finished_at),
         "housing_monitor_run_duration_seconds": ("How long the last monitor run took", duration_seconds),

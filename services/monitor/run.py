@@ -81,6 +81,7 @@ def _push_metrics(parts: MonitorParts, summary: RunSummary) -> None:
         reference_mae=summary.reference_mae,
         estimated_mae=summary.estimated_mae,
         trainer_failed=summary.trainer.failed if summary.trainer else None,
+        trainers_stalled=len(summary.stalled) if summary.trainer_checked else None,
         finished_at=time.time(),
         duration_seconds=summary.duration_seconds,
         grouping_key={

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from services.common.vocabulary import Action, Plan, RunStatus, Trigger
-from services.monitor.launchers import TrainerOutcome
+from services.monitor.launchers import StalledTrainer, TrainerOutcome
 
 
 class MonitorFailed(RuntimeError):
@@ -42,6 +42,7 @@ class RunSummary:
     realized_to_estimated: float | None = None  # on the window's labelled rows (details.concept)
     trainer: TrainerOutcome | None = None
     trainer_checked: bool = False  # the launcher could look at its trainers this run
+    stalled: list[StalledTrainer] = field(default_factory=list)  # suspended or stuck trainers
     triggers: list[Trigger] = field(default_factory=list)
     plan: Plan = Plan.NOTHING  # what the verdict asked; ``action`` says what the run did
     action: Action = Action.NONE

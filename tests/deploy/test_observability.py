@@ -38,6 +38,7 @@ MONITOR_METRICS = {
     "housing_monitor_last_run_timestamp_seconds",
     "housing_monitor_run_duration_seconds",
     "housing_trainer_failed",
+    "housing_trainer_stalled_jobs",
 }
 # What Prometheus itself records about every scrape target.
 SCRAPE_METRICS = {"up"}
@@ -86,6 +87,7 @@ def test_rules_cover_the_issue_and_use_known_metrics(rendered: dict[str, Rendere
         "HousingInferenceNotScraped",
         "HousingMonitorMetricsAbsent",
         "HousingTrainerFailed",
+        "HousingTrainerStalled",
     }
     assert required <= names, required - names
     for rule in rules:

@@ -13,6 +13,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -254,3 +255,71 @@ def test_a_refused_listing_of_trainers_is_an_error_naming_the_fix(api: FakeApiSe
     api.status = 403
     with pytest.raises(LauncherError, match="needs a Role"):
         KubernetesLauncher(_batch(api.url), "housing", TEMPLATE).last_finished()
+
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+def _unfinished(name: str, *, started_min: float, ready: int = 1, **spec: Any) -> dict[str, Any]:
+    """A Job that has not finished, started ``started_min`` minutes before NOW."""
+    start = (NOW - timedelta(minutes=started_min)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "metadata": {"name": name, "namespace": "housing", "creationTimestamp": start},
+        "spec": {**TEMPLATE["spec"], **spec},
+        "status": {"active": 1, "ready": ready, "startTime": start},
+    }
+
+
+# (Job, its state): the deadline is the Job's own, else the template's (3600 s below).
+STATES: list[tuple[dict[str, Any], str]] = [
+    (_unfinished("fresh", started_min=1, ready=0), "running"),  # its pod is still being pulled
+    (_unfinished("training", started_min=50), "running"),
+    (_unfinished("pending-14-min", started_min=14, ready=0), "running"),
+    (_unfinished("pending-16-min", started_min=16, ready=0), "stuck"),  # PODS_START_SECONDS: 15 min
+    (_unfinished("deadline-plus-9", started_min=69, activeDeadlineSeconds=3600), "running"),
+    (_unfinished("deadline-plus-11", started_min=71, activeDeadlineSeconds=3600), "stuck"),  # grace 10 min
+    (_unfinished("short-deadline", started_min=22, activeDeadlineSeconds=600), "stuck"),
+    (_unfinished("template-deadline", started_min=71), "stuck"),
+    (_unfinished("suspended", started_min=0, ready=0, suspend=True), "suspended"),
+    (_unfinished("suspended-long-ago", started_min=600, ready=0, suspend=True), "suspended"),
+    (_job("done", [{"type": "Complete", "status": "True"}]), "complete"),
+    (_job("broken", [{"type": "Failed", "status": "True"}]), "failed"),
+]
+
+
+@pytest.mark.parametrize(("job", "state"), STATES, ids=[job["metadata"]["name"] for job, _ in STATES])
+def test_each_job_is_classified(api: FakeApiServer, job: dict[str, Any], state: str) -> None:
+    api.jobs = [job]
+    template = copy.deepcopy(TEMPLATE)
+    template["spec"]["activeDeadlineSeconds"] = 3600
+    launcher = KubernetesLauncher(_batch(api.url), "housing", template, clock=lambda: NOW)
+    stalled = launcher.stalled()
+    if state in {"suspended", "stuck"}:
+        (found,) = stalled
+        assert (found.trainer, found.state) == (job["metadata"]["name"], state)
+        # The detail says what to do, with the Job's own name and namespace.
+        assert f"kubectl delete job {found.trainer} -n housing" in found.detail
+    else:
+        assert stalled == []
+    result = launcher.launch(3)
+    blocked = state == "running"
+    assert (result.action == Action.TRAINER_ALREADY_RUNNING) is blocked, result.detail
+    if state in {"suspended", "stuck"}:
+        assert result.info["stalled_jobs"] == [job["metadata"]["name"]]
+
+
+def test_a_suspended_job_says_how_to_resume_it(api: FakeApiServer) -> None:
+    api.jobs = [_unfinished("held", started_min=0, ready=0, suspend=True)]
+    (stalled,) = KubernetesLauncher(_batch(api.url), "housing", TEMPLATE, clock=lambda: NOW).stalled()
+    assert 'kubectl patch job held -n housing -p \'{"spec": {"suspend": false}}\'' in stalled.detail
+
+
+def test_a_running_job_blocks_even_beside_a_stalled_one(api: FakeApiServer) -> None:
+    api.jobs = [
+        _unfinished("held", started_min=0, ready=0, suspend=True),
+        _unfinished("training", started_min=5),
+    ]
+    result = KubernetesLauncher(_batch(api.url), "housing", TEMPLATE, clock=lambda: NOW).launch(4)
+    assert result.action == Action.TRAINER_ALREADY_RUNNING
+    assert result.info["running"] == ["training"] and result.info["stalled_jobs"] == ["held"]
+    assert [r["method"] for r in api.requests] == ["GET"]

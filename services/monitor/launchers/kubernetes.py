@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.vocabulary import Action
-from services.monitor.launchers import LauncherError, LaunchResult, TrainerOutcome
+from services.monitor.launchers import LauncherError, LaunchResult, StalledTrainer, TrainerOutcome
 
 COMPONENT_LABEL = "app.kubernetes.io/component"
 RELEASE_LABEL = "housing.io/release"
@@ -27,6 +27,15 @@ REQUEST_TIMEOUT = (5.0, 20.0)
 # Argo CD tracks what it manages with these; a Job carrying one would be pruned as out of sync.
 ARGOCD_LABELS = ("app.kubernetes.io/instance", "argocd.argoproj.io/instance")
 ARGOCD_ANNOTATION_PREFIX = "argocd.argoproj.io/"
+# When an unfinished Job stops counting as a running trainer. The Job controller fails an active Job
+# at its activeDeadlineSeconds, Pending pods included, so one alive this long past its deadline is
+# one nobody will end: suspended and resumed, claimed by another controller, or a controller down.
+DEADLINE_GRACE_SECONDS = 600
+# No pod ready this long after the Job started: unschedulable, an image that does not pull, a quota
+# that refuses the pod. A cold node pulls the trainer image (~1 GB) in a few minutes; 15 leave room
+# and still alert well before the default deadline (3600 s) would end the Job.
+PODS_START_SECONDS = 900
+RESUME = json.dumps({"spec": {"suspend": False}})
 
 
 class TemplateError(ValueError):
@@ -114,6 +123,41 @@ def job_outcome(job: Any) -> TrainerOutcome | None:
     return TrainerOutcome(job.metadata.name, True, f"{reason}: {condition.message or 'no message'}")
 
 
+def job_state(job: Any, now: datetime, default_deadline: int | None) -> tuple[str, str]:
+    """(state, detail): ``complete``, ``failed``, ``running``, or ``suspended``/``stuck`` (stalled).
+
+    ``default_deadline`` stands in for a Job without ``activeDeadlineSeconds`` (the template's).
+    """
+    finished = job_finished(job)
+    if finished is not None:
+        return finished.lower(), finished
+    name, namespace = job.metadata.name, job.metadata.namespace
+    what_to_do = (
+        f"look at it (kubectl describe job {name} -n {namespace}) and delete it"
+        f" (kubectl delete job {name} -n {namespace}); meanwhile it does not block new trainers"
+    )
+    if job.spec is not None and job.spec.suspend:
+        return "suspended", (
+            f"trainer Job {name} is suspended (spec.suspend: true), so no pod of it runs: resume it"
+            f" (kubectl patch job {name} -n {namespace} -p '{RESUME}') or {what_to_do}"
+        )
+    status = job.status
+    started = (status.start_time if status else None) or job.metadata.creation_timestamp
+    age = (now - started).total_seconds() if isinstance(started, datetime) else 0.0
+    deadline = (job.spec.active_deadline_seconds if job.spec else None) or default_deadline
+    if deadline is not None and age > deadline + DEADLINE_GRACE_SECONDS:
+        return "stuck", (
+            f"trainer Job {name} is still active {age / 60:.0f} min after it started, past its deadline"
+            f" of {deadline} s: nothing is ending it; {what_to_do}"
+        )
+    if not (status and status.ready) and age > PODS_START_SECONDS:
+        return "stuck", (
+            f"trainer Job {name} has had no running pod for {age / 60:.0f} min since it started"
+            f" (unschedulable, an image that does not pull, or a quota refusing it); {what_to_do}"
+        )
+    return "running", "running"
+
+
 def _finished_at(job: Any) -> datetime:
     condition = _final_condition(job)
     stamp = getattr(condition, "last_transition_time", None) or job.metadata.creation_timestamp
@@ -141,45 +185,63 @@ def _api_message(error: Any, namespace: str, verb: str) -> str:
 class KubernetesLauncher:
     """Creates trainer Jobs from a template unless one of this release is active."""
 
-    def __init__(self, batch: Any, namespace: str, template: dict[str, Any]) -> None:
+    def __init__(self, batch: Any, namespace: str, template: dict[str, Any], clock: Any = None) -> None:
         self.batch = batch  # kubernetes.client.BatchV1Api
         self.namespace = namespace
         self.template = template
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.deadline: int | None = (template.get("spec") or {}).get("activeDeadlineSeconds")
 
-    def last_finished(self) -> TrainerOutcome | None:
-        """The newest finished trainer Job of this release (Jobs live ``ttlSecondsAfterFinished``)."""
+    def _states(self, jobs: Any) -> dict[str, tuple[str, str]]:
+        now = self.clock()
+        return {job.metadata.name: job_state(job, now, self.deadline) for job in jobs.items}
+
+    def _list(self) -> Any:
+        """This release's trainer Jobs; LauncherError when the API refuses or is unreachable."""
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         try:
-            jobs = self.batch.list_namespaced_job(
+            return self.batch.list_namespaced_job(
                 self.namespace, label_selector=selector(self.template), _request_timeout=REQUEST_TIMEOUT
             )
         except ApiException as error:
             raise LauncherError(_api_message(error, self.namespace, "list")) from error
         except (HTTPError, OSError) as error:
             raise LauncherError(f"the Kubernetes API is unreachable ({error})") from error
+
+    def stalled(self) -> list[StalledTrainer]:
+        """Trainer Jobs that are suspended or stuck (see :func:`job_state`), by name."""
+        states = self._states(self._list())
+        return [
+            StalledTrainer(name, state, detail)
+            for name, (state, detail) in sorted(states.items())
+            if state in {"suspended", "stuck"}
+        ]
+
+    def last_finished(self) -> TrainerOutcome | None:
+        """The newest finished trainer Job of this release (Jobs live ``ttlSecondsAfterFinished``)."""
+        jobs = self._list()
         finished = [job for job in jobs.items if _final_condition(job) is not None]
         if not finished:
             return None
         return job_outcome(max(finished, key=_finished_at))
 
     def launch(self, report_id: int) -> LaunchResult:
+        """Create the stamped Job unless one is running; a suspended or stuck Job does not count."""
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         info: dict[str, Any] = {"namespace": self.namespace, "selector": selector(self.template)}
         try:
-            jobs = self.batch.list_namespaced_job(
-                self.namespace, label_selector=info["selector"], _request_timeout=REQUEST_TIMEOUT
-            )
-        except ApiException as error:
-            return LaunchResult(Action.LAUNCH_FAILED, _api_message(error, self.namespace, "list"), info)
-        except (HTTPError, OSError) as error:
-            return LaunchResult(Action.LAUNCH_FAILED, f"the Kubernetes API is unreachable ({error})", info)
-        finished = {job.metadata.name: job_finished(job) for job in jobs.items}
-        running = sorted(name for name, state in finished.items() if state is None)
-        info["failed_jobs"] = sorted(name for name, state in finished.items() if state == "Failed")
+            states = self._states(self._list())
+        except LauncherError as error:
+            return LaunchResult(Action.LAUNCH_FAILED, str(error), info)
+        running = sorted(name for name, (state, _) in states.items() if state == "running")
+        info["failed_jobs"] = sorted(name for name, (state, _) in states.items() if state == "failed")
+        stalled = sorted(name for name, (state, _) in states.items() if state in {"suspended", "stuck"})
+        if stalled:
+            info["stalled_jobs"] = stalled
         if running:
             info["running"] = running
             return LaunchResult(

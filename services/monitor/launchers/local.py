@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.vocabulary import Action
-from services.monitor.launchers import LaunchResult, TrainerOutcome
+from services.monitor.launchers import LaunchResult, StalledTrainer, TrainerOutcome
 
 LOCK_FILE = "trainer.lock"
 
@@ -97,6 +97,10 @@ class LocalLauncher:
         self.home = home.resolve()
         self.command = list(command) if command else trainer_command()
         self.env = env
+
+    def stalled(self) -> list[StalledTrainer]:
+        """None: a local child process either runs or has exited."""
+        return []
 
     def last_finished(self) -> TrainerOutcome | None:
         """The last trainer this launcher started, once it has exited."""
