@@ -23,6 +23,9 @@ TOOLS_PATH = [REPO / ".tools" / "bin", REPO / ".tools" / "venv" / "bin"]
 KUBE_VERSION = "1.37.0"
 # What a user must set on top of values.yaml (the chart refuses to render without them).
 REQUIRED_SETS = ["--set", "secrets.existingSecret=housing-secrets", "--set", "image.tag=0123456789abcdef"]
+# What the promotion workflow writes into values-prod.yaml (the image digest that ran healthy in
+# staging); the committed file holds a placeholder the chart refuses, so renders of prod stand in for it.
+PROD_PIN: list[str] = []
 # The chart renders the Prometheus Operator's objects only where their CRDs exist; offline renders
 # claim they do, so every check sees them (tests/cluster installs with and without them for real).
 OPERATOR_API_VERSIONS = [
