@@ -1,6 +1,6 @@
 """``python -m benchmarks``: the serving benchmark, the monitor's scale benchmark, the log's scale benchmark.
 
-Each prints a markdown table with ratios against baselines measured in the same run; the README keeps
+Each prints a markdown table with ratios against baselines measured in the same run; docs/benchmarks.md keeps
 the latest tables. Run one alone: ``python -m benchmarks.serving``, ``python -m benchmarks.monitor_scale``,
 ``python -m benchmarks.log_scale``,
 ``python -m benchmarks.monitor_process``, ``python -m benchmarks.drift_sample``,

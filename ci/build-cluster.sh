@@ -2,7 +2,7 @@
 # Builds a Kubernetes control plane from source into .tools/bin: etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubectl and kwok (nodes without a kubelet). Nothing
 # prebuilt is downloaded: the sources come from the Go module proxy, pinned by ci/cluster/**/go.sum.
-# Needs Go >= 1.26 on PATH. The first build is ~17 CPU-minutes (16 min on 2 shared cores, see README); a stamp keyed on
+# Needs Go >= 1.26 on PATH. The first build is ~17 CPU-minutes (16 min on 2 shared cores, see docs/operations.md); a stamp keyed on
 # the go.mod/go.sum files, this script and the Go version makes a second run take ~1 s.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -87,6 +87,18 @@ def partitions(conn: psycopg.Connection, table: str) -> list[Partition]:
     return sorted(found, key=lambda p: (not p.is_default, p.start or utc_min))
 
 
+def log_partitions_end(conn: psycopg.Connection) -> datetime | None:
+    """Where the prediction log's day partitions run out: the earliest, over ``predictions`` and
+    ``feedback``, of the end of the table's last day partition (None: a table has no day partition)."""
+    ends = []
+    for table in LOG_TABLES:
+        days = [p.end for p in partitions(conn, table) if p.end is not None]
+        if not days:
+            return None
+        ends.append(max(days))
+    return min(ends)
+
+
 def rows_estimate(conn: psycopg.Connection, table: str, start: datetime, end: datetime) -> int:
     """Planner estimate of the rows in the partitions a scan of [start, end) reads (DEFAULT included)."""
     return sum(

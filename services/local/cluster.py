@@ -67,7 +67,8 @@ STAGES = (
     "pod/fast/pod-delete.yaml",
 )
 BUILD_HINT = (
-    "run `make tools` (it builds Kubernetes from source with Go 1.26+; the first build is long, see README)"
+    "run `make tools` (it builds Kubernetes from source with Go 1.26+; the first build is long,"
+    " see docs/operations.md)"
 )
 
 

@@ -26,6 +26,7 @@ def push_metrics(
     grouping_key: Mapping[str, str],
     estimated_mae: float | None = None,
     trainers_stalled: int | None = None,
+    partitions_end: float | None = None,
     timeout: float = 5.0,
 ) -> str | None:
     """Push the gauges under job="housing-monitor" and ``grouping_key`` (namespace, release: one group
@@ -59,6 +60,12 @@ def push_metrics(
             None if trainers_stalled is None else float(trainers_stalled),
         ),
         "housing_monitor_last_run_timestamp_seconds": ("When the last monitor run finished", finished_at),
+        # Pushed by the monitor (every 10-15 minutes, already pushing) rather than by `housing db maintain`
+        # (every 6 hours, no Pushgateway egress): the alert on it must still fire when maintenance fails.
+        "housing_prediction_log_partitions_end_timestamp_seconds": (
+            "When the prediction log's day partitions run out (the earliest over predictions and feedback)",
+            partitions_end,
+        ),
         "housing_monitor_run_duration_seconds": ("How long the last monitor run took", duration_seconds),
     }
     for name, (help_text, figure) in gauges.items():

@@ -17,7 +17,10 @@ import logging
 import time
 from datetime import datetime
 
-from services.common.database import connect, first_line
+import psycopg
+
+from services.common.database import DatabaseUnavailable, connect, first_line
+from services.common.partitions import log_partitions_end
 from services.common.vocabulary import RunStatus
 from services.monitor.act import act, alert, open_launcher
 from services.monitor.champion import Champion, ChampionUnreadable, read_champion
@@ -80,6 +83,7 @@ def _push_metrics(parts: MonitorParts, summary: RunSummary) -> None:
         live_mae=summary.live_mae,
         reference_mae=summary.reference_mae,
         estimated_mae=summary.estimated_mae,
+        partitions_end=_partitions_end(parts),
         trainer_failed=summary.trainer.failed if summary.trainer else None,
         trainers_stalled=len(summary.stalled) if summary.trainer_checked else None,
         finished_at=time.time(),
@@ -92,6 +96,17 @@ def _push_metrics(parts: MonitorParts, summary: RunSummary) -> None:
     )
     if problem:
         summary.details["metrics"] = problem
+
+
+def _partitions_end(parts: MonitorParts) -> float | None:
+    """When the log's day partitions run out (a catalogue read, ~ms); None when it cannot be read."""
+    try:
+        with connect(parts.database_url) as conn:
+            end = log_partitions_end(conn)
+    except (DatabaseUnavailable, psycopg.Error) as error:
+        log.warning("could not read the prediction log's partitions: %s", first_line(error))
+        return None
+    return None if end is None else end.timestamp()
 
 
 def _champion(parts: MonitorParts) -> Champion | None:

@@ -43,7 +43,7 @@ class MonitorSettings(CommonSettings):
     # held-out windows, 1,000 seeds: any column drifted 0.2% at 5,000, 1.5% at 3,000, 3.9% at 2,000,
     # 13.8% at 1,000; dataset drift 0% from 1,000 up; MedInc x1.1 caught 100% from 2,000 up). The tests
     # run in numpy in milliseconds at any of these sizes, so a smaller sample would save no time
-    # (python -m benchmarks.drift_sample; the table is in the README).
+    # (python -m benchmarks.drift_sample; the table is in docs/benchmarks.md).
     drift_sample_rows: int = Field(
         default=5000,
         ge=100,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .helpers import CHART, Rendered, run
+from .helpers import CHART, Rendered, helm_template, run
 
 INFERENCE_METRICS = {
     "http_requests_total",
@@ -39,9 +39,20 @@ MONITOR_METRICS = {
     "housing_monitor_run_duration_seconds",
     "housing_trainer_failed",
     "housing_trainer_stalled_jobs",
+    "housing_prediction_log_partitions_end_timestamp_seconds",
 }
 # What Prometheus itself records about every scrape target.
 SCRAPE_METRICS = {"up"}
+# Kubernetes' own view, as kube-prometheus-stack scrapes it: kube-state-metrics and the kubelet.
+CLUSTER_METRICS = {
+    "kube_job_status_start_time",
+    "kube_job_failed",
+    "kube_job_owner",
+    "kube_cronjob_status_last_successful_time",
+    "kube_deployment_status_replicas_available",
+    "kubelet_volume_stats_available_bytes",
+    "kubelet_volume_stats_capacity_bytes",
+}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -64,9 +75,12 @@ def test_promtool_check_rules(tool: Callable[[str], str], rules_file: Path) -> N
     assert "SUCCESS" in proc.stdout
 
 
-def test_promtool_unit_tests_fire_the_alerts(tool: Callable[[str], str], rules_file: Path) -> None:
-    shutil.copy(Path(__file__).parent / "rules" / "alerts.test.yml", rules_file.parent / "alerts.test.yml")
-    proc = run([tool("promtool"), "test", "rules", str(rules_file.parent / "alerts.test.yml")])
+@pytest.mark.parametrize("tests", ["alerts.test.yml", "platform.test.yml"])
+def test_promtool_unit_tests_fire_the_alerts(
+    tool: Callable[[str], str], rules_file: Path, tests: str
+) -> None:
+    shutil.copy(Path(__file__).parent / "rules" / tests, rules_file.parent / tests)
+    proc = run([tool("promtool"), "test", "rules", str(rules_file.parent / tests)])
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -88,6 +102,10 @@ def test_rules_cover_the_issue_and_use_known_metrics(rendered: dict[str, Rendere
         "HousingMonitorMetricsAbsent",
         "HousingTrainerFailed",
         "HousingTrainerStalled",
+        "HousingMaintenanceFailing",
+        "HousingPartitionsRunningOut",
+        "HousingMLflowDown",
+        "HousingVolumeFilling",
     }
     assert required <= names, required - names
     for rule in rules:
@@ -100,7 +118,7 @@ def test_rules_cover_the_issue_and_use_known_metrics(rendered: dict[str, Rendere
             "histogram_quantile",
             "by",
         }
-        unknown = used - INFERENCE_METRICS - MONITOR_METRICS - SCRAPE_METRICS
+        unknown = used - INFERENCE_METRICS - MONITOR_METRICS - SCRAPE_METRICS - CLUSTER_METRICS
         assert not unknown, f"{rule['alert']}: unknown metrics {unknown}"
         assert rule["labels"]["severity"] in {"warning", "critical"}
         # Pushed monitor series carry the grouping key: one release's alerts never see another's.
@@ -114,8 +132,22 @@ def test_grafana_dashboard(rendered: dict[str, Rendered]) -> None:
     cm = rendered["prod"].one("ConfigMap", "-dashboard")
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     dash = json.loads(cm["data"]["cali-housing.json"])
-    assert dash == json.loads((CHART / "dashboards" / "cali-housing.json").read_text())
+    source = json.loads((CHART / "dashboards" / "cali-housing.json").read_text())
+    assert dash["panels"] == source["panels"]
+    # Fixed to this release (prod renders release cali-housing in namespace cali-housing).
+    fixed = {v["name"]: v["query"] for v in dash["templating"]["list"] if v["type"] == "custom"}
+    assert fixed == {
+        "namespace": "cali-housing",
+        "release": "cali-housing",
+        "inference_job": "cali-housing-inference",
+    }
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    # Every series is filtered to the release: inference by namespace and scrape job, the monitor's
+    # pushed series by its grouping key.
+    for expr in exprs:
+        for selector in re.findall(r"\{([^}]*)\}", expr):
+            assert 'namespace="$namespace"' in selector, expr
+            assert 'job="$inference_job"' in selector or 'release="$release"' in selector, expr
     used = set().union(*(metric_names(e) for e in exprs)) - {"rate", "sum", "max", "histogram_quantile"}
     assert not used - INFERENCE_METRICS - MONITOR_METRICS, used - INFERENCE_METRICS - MONITOR_METRICS
     for needed in (
@@ -126,6 +158,24 @@ def test_grafana_dashboard(rendered: dict[str, Rendered]) -> None:
         "model_info",
     ):
         assert needed in used, needed
+
+
+def test_each_release_has_its_own_dashboard_uid(tool: Callable[[str], str]) -> None:
+    """Staging and prod share the release name; their dashboards must not share a uid in one Grafana."""
+    uids = set()
+    for namespace, values in (
+        ("cali-housing-staging", "values-staging.yaml"),
+        ("cali-housing-prod", "values-prod.yaml"),
+    ):
+        proc = helm_template(tool("helm"), ["-f", str(CHART / values)], namespace=namespace)
+        assert proc.returncode == 0, proc.stderr
+        cm = next(
+            d for d in yaml.safe_load_all(proc.stdout) if d and d["metadata"]["name"].endswith("-dashboard")
+        )
+        dash = json.loads(cm["data"]["cali-housing.json"])
+        assert len(dash["uid"]) <= 40 and namespace in dash["title"]
+        uids.add(dash["uid"])
+    assert len(uids) == 2
 
 
 def test_servicemonitor_scrapes_the_inference_service(rendered: dict[str, Rendered]) -> None:

@@ -104,6 +104,24 @@ def test_node_is_hardened() -> None:
     assert re.search(r'default\s+=\s+"v\d+\.\d+\.\d+"', defaults)
 
 
+def test_http_ports_open_only_with_an_ingress() -> None:
+    """80/443 are reachable only when ingress_enabled says an ingress serves them (the chart has none);
+    a plan cannot run offline, so this reads the rule's for_each and the example's values."""
+    main = (TF / "modules" / "k3s-node" / "main.tf").read_text()
+    (http,) = re.findall(
+        r'resource "aws_vpc_security_group_ingress_rule" "http" \{(.*?)\n\}', main, re.DOTALL
+    )
+    assert re.search(r"for_each\s+=\s+var\.ingress_enabled \? \{.*\} : \{\}", http, re.DOTALL), http
+    assert (
+        "default     = false"
+        in dict(variables((TF / "modules" / "k3s-node" / "variables.tf").read_text()))["ingress_enabled"]
+    )
+    env = (TF / "envs" / "prod" / "main.tf").read_text()
+    assert "ingress_enabled    = var.ingress_enabled" in env
+    example = (TF / "envs" / "prod" / "terraform.tfvars.example").read_text()
+    assert re.search(r"^ingress_enabled\s+=\s+false$", example, re.M)
+
+
 def test_state_bucket_is_private_versioned_encrypted() -> None:
     main = (TF / "bootstrap" / "main.tf").read_text()
     assert re.search(r'status\s+=\s+"Enabled"', main)

@@ -19,7 +19,7 @@ from benchmarks.monitor_data import insert_predictions
 from services.common.database import connect
 from services.common.dataset import Dataset
 from services.common.features import EXAMPLE, FEATURE_COLUMNS
-from services.common.partitions import create_day, day_start, partition_name
+from services.common.partitions import create_day, day_start, log_partitions_end, partition_name
 from services.common.profile import build_profile
 from services.inference.feedback import predicted_at, record_feedback
 from services.inference.ids import id_time
@@ -266,3 +266,15 @@ def test_the_feedback_lookup_reads_only_the_partition_of_the_ids_day(
         (old, made),
     )
     assert predicted_at(conn, old) == made
+
+
+def test_the_log_runs_out_where_the_first_table_does(database_url: str) -> None:
+    """The monitor pushes this for HousingPartitionsRunningOut: the earliest of the two tables' last
+    day partition's end, so feedback running out first counts as the log running out."""
+    today = datetime.now(UTC).date()
+    with connect(database_url, autocommit=True) as conn:
+        assert create_day(conn, "predictions", today + timedelta(days=40), lock_timeout=LOCK) == 0
+        assert create_day(conn, "feedback", today + timedelta(days=30), lock_timeout=LOCK) == 0
+        assert log_partitions_end(conn) == day_start(today + timedelta(days=31))
+        assert create_day(conn, "feedback", today + timedelta(days=50), lock_timeout=LOCK) == 0
+        assert log_partitions_end(conn) == day_start(today + timedelta(days=41))

@@ -3,7 +3,7 @@
 The champion and its error model are the ones the trainer registered (the error model never saw the
 holdout). Steady windows: within ±10% of the realized MAE; covariate-shifted windows of at least 1,000
 rows: within ±20%; a concept shift (prices moving with unchanged features) is where it fails, and
-says so. The README's table holds these figures (re-measured with the error model's grouped folds: steady
+says so. docs/design.md's table holds these figures (re-measured with the error model's grouped folds: steady
 +0.1% to +4.6%, covariate shifts -1.3% to +7.7%, prices +25% -51%). Whether an estimate is *news* is
 the band's business: tests/model/test_estimate_band.py.
 """

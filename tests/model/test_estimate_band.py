@@ -1,5 +1,5 @@
 """The estimate's band and the concept-shift flag, run as loops: false alarms on steady windows, power
-on the simulator's shifts (the figures in services/monitor/decide/estimate.py and the README).
+on the simulator's shifts (the figures in services/monitor/decide/estimate.py and docs/design.md).
 
 The champion and its error model are the ones the trainer registers. Its registered band used the whole
 holdout, so here the band is measured again with the trainer's own function on half the holdout, and

@@ -83,3 +83,10 @@ def test_a_successful_trainer_pushes_zero_and_an_unknown_one_nothing(gateway: Ga
 def test_an_unreachable_gateway_is_returned_not_raised() -> None:
     problem = _push("http://127.0.0.1:9", timeout=0.5)
     assert problem is not None and "Pushgateway" in problem
+
+
+def test_where_the_log_partitions_end_is_pushed_when_known(gateway: Gateway) -> None:
+    _push(gateway.url, partitions_end=1_700_086_400.0)
+    _push(gateway.url)
+    assert "housing_prediction_log_partitions_end_timestamp_seconds 1.7000864e+09" in gateway.requests[0][2]
+    assert "housing_prediction_log_partitions_end_timestamp_seconds" not in gateway.requests[1][2]

@@ -1,4 +1,4 @@
-"""The README stays true: its two commands, CI's test command, every setting in its table."""
+"""The README stays true: its two commands, CI's test command; docs/configuration.md holds every setting."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from services.trainer.settings import TrainerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+CONFIGURATION = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
 
 
 def first_block() -> list[str]:
@@ -41,5 +42,5 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     "settings", [CommonSettings, MaintenanceSettings, TrainerSettings, InferenceSettings, MonitorSettings]
 )
 def test_every_setting_is_in_the_configuration_table(settings: type[BaseSettings]) -> None:
-    missing = [name.upper() for name in settings.model_fields if f"| `{name.upper()}` |" not in README]
+    missing = [name.upper() for name in settings.model_fields if f"| `{name.upper()}` |" not in CONFIGURATION]
     assert missing == []

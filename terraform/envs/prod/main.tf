@@ -25,6 +25,7 @@ module "k3s_node" {
   subnet_id          = sort(data.aws_subnets.default.ids)[0]
   admin_cidrs        = var.admin_cidrs
   http_ingress_cidrs = var.http_ingress_cidrs
+  ingress_enabled    = var.ingress_enabled
   instance_type      = var.instance_type
   repo_url           = var.repo_url
   repo_revision      = var.repo_revision

@@ -19,6 +19,12 @@ variable "admin_cidrs" {
   }
 }
 
+variable "ingress_enabled" {
+  description = "Open 80/443 to http_ingress_cidrs: only once an ingress serves the inference API."
+  type        = bool
+  default     = false
+}
+
 variable "http_ingress_cidrs" {
   description = "CIDRs allowed to call the inference API through the ingress on 80/443."
   type        = list(string)

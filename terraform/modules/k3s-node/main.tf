@@ -53,8 +53,12 @@ resource "aws_vpc_security_group_ingress_rule" "kube_api" {
   to_port           = 6443
 }
 
+# 80/443 open only while an ingress serves them: the chart renders none, so by default no port but the
+# API's is reachable from outside, whatever http_ingress_cidrs holds.
 resource "aws_vpc_security_group_ingress_rule" "http" {
-  for_each          = { for pair in setproduct(var.http_ingress_cidrs, [80, 443]) : "${pair[0]}-${pair[1]}" => pair }
+  for_each = var.ingress_enabled ? {
+    for pair in setproduct(var.http_ingress_cidrs, [80, 443]) : "${pair[0]}-${pair[1]}" => pair
+  } : {}
   security_group_id = aws_security_group.node.id
   description       = "Ingress (Traefik) port ${each.value[1]}"
   cidr_ipv4         = each.value[0]

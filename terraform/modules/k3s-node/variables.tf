@@ -39,6 +39,17 @@ variable "admin_cidrs" {
   }
 }
 
+variable "ingress_enabled" {
+  description = "Open 80/443 to http_ingress_cidrs: only when an ingress controller serves the inference API (the chart renders no Ingress)."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = var.ingress_enabled != null
+    error_message = "ingress_enabled must be true or false."
+  }
+}
+
 variable "http_ingress_cidrs" {
   description = "CIDRs allowed to reach the cluster's ingress on 80/443 (the inference API). Empty closes them."
   type        = list(string)
