@@ -57,8 +57,12 @@ def act(
         assert rollback is not None and verdict.rollback_reason is not None
         _roll_back(parts, summary, verdict.rollback_reason, rollback)
         return
-    if verdict.plan is not Plan.LAUNCH_TRAINER:
-        return
+    if verdict.plan is Plan.LAUNCH_TRAINER:
+        launch(launcher, summary)
+
+
+def launch(launcher: Launcher | str, summary: RunSummary) -> None:
+    """Start the trainer for this run's report; ``summary.action`` and ``details.launch`` say how."""
     if isinstance(launcher, str):
         result = LaunchResult(Action.LAUNCH_FAILED, launcher)
     else:
@@ -108,7 +112,8 @@ def alert_text(summary: RunSummary, settings: MonitorSettings, kinds: list[Alert
     """The alert's text for people: what was found, the figures against their thresholds, the action."""
     lines = [
         f"Cali Housing monitor: {', '.join(kinds)}"
-        f" (report {summary.report_id}, champion v{summary.model_version})"
+        f" (report {summary.report_id}, "
+        + (f"champion v{summary.model_version})" if summary.model_version else "no champion yet)")
     ]
     if summary.psi:
         top = sorted(summary.psi.items(), key=lambda item: -item[1])[:4]
@@ -155,9 +160,10 @@ def _estimate_line(summary: RunSummary) -> str:
 
 
 def due_alerts(
-    conn: psycopg.Connection, summary: RunSummary, verdict: Verdict, now: datetime, cooldown: timedelta
+    conn: psycopg.Connection, summary: RunSummary, verdict: Verdict | None, now: datetime, cooldown: timedelta
 ) -> list[AlertKind]:
-    """The kinds this run alerts: an episode that starts (or outlasts the cool-down), or an event."""
+    """The kinds this run alerts: an episode that starts (or outlasts the cool-down), or an event.
+    ``verdict`` None: a run without a champion (only the trainer's and the launch's episodes)."""
     due: list[AlertKind] = []
     trainer = summary.trainer
     # Each failed trainer is its own episode (its name is the subject); a success ends it.
@@ -171,7 +177,11 @@ def due_alerts(
         names = ", ".join(stalled.trainer for stalled in summary.stalled) or None
         if observe(conn, AlertKind.TRAINER_STALLED, bool(names), now, subject=names).due(now, cooldown):
             due.append(AlertKind.TRAINER_STALLED)
-    if summary.status != RunStatus.INSUFFICIENT_DATA:
+    launch_failed = summary.action == Action.LAUNCH_FAILED
+    if verdict is None:  # no champion: the first model's launch is the only episode besides the trainer
+        if observe(conn, AlertKind.LAUNCH_FAILED, launch_failed, now).due(now, cooldown):
+            due.append(AlertKind.LAUNCH_FAILED)
+    elif summary.status != RunStatus.INSUFFICIENT_DATA:
         for kind, active in (
             (AlertKind.DRIFT, summary.drift),
             (AlertKind.LIVE_ERROR, verdict.live_degraded),
@@ -180,7 +190,7 @@ def due_alerts(
             (AlertKind.ESTIMATED_DEGRADATION, verdict.estimated_degraded and not summary.drift),
             (AlertKind.ESTIMATED_REGRESSION, verdict.estimated_regression),
             (AlertKind.CONCEPT_SHIFT, verdict.concept_shift),
-            (AlertKind.LAUNCH_FAILED, summary.action == Action.LAUNCH_FAILED),
+            (AlertKind.LAUNCH_FAILED, launch_failed),
         ):
             if observe(conn, kind, active, now).due(now, cooldown):
                 due.append(kind)
@@ -192,7 +202,7 @@ def due_alerts(
 
 
 def alert(
-    parts: MonitorParts, conn: psycopg.Connection, summary: RunSummary, now: datetime, verdict: Verdict
+    parts: MonitorParts, conn: psycopg.Connection, summary: RunSummary, now: datetime, verdict: Verdict | None
 ) -> None:
     """Send the run's due alerts on every channel; ``summary.alerted`` and ``details.alert`` say how."""
     settings = parts.settings

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import psycopg
 
 from services.common.database import DatabaseUnavailable, connect, first_line
 from services.common.partitions import log_partitions_end
-from services.common.vocabulary import RunStatus
-from services.monitor.act import act, alert, open_launcher
+from services.common.vocabulary import Action, Plan, RunStatus
+from services.monitor.act import act, alert, launch, open_launcher
 from services.monitor.champion import Champion, ChampionUnreadable, read_champion
+from services.monitor.decide.first_model import first_model
 from services.monitor.decide.rule import Limits
 from services.monitor.decide.verdict import judge
 from services.monitor.lock import monitor_lock
@@ -118,21 +119,64 @@ def _champion(parts: MonitorParts) -> Champion | None:
         raise
 
 
+def last_first_model_launch(conn: psycopg.Connection) -> datetime | None:
+    """When a run without a champion last launched the trainer (None: never): the retry clock."""
+    row = conn.execute(
+        "SELECT max(created_at) FROM drift_reports WHERE model_version IS NULL AND action = %s",
+        (Action.TRAINER_LAUNCHED,),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _first_model_run(parts: MonitorParts) -> RunSummary:
+    """No champion yet: launch the trainer for v1 (``decide.first_model``), alert a failed one, and
+    store the run's row. The window is not measured: there is no model to measure it against."""
+    settings, stages = parts.settings, parts.stages
+    summary = RunSummary(RunStatus.INSUFFICIENT_DATA)
+    launcher = open_launcher(parts, summary)
+    with connect(parts.database_url) as conn:
+        row = conn.execute("SELECT now()").fetchone()
+        assert row is not None
+        now: datetime = row[0]
+        last = last_first_model_launch(conn)
+        decision = first_model(
+            None if last is None else now - last,
+            summary.trainer,
+            timedelta(minutes=settings.alert_cooldown_minutes),
+        )
+        summary.plan, summary.detail = decision.plan, decision.reason
+        summary.report_id = reserve_report_id(conn)
+        conn.commit()
+        with stages.stage("acting"):
+            if decision.plan is Plan.LAUNCH_TRAINER:
+                launch(launcher, summary)
+                summary.detail = f"{decision.reason} ({summary.detail})"
+            stages.say(summary.detail, end=" ")
+        with stages.stage("alerting"):
+            alert(parts, conn, summary, now, None)
+            stages.say("alert sent" if summary.alerted else "no alert", end=" ")
+        summary.details["reason"] = summary.detail
+        insert_report(
+            conn,
+            status=summary.status,
+            report_id=summary.report_id,
+            action=summary.action,
+            alerted=summary.alerted,
+            details=summary.details,
+        )
+        conn.commit()
+    return summary
+
+
 def _locked_run(parts: MonitorParts) -> RunSummary:
     """Measure, judge, act, alert; then store the report row once and log the run to MLflow."""
     settings, stages = parts.settings, parts.stages
     timings: dict[str, float] = {}
     with stages.stage("reading the champion and its reference profile"), timed(timings, "reference"):
         champion = _champion(parts)
-        if champion is None:
-            message = "no champion yet: nothing to monitor (train one with `housing train`)"
-            with connect(parts.database_url) as conn:
-                report_id = insert_report(
-                    conn, status=RunStatus.INSUFFICIENT_DATA, details={"reason": message}
-                )
-            stages.say(message, end=" ")
-            return RunSummary(RunStatus.INSUFFICIENT_DATA, report_id=report_id, detail=message)
-        stages.say(f"v{champion.version}", end=" ")
+        stages.say(f"v{champion.version}" if champion else "none yet", end=" ")
+    if champion is None:
+        return _first_model_run(parts)
 
     with connect(parts.database_url) as conn:
         row = conn.execute("SELECT now()").fetchone()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +25,16 @@ from services.common.dataset import Dataset
 from services.common.estimate_band import TAG_ESTIMATE_BAND, EstimateBand
 from services.common.progress import Stages
 from services.common.registry import MODEL_NAME, TAG_DECISION, current_aliases
-from services.common.vocabulary import Action, AlertKind, GateDecision, ModelEvent, Role, RunStatus, Trigger
+from services.common.vocabulary import (
+    Action,
+    AlertKind,
+    GateDecision,
+    ModelEvent,
+    Plan,
+    Role,
+    RunStatus,
+    Trigger,
+)
 from services.monitor.alerts import Channel, TelegramChannel, WebhookChannel
 from services.monitor.launchers.local import LocalLauncher, read_lock, trainer_running
 from services.monitor.run import MonitorParts, run_monitor
@@ -130,11 +140,63 @@ def _shifted(dataset: Dataset) -> np.ndarray:
     return x
 
 
-def test_without_a_champion_the_run_says_so(database_url: str, registry: Registry, tmp_path: Path) -> None:
-    summary = run_monitor(_parts(_settings(database_url, tmp_path), registry, []))
-    assert summary.status == RunStatus.INSUFFICIENT_DATA and "no champion" in summary.detail
+def _launches(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM drift_reports WHERE action = 'trainer_launched'").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_on_an_empty_registry_the_monitor_trains_v1_once_and_retries_a_failure_once_an_hour(
+    database_url: str, registry: Registry, _champion_store: Path, tmp_path: Path, receivers: Any
+) -> None:
+    """The first-champion loop: empty registry → one launch; runs 2 to 10 while it trains → none; a
+    failed trainer → one alert, no launch until ALERT_COOLDOWN_MINUTES after the last launch (the clock
+    is moved by back-dating that row, not by waiting); a champion → the normal runs. The champion's
+    arrival is the store overwritten by one whose v1 the real trainer registered and promoted (the
+    session's champion store), so the test needs no second training. ~4 s."""
+    webhook, _ = receivers
+    settings = _settings(database_url, tmp_path)
+    channels: list[Channel] = [WebhookChannel(webhook.url, 0.5)]
+    parts = _parts(settings, registry, channels)
+    try:
+        first = run_monitor(parts)
+        assert first.action == Action.TRAINER_LAUNCHED and first.plan == Plan.LAUNCH_TRAINER
+        assert first.detail.startswith("no champion yet: training v1 (trainer started")
+        for _ in range(2, 11):
+            later = run_monitor(parts)
+            assert later.action == Action.NONE and "training v1 (launched 0 min ago)" in later.detail
+        assert _launches(database_url) == 1 and webhook.posts == []
+    finally:
+        _stop_trainer(tmp_path)
+    _wait_trainer(tmp_path)
+
+    failing = _parts(settings, registry, channels, [sys.executable, "-c", "import sys; sys.exit(3)"])
+    with psycopg.connect(database_url) as conn:  # the trainer above was stopped: start the clock anew
+        conn.execute("UPDATE drift_reports SET created_at = created_at - interval '61 minutes'")
+    retried = run_monitor(failing)
+    assert retried.action == Action.TRAINER_LAUNCHED and "retrying v1" in retried.detail
+    _wait_trainer(tmp_path)
+    for run in range(2, 11):
+        waiting = run_monitor(failing)
+        assert waiting.action == Action.NONE and "the v1 trainer failed" in waiting.detail
+        assert "retried in 60 min" in waiting.detail
+        assert waiting.alerted is (run == 2)
+    assert _launches(database_url) == 2
+    assert [body["kind"] for _, body in webhook.posts] == [AlertKind.TRAINER_FAILED]
+    assert "no champion yet" in webhook.posts[0][1]["text"]
+
     with psycopg.connect(database_url) as conn:
-        assert conn.execute("SELECT status FROM drift_reports").fetchall() == [(RunStatus.INSUFFICIENT_DATA,)]
+        conn.execute("UPDATE drift_reports SET created_at = created_at - interval '61 minutes'")
+    assert run_monitor(failing).action == Action.TRAINER_LAUNCHED
+    _wait_trainer(tmp_path)
+
+    # v1 is champion: the runs monitor it and launch nothing on an empty window.
+    shutil.copy(_champion_store, registry.folder / "mlflow.db")
+    for _ in range(2):
+        summary = run_monitor(failing)
+        assert summary.model_version == 1 and summary.action == Action.NONE
+    assert _launches(database_url) == 3
 
 
 def test_drift_launches_once_and_alerts_once_per_episode(
