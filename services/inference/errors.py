@@ -14,8 +14,9 @@ from services.inference.batcher import ModelNotReady
 from services.inference.responses import JsonResponse
 
 NO_MODEL = (
-    "no champion model is loaded yet: train and promote one with `housing train` "
-    "(the server picks it up within MODEL_POLL_SECONDS)"
+    "no champion model is loaded yet: on an empty registry the monitor trains v1 at its next run "
+    "(in a cluster its CronJob; locally `housing monitor` or `housing train`), and the server picks "
+    "it up within MODEL_POLL_SECONDS"
 )
 
 

@@ -214,7 +214,7 @@ class ModelHolder:
         current = self.champion
         if target is None:
             if current is None:
-                log.info("no @champion in the registry yet; train one with `housing train`")
+                log.info("no @champion in the registry yet; the monitor trains v1 at its next run")
             return  # an alias deleted under us: keep serving what we have
         if current is not None and int(target.version) == current.version:
             return

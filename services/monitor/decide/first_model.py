@@ -27,8 +27,6 @@ from datetime import timedelta
 from services.common.vocabulary import Plan
 from services.monitor.launchers import TrainerOutcome
 
-NEXT_RUN = "no champion yet: the monitor trains v1 on its next run"
-
 
 @dataclass(frozen=True)
 class FirstModel:
