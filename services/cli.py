@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -49,12 +50,45 @@ app.command()(local_cli.demo)
 
 
 @db.command("migrate")
-def db_migrate() -> None:
-    """Apply the schema migrations not yet applied (idempotent, safe from several processes)."""
+def db_migrate(
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            help="NAMESPACE/NAME of the release's Secret, checked first (with --secret-dir).",
+            envvar="HOUSING_SECRET_REF",
+        ),
+    ] = None,
+    secret_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where that Secret is mounted (an optional volume).", envvar="HOUSING_SECRET_DIR"),
+    ] = None,
+    require: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A key the Secret must hold, non-empty (repeatable; the variable: separated by spaces).",
+            envvar="HOUSING_SECRET_KEYS",
+        ),
+    ] = None,
+) -> None:
+    """Apply the schema migrations not yet applied (idempotent, safe from several processes).
+
+    In the cluster the migration hook runs first in every sync: with --secret it refuses, at once and
+    with the kubectl command that fixes it (exit 2), a Secret that is missing or lacks a required key."""
     from services.common.connections import embedded_postgres_url
     from services.common.database import migrate
+    from services.common.required_secret import SecretRef, problem
     from services.common.settings import CommonSettings
 
+    if secret is not None:
+        if secret_dir is None or not require:
+            raise typer.BadParameter("--secret needs --secret-dir and at least one --require")
+        try:
+            ref = SecretRef.parse(secret)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--secret") from error
+        if (wrong := problem(ref, secret_dir, require)) is not None:
+            print(f"error: {wrong}", file=sys.stderr)
+            raise typer.Exit(2)
     settings = CommonSettings()
     if settings.database_url is not None:
         url = settings.database_url.get_secret_value()

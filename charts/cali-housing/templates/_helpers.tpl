@@ -81,6 +81,27 @@ ServiceAccount name of a component. Usage: include "cali-housing.serviceAccountN
 {{/*
 The required Secret reference: rendering fails with instructions when it is missing.
 */}}
+{{/*
+The Secret keys this release's pods require (one per line): the migration hook checks them first, so a
+missing Secret or key fails the sync at once with the command that fixes it. Keep in step with every
+`optional: false` secretKeyRef (tests/deploy/test_required_secret.py renders both and compares).
+*/}}
+{{- define "cali-housing.requiredSecretKeys" -}}
+{{- $k := .Values.secrets.keys -}}
+{{ $k.databaseUrl }}
+{{- if not .Values.inference.feedback.allowAnonymous }}
+{{ $k.feedbackToken }}
+{{- end }}
+{{- if .Values.mlflow.server.enabled }}
+{{ $k.mlflowBackendStoreUri }}
+{{- if .Values.mlflow.server.auth.enabled }}
+{{ $k.mlflowTrackingUsername }}
+{{ $k.mlflowTrackingPassword }}
+{{ $k.mlflowFlaskSecretKey }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{- define "cali-housing.secretName" -}}
 {{- $k := .Values.secrets.keys -}}
 {{- $required := list $k.databaseUrl -}}
