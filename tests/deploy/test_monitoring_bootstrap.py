@@ -1,0 +1,85 @@
+"""The monitoring bootstrap: what the chart's ServiceMonitor, PrometheusRule, dashboard and the
+monitor's pushes need, as Argo CD Applications synced by the root app-of-apps before the app.
+
+No Argo CD controller or internet runs here, so the upstream charts are not rendered: this checks the
+contract in the Applications' own terms (their project's scope, pinned chart versions, sync waves
+before the app, Prometheus selecting other namespaces' ServiceMonitors and rules, the Pushgateway's
+Service name matching prod's monitor.pushgatewayUrl, Grafana's sidecar label matching the chart's
+dashboard). Argo CD's CRD schemas validate the files in tests/deploy/test_chart.py. ~0.1 s.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlparse
+
+import yaml
+
+from .helpers import CHART, REPO
+
+APPS = REPO / "argocd" / "apps"
+PROMETHEUS_COMMUNITY = "https://prometheus-community.github.io/helm-charts"
+
+
+def _load(name: str) -> dict[str, Any]:
+    doc = yaml.safe_load((APPS / name).read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+def _wave(doc: dict[str, Any]) -> int:
+    return int(doc["metadata"].get("annotations", {}).get("argocd.argoproj.io/sync-wave", "0"))
+
+
+def test_the_stack_has_its_own_narrow_project_admitted_by_the_root() -> None:
+    project = _load("monitoring-project.yaml")
+    assert project["spec"]["sourceRepos"] == [PROMETHEUS_COMMUNITY]
+    assert [d["namespace"] for d in project["spec"]["destinations"]] == ["monitoring"]
+    kinds = {k["kind"] for k in project["spec"]["clusterResourceWhitelist"]}
+    assert "CustomResourceDefinition" in kinds and "*" not in kinds
+    root_project = yaml.safe_load((REPO / "argocd" / "project.yaml").read_text())
+    assert {"group": "argoproj.io", "kind": "AppProject"} in root_project["spec"][
+        "namespaceResourceWhitelist"
+    ]
+
+
+def test_pinned_and_ordered_before_the_app() -> None:
+    project = _load("monitoring-project.yaml")
+    stack = _load("monitoring-kube-prometheus-stack.yaml")
+    gateway = _load("monitoring-pushgateway.yaml")
+    apps = [_load("cali-housing-staging.yaml"), _load("cali-housing-prod.yaml")]
+    for app in (stack, gateway):
+        assert app["spec"]["project"] == "monitoring"
+        assert app["spec"]["source"]["repoURL"] == PROMETHEUS_COMMUNITY
+        assert re.fullmatch(r"\d+\.\d+\.\d+", app["spec"]["source"]["targetRevision"]), app["metadata"][
+            "name"
+        ]
+        assert app["spec"]["destination"]["namespace"] == "monitoring"
+        assert _wave(project) < _wave(app) < min(_wave(a) for a in apps)
+    assert _wave(stack) < _wave(gateway)  # the ServiceMonitor CRD before the Pushgateway's ServiceMonitor
+    assert "ServerSideApply=true" in stack["spec"]["syncPolicy"]["syncOptions"]
+
+
+def test_prometheus_selects_the_charts_objects_and_grafana_its_dashboard() -> None:
+    values = _load("monitoring-kube-prometheus-stack.yaml")["spec"]["source"]["helm"]["valuesObject"]
+    spec = values["prometheus"]["prometheusSpec"]
+    assert spec["serviceMonitorSelectorNilUsesHelmValues"] is False
+    assert spec["ruleSelectorNilUsesHelmValues"] is False
+    sidecar = values["grafana"]["sidecar"]["dashboards"]
+    chart_values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert {sidecar["label"]: "1"} == chart_values["metrics"]["grafanaDashboard"]["labels"]
+    assert sidecar["searchNamespace"] == "ALL"
+
+
+def test_the_pushgateway_is_where_prod_pushes() -> None:
+    gateway = _load("monitoring-pushgateway.yaml")
+    prod = yaml.safe_load((CHART / "values-prod.yaml").read_text())
+    host = urlparse(prod["monitor"]["pushgatewayUrl"]).hostname
+    assert host is not None
+    service, namespace = host.split(".")[:2]
+    # The upstream chart names its Service after the release when the release contains the chart name.
+    assert gateway["spec"]["source"]["helm"]["releaseName"] == service == gateway["spec"]["source"]["chart"]
+    assert namespace == gateway["spec"]["destination"]["namespace"]
+    monitor = gateway["spec"]["source"]["helm"]["valuesObject"]["serviceMonitor"]
+    assert monitor == {"enabled": True, "honorLabels": True}
