@@ -119,13 +119,20 @@ missing Secret or key fails the sync at once with the command that fixes it. Kee
 {{- end }}
 
 {{/*
-Image reference of a component. Usage: include "cali-housing.image" (list . "inference")
+Image reference of a component: registry/repository@digest when <component>.image.digest is set,
+else registry/repository:image.tag. image.tag stays required (the version label names the commit).
+Usage: include "cali-housing.image" (list . "inference")
 */}}
 {{- define "cali-housing.image" -}}
 {{- $ctx := index . 0 }}
 {{- $component := index $ctx.Values (index . 1) }}
 {{- $tag := required "set image.tag: the commit SHA the images were built from (never latest)" $ctx.Values.image.tag }}
+{{- if $component.image.digest }}
+{{- /* By digest: the bytes that ran healthy in staging, whatever the tag points at later. */}}
+{{- printf "%s/%s@%s" $ctx.Values.image.registry $component.image.repository $component.image.digest }}
+{{- else }}
 {{- printf "%s/%s:%s" $ctx.Values.image.registry $component.image.repository $tag }}
+{{- end }}
 {{- end }}
 
 {{/*
