@@ -1,4 +1,10 @@
-"""GitHub workflows: schema, actionlint, pinned actions, least privilege, timeouts, concurrency."""
+"""GitHub workflows: schema, actionlint, pinned actions, least privilege, timeouts, concurrency, and the
+order CI -> images -> staging pull request -> promotion pull request.
+
+GitHub and Argo CD cannot run here: the ordering is checked on the workflows' text and structure (the
+triggers, `if:` conditions, `needs:` and the order of steps), and the `run:` scripts by actionlint and
+shellcheck. ~3 s with actionlint.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ import yaml
 from .helpers import REPO, run
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
-NAMES = {"ci.yml", "images.yml", "infra.yml", "retrain.yml", "e2e.yml"}
+NAMES = {"ci.yml", "images.yml", "promote.yml", "infra.yml", "retrain.yml", "e2e.yml"}
 
 
 def load(path: Path) -> dict[Any, Any]:
@@ -73,17 +79,123 @@ def test_ci_runs_make_lint_and_make_test() -> None:
     assert "make test" in steps and "make lint" in steps
 
 
-def test_images_push_sha_tags_and_bump_staging_only() -> None:
+def scripts(job: dict[str, Any]) -> str:
+    return "\n".join(s.get("run", "") for s in job["steps"])
+
+
+def step_index(job: dict[str, Any], needle: str) -> int:
+    """Index of the one step whose `run:` or `uses:` holds needle."""
+    found = [i for i, s in enumerate(job["steps"]) if needle in s.get("run", "") + s.get("uses", "")]
+    assert len(found) == 1, f"expected one step with {needle!r}, got {found}"
+    return found[0]
+
+
+def test_images_only_after_a_successful_ci_run_of_the_same_commit() -> None:
+    ci = load(REPO / ".github/workflows/ci.yml")
+    assert "push" in ci[True] and ci[True]["push"]["branches"] == ["main"]
+    path = REPO / ".github/workflows/images.yml"
+    wf, text = load(path), path.read_text()
+    # PyYAML reads the `on:` key as True.
+    assert wf[True] == {
+        "workflow_run": {"workflows": [ci["name"]], "types": ["completed"], "branches": ["main"]}
+    }
+    jobs = wf["jobs"]
+    gate = jobs["changes"]["if"]
+    assert "github.event.workflow_run.conclusion == 'success'" in gate
+    assert "github.event.workflow_run.event == 'push'" in gate, "a pull request's ci run builds nothing"
+
+    # Every other job runs after the gate: directly, or through a job that needs it.
+    def after_gate(name: str) -> bool:
+        needs = jobs[name].get("needs", [])
+        needs = [needs] if isinstance(needs, str) else needs
+        return name == "changes" or any(after_gate(n) for n in needs)
+
+    assert all(after_gate(name) for name in jobs), {n: j.get("needs") for n, j in jobs.items()}
+    # The tested commit, never github.sha (main's tip when the run starts, maybe a later commit).
+    assert "${{ github.sha }}" not in text and ":latest" not in text
+    for name, job in jobs.items():
+        for step in job["steps"]:
+            if str(step.get("uses", "")).startswith("actions/checkout@") and name != "bump-staging":
+                assert step["with"]["ref"] == "${{ github.event.workflow_run.head_sha }}", name
+    build = jobs["build"]
+    assert build["permissions"] == {"contents": "read", "packages": "write"}
+    assert set(build["strategy"]["matrix"]["service"]) == {"inference", "monitor", "trainer"}
+    push = next(s for s in build["steps"] if str(s.get("uses", "")).startswith("docker/build-push-action@"))
+    assert push["with"]["tags"].endswith(":${{ github.event.workflow_run.head_sha }}")
+    assert "steps.push.outputs.digest" in yaml.safe_dump(build), "the build records each image's digest"
+
+
+def test_the_staging_bump_is_a_pull_request_after_every_image() -> None:
     wf = load(REPO / ".github/workflows/images.yml")
-    text = (REPO / ".github/workflows/images.yml").read_text()
-    assert "${{ github.sha }}" in text and ":latest" not in text
-    assert wf["jobs"]["build"]["permissions"] == {"contents": "read", "packages": "write"}
-    assert set(wf["jobs"]["build"]["strategy"]["matrix"]["service"]) == {"inference", "monitor", "trainer"}
     bump = wf["jobs"]["bump-staging"]
-    assert bump["permissions"] == {"contents": "write"}
-    assert "values-staging.yaml" in text and "values-prod.yaml" not in " ".join(
-        s.get("run", "") for s in bump["steps"]
+    assert set(bump["needs"]) == {"build", "mlflow"}, "staging names images only once all of them exist"
+    assert bump["permissions"] == {"contents": "write", "pull-requests": "write"}
+    assert all(
+        j["permissions"].get("pull-requests") is None for n, j in wf["jobs"].items() if n != "bump-staging"
     )
+    script = scripts(bump)
+    assert "values-staging.yaml" in script and "values-prod.yaml" not in script
+    assert 'branch="bump/staging-${SHA}"' in script and "gh pr create" in script
+    assert step_index(bump, "values-staging.yaml") < step_index(bump, "gh pr create")
+
+
+def test_the_staging_bump_does_not_start_another_bump() -> None:
+    """A loop check: merging the bump changes only values-staging.yaml, so the `ci` run of that merge
+    builds nothing and opens no bump (2nd, 10th run alike). The build waits for `changes`, whose diff
+    against staging's commit covers the images' inputs and not the chart."""
+    wf = load(REPO / ".github/workflows/images.yml")
+    changes = wf["jobs"]["changes"]
+    script = scripts(changes)
+    diff = next(line for line in script.replace("\\\n", " ").splitlines() if "git diff --quiet" in line)
+    inputs = diff.split(" -- ", 1)[1].split(";")[0].split()
+    assert {"services", "pyproject.toml", "requirements/mlflow.txt", ".github/workflows/images.yml"} <= set(
+        inputs
+    )
+    assert not any(i.startswith("charts") for i in inputs), inputs
+    assert "values-staging.yaml" in script, "compared with the commit staging runs"
+    for name in ("build", "mlflow"):
+        assert wf["jobs"][name]["needs"] == "changes"
+        assert wf["jobs"][name]["if"] == "needs.changes.outputs.build == 'true'"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_no_workflow_pushes_to_main(path: Path) -> None:
+    """Branch protection refuses pushes to main: every push goes to a bump/ or promote/ branch."""
+    text = path.read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        if "git push" in line:
+            target = line.split()[-1]
+            assert re.fullmatch(r'"HEAD:refs/heads/\$\{branch\}"', target), line
+            assert "main" not in target, line
+    for branch in re.findall(r'branch="([^"]+)"', text):
+        assert branch.startswith(("bump/", "promote/")), branch
+
+
+def test_promote_checks_staging_then_opens_a_pull_request_pinning_digests() -> None:
+    wf = load(REPO / ".github/workflows/promote.yml")
+    assert set(wf[True]) == {"workflow_dispatch"}
+    assert wf[True]["workflow_dispatch"]["inputs"]["revision"]["required"] is False
+    job = wf["jobs"]["promote"]
+    assert job["environment"] == "production"
+    assert job["permissions"] == {"contents": "write", "pull-requests": "write", "packages": "read"}
+    argocd = step_index(job, "/api/v1/applications/cali-housing-staging")
+    argocd_script = job["steps"][argocd]["run"]
+    assert "Synced" in argocd_script and "Healthy" in argocd_script and "exit 1" in argocd_script
+    assert "ARGOCD_AUTH_TOKEN" in str(job["steps"][argocd]["env"])
+    readyz, predict = step_index(job, "/readyz"), step_index(job, "/predict")
+    digest = step_index(job, "imagetools inspect")
+    pin = step_index(job, "values-prod.yaml")
+    pr = step_index(job, "gh pr create")
+    assert argocd < readyz == predict < digest < pin < pr, "health and smoke test before the pull request"
+    assert "curl -fsS" in job["steps"][readyz]["run"], "a failed smoke test fails the step"
+    # Prod gets each service's digest and the commit staging synced, never a tag it cannot resolve.
+    pin_script = job["steps"][pin]["run"]
+    for service in ("inference", "monitor", "trainer"):
+        assert f".{service}.image.digest = strenv({service.upper()})" in pin_script
+        assert job["steps"][pin]["env"][service.upper()] == f"${{{{ steps.digests.outputs.{service} }}}}"
+    assert ".spec.source.targetRevision = strenv(REVISION)" in pin_script
+    assert job["steps"][pin]["env"]["REVISION"] == "${{ steps.staging.outputs.revision }}"
+    assert "sha256:[0-9a-f]{64}" in job["steps"][digest]["run"], "an unresolved digest fails the run"
 
 
 def test_infra_applies_only_behind_an_environment() -> None:
