@@ -365,7 +365,7 @@ Usage: include "cali-housing.checkovSkips" (list "CKV_K8S_43" "CKV_K8S_15")
 */}}
 {{- define "cali-housing.checkovSkips" -}}
 {{- $reasons := dict
-  "CKV_K8S_43" "images are pinned by immutable commit-SHA tags that CI writes; the digest is not known before the push"
+  "CKV_K8S_43" "staging pulls immutable commit-SHA tags that CI writes (the digest is not known before the push); prod pulls by digest once promote.yml pins <service>.image.digest"
   "CKV_K8S_15" "tags are immutable commit SHAs, so IfNotPresent pulls the same image without a registry round-trip on every restart"
   "CKV_K8S_35" "the services take 12-factor settings (DATABASE_URL, MLflow credentials) from the environment, by reference to the Secret"
   "CKV_K8S_38" "the monitor creates trainer Jobs through the Kubernetes API (Role: batch/jobs create/list only)"
