@@ -287,3 +287,47 @@ def test_the_e2e_secret_holds_every_key_the_chart_requires(rendered: dict[str, A
                 required.update(re.findall(r"key: ([A-Z_]+)", ref))
     assert required >= {"DATABASE_URL", "FEEDBACK_TOKEN"}
     assert required - given == set(), "create these keys in e2e.yml's Secret"
+
+
+def test_the_changes_script_builds_once_per_change_of_the_images_inputs(tmp_path: Path) -> None:
+    """images.yml's `changes` script, run by bash in a real git repository: a new service commit
+    builds; the merged staging bump (2nd run) and ten commits that touch no image input (10th run)
+    build nothing, so the bump never starts another; the next service change builds again. ~1 s."""
+    script = scripts(load(REPO / ".github/workflows/images.yml")["jobs"]["changes"])
+    values = tmp_path / "charts" / "cali-housing" / "values-staging.yaml"
+    values.parent.mkdir(parents=True)
+    (tmp_path / "services").mkdir()
+
+    def git(*args: str) -> str:
+        proc = run(["git", "-C", str(tmp_path), *args])
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    def commit(path: Path, text: str) -> str:
+        path.write_text(text)
+        git("add", "-A")
+        git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", path.name)
+        return git("rev-parse", "HEAD")
+
+    def builds() -> bool:
+        out = tmp_path / "github_output"
+        out.write_text("")
+        proc = run(
+            ["bash", "-e", "-o", "pipefail", "-c", f"cd {tmp_path}\n{script}"],
+            extra_env={"GITHUB_OUTPUT": str(out)},
+        )
+        assert proc.returncode == 0, proc.stderr
+        (line,) = out.read_text().splitlines()
+        return {"build=true": True, "build=false": False}[line]
+
+    git("init", "-q")
+    commit(values, 'image:\n  tag: "' + "0" * 40 + '"\n')
+    first = commit(tmp_path / "services" / "app.py", "v1\n")
+    assert builds(), "the placeholder names no commit: build"
+    commit(values, f'image:\n  tag: "{first}"\n')
+    assert not builds(), "the staging bump's merge builds nothing"
+    for i in range(10):
+        commit(tmp_path / "notes.md", f"{i}\n")
+        assert not builds(), f"run {i + 3}: nothing the images are built from changed"
+    commit(tmp_path / "services" / "app.py", "v2\n")
+    assert builds(), "a service change builds"
