@@ -9,6 +9,7 @@ shellcheck. ~3 s with actionlint.
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .helpers import REPO, run
+from .helpers import CHART, REPO, helm_template, missing, run
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 NAMES = {"ci.yml", "images.yml", "promote.yml", "infra.yml", "retrain.yml", "e2e.yml"}
@@ -331,3 +332,57 @@ def test_the_changes_script_builds_once_per_change_of_the_images_inputs(tmp_path
         assert not builds(), f"run {i + 3}: nothing the images are built from changed"
     commit(tmp_path / "services" / "app.py", "v2\n")
     assert builds(), "a service change builds"
+
+
+def mikefarah_yq(tool: Callable[[str], str]) -> str:
+    """The yq GitHub's runners carry (`bash ci/install-tools.sh` installs it); Debian's is another."""
+    yq = tool("yq")
+    if "mikefarah" not in run([yq, "--version"]).stdout:
+        missing(f"{yq} is not mikefarah's yq: run `bash ci/install-tools.sh`")
+    return yq
+
+
+def test_the_promotion_pins_prod_to_digests_the_chart_renders(
+    tool: Callable[[str], str], tmp_path: Path
+) -> None:
+    """promote.yml's pin step, run by bash with the real yq on copies of values-prod.yaml and the prod
+    Application: every service pod prod renders pulls its digest, targetRevision is the commit, and a
+    second promotion of the same commit changes nothing (the workflow then opens no pull request).
+    ~1 s."""
+    job = load(REPO / ".github/workflows/promote.yml")["jobs"]["promote"]
+    pin = job["steps"][step_index(job, "values-prod.yaml")]
+    values = tmp_path / "charts" / "cali-housing" / "values-prod.yaml"
+    app = tmp_path / "argocd" / "apps" / "cali-housing-prod.yaml"
+    for src, dst in (
+        (CHART / "values-prod.yaml", values),
+        (REPO / "argocd/apps/cali-housing-prod.yaml", app),
+    ):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, dst)
+    commit = "1234e56789abcdef0123456789abcdef01234567"  # YAML would read 1234e567... as a float unquoted
+    digests = {s: f"sha256:{c * 64}" for s, c in (("INFERENCE", "1"), ("MONITOR", "2"), ("TRAINER", "3"))}
+    env = {"REVISION": commit, "TAG": commit, **digests}
+    assert set(pin["env"]) == set(env)
+    bin_dir = str(Path(mikefarah_yq(tool)).parent)
+    outputs = []
+    for _ in range(2):
+        proc = run(
+            ["bash", "-e", "-o", "pipefail", "-c", f"cd {tmp_path}\nPATH={bin_dir}:$PATH\n{pin['run']}"],
+            extra_env=env,
+        )
+        assert proc.returncode == 0, proc.stderr
+        outputs.append((values.read_text(), app.read_text()))
+    assert outputs[0] == outputs[1], "a second promotion of the same commit is a no-op"
+    assert yaml.safe_load(app.read_text())["spec"]["source"]["targetRevision"] == commit
+    kept = yaml.safe_load((CHART / "values-prod.yaml").read_text())
+    pinned = yaml.safe_load(values.read_text())
+    assert pinned["image"]["tag"] == commit
+    assert {k: v for k, v in pinned.items() if k not in ("image", "inference", "monitor", "trainer")} == {
+        k: v for k, v in kept.items() if k not in ("image", "inference", "monitor", "trainer")
+    }
+    proc = helm_template(tool("helm"), ["-f", str(values)], namespace="cali-housing-prod")
+    assert proc.returncode == 0, proc.stderr
+    images = set(re.findall(r"image: (\S*/cali-housing-(?:inference|monitor|trainer)\S*)", proc.stdout))
+    assert images == {f"ghcr.io/cali-housing/cali-housing-{s.lower()}@{d}" for s, d in digests.items()}, (
+        images
+    )
