@@ -52,5 +52,12 @@ if ! command -v terraform >/dev/null && [[ ! -x $tools/bin/terraform ]]; then
   chmod +x "$tools/bin/terraform"
 fi
 
+if [[ ! -x $tools/bin/yq ]]; then
+  # mikefarah's yq, as on GitHub's runners (Debian's `yq` is another program): promote.yml's edit of
+  # values-prod.yaml runs with it in tests/deploy/test_workflows.py.
+  echo "install-tools: yq"
+  GOBIN=$tools/bin go install github.com/mikefarah/yq/v4@v4.47.1
+fi
+
 # The local Kubernetes control plane (etcd, API server, controllers, kubectl, kwok), built from source.
 bash ci/build-cluster.sh

@@ -370,6 +370,46 @@ def test_environment_values_pin_a_sha_string(env: str) -> None:
     assert values["secrets"]["existingSecret"]
 
 
+def service_images(r: Rendered) -> dict[str, set[str]]:
+    """Images of the three service repositories, by where they run (containers and init containers)."""
+    found: dict[str, set[str]] = {}
+    for where, spec in workloads(r):
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            if re.search(r"/cali-housing-(inference|monitor|trainer)[@:]", c["image"]):
+                found.setdefault(c["image"], set()).add(where)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("scenario", "pinned"), [("default", False), ("ci/hosted-registry-s3-values.yaml", True)]
+)
+def test_a_digest_pins_every_pod_image_of_its_service(
+    rendered: dict[str, Rendered], scenario: str, pinned: bool
+) -> None:
+    """With `<service>.image.digest` set (as prod after the promotion workflow) every pod, the stamped
+    trainer Job included, pulls `repository@sha256:...`: the bytes that ran in staging, not a tag."""
+    images = service_images(rendered[scenario])
+    assert len(images) == 3, images  # inference, monitor, trainer
+    if not pinned:
+        assert all(i.endswith(":0123456789abcdef") for i in images), images
+        return
+    values = yaml.safe_load((CHART / scenario).read_text())
+    expected = {
+        f"ghcr.io/{values[s]['image']['repository']}@{values[s]['image']['digest']}"
+        for s in ("inference", "monitor", "trainer")
+    }
+    assert set(images) == expected
+    wheres = set().union(*images.values())
+    assert "trainer-job.yaml" in wheres and any(w.startswith("Deployment/") for w in wheres)
+
+
+def test_image_digest_must_be_a_sha256(tool: Callable[[str], str]) -> None:
+    proc = run(
+        [tool("helm"), "template", "x", str(CHART), *REQUIRED_SETS, "--set", "trainer.image.digest=v1.2"]
+    )
+    assert proc.returncode != 0 and "/trainer/image/digest" in proc.stderr, proc.stderr
+
+
 def test_network_policies_cover_stamped_trainer_jobs(rendered: dict[str, Rendered]) -> None:
     r = rendered["prod"]
     job_labels = trainer_job(r)["spec"]["template"]["metadata"]["labels"]

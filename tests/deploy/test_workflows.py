@@ -1,8 +1,15 @@
-"""GitHub workflows: schema, actionlint, pinned actions, least privilege, timeouts, concurrency."""
+"""GitHub workflows: schema, actionlint, pinned actions, least privilege, timeouts, concurrency, and the
+order CI -> images -> staging pull request -> promotion pull request.
+
+GitHub and Argo CD cannot run here: the ordering is checked on the workflows' text and structure (the
+triggers, `if:` conditions, `needs:` and the order of steps), and the `run:` scripts by actionlint and
+shellcheck. ~3 s with actionlint.
+"""
 
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,10 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from .helpers import REPO, run
+from .helpers import CHART, REPO, helm_template, missing, run
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
-NAMES = {"ci.yml", "images.yml", "infra.yml", "retrain.yml", "e2e.yml"}
+NAMES = {"ci.yml", "images.yml", "promote.yml", "infra.yml", "retrain.yml", "e2e.yml"}
 
 
 def load(path: Path) -> dict[Any, Any]:
@@ -73,17 +80,123 @@ def test_ci_runs_make_lint_and_make_test() -> None:
     assert "make test" in steps and "make lint" in steps
 
 
-def test_images_push_sha_tags_and_bump_staging_only() -> None:
+def scripts(job: dict[str, Any]) -> str:
+    return "\n".join(s.get("run", "") for s in job["steps"])
+
+
+def step_index(job: dict[str, Any], needle: str) -> int:
+    """Index of the one step whose `run:` or `uses:` holds needle."""
+    found = [i for i, s in enumerate(job["steps"]) if needle in s.get("run", "") + s.get("uses", "")]
+    assert len(found) == 1, f"expected one step with {needle!r}, got {found}"
+    return found[0]
+
+
+def test_images_only_after_a_successful_ci_run_of_the_same_commit() -> None:
+    ci = load(REPO / ".github/workflows/ci.yml")
+    assert "push" in ci[True] and ci[True]["push"]["branches"] == ["main"]
+    path = REPO / ".github/workflows/images.yml"
+    wf, text = load(path), path.read_text()
+    # PyYAML reads the `on:` key as True.
+    assert wf[True] == {
+        "workflow_run": {"workflows": [ci["name"]], "types": ["completed"], "branches": ["main"]}
+    }
+    jobs = wf["jobs"]
+    gate = jobs["changes"]["if"]
+    assert "github.event.workflow_run.conclusion == 'success'" in gate
+    assert "github.event.workflow_run.event == 'push'" in gate, "a pull request's ci run builds nothing"
+
+    # Every other job runs after the gate: directly, or through a job that needs it.
+    def after_gate(name: str) -> bool:
+        needs = jobs[name].get("needs", [])
+        needs = [needs] if isinstance(needs, str) else needs
+        return name == "changes" or any(after_gate(n) for n in needs)
+
+    assert all(after_gate(name) for name in jobs), {n: j.get("needs") for n, j in jobs.items()}
+    # The tested commit, never github.sha (main's tip when the run starts, maybe a later commit).
+    assert "${{ github.sha }}" not in text and ":latest" not in text
+    for name, job in jobs.items():
+        for step in job["steps"]:
+            if str(step.get("uses", "")).startswith("actions/checkout@") and name != "bump-staging":
+                assert step["with"]["ref"] == "${{ github.event.workflow_run.head_sha }}", name
+    build = jobs["build"]
+    assert build["permissions"] == {"contents": "read", "packages": "write"}
+    assert set(build["strategy"]["matrix"]["service"]) == {"inference", "monitor", "trainer"}
+    push = next(s for s in build["steps"] if str(s.get("uses", "")).startswith("docker/build-push-action@"))
+    assert push["with"]["tags"].endswith(":${{ github.event.workflow_run.head_sha }}")
+    assert "steps.push.outputs.digest" in yaml.safe_dump(build), "the build records each image's digest"
+
+
+def test_the_staging_bump_is_a_pull_request_after_every_image() -> None:
     wf = load(REPO / ".github/workflows/images.yml")
-    text = (REPO / ".github/workflows/images.yml").read_text()
-    assert "${{ github.sha }}" in text and ":latest" not in text
-    assert wf["jobs"]["build"]["permissions"] == {"contents": "read", "packages": "write"}
-    assert set(wf["jobs"]["build"]["strategy"]["matrix"]["service"]) == {"inference", "monitor", "trainer"}
     bump = wf["jobs"]["bump-staging"]
-    assert bump["permissions"] == {"contents": "write"}
-    assert "values-staging.yaml" in text and "values-prod.yaml" not in " ".join(
-        s.get("run", "") for s in bump["steps"]
+    assert set(bump["needs"]) == {"build", "mlflow"}, "staging names images only once all of them exist"
+    assert bump["permissions"] == {"contents": "write", "pull-requests": "write"}
+    assert all(
+        j["permissions"].get("pull-requests") is None for n, j in wf["jobs"].items() if n != "bump-staging"
     )
+    script = scripts(bump)
+    assert "values-staging.yaml" in script and "values-prod.yaml" not in script
+    assert 'branch="bump/staging-${SHA}"' in script and "gh pr create" in script
+    assert step_index(bump, "values-staging.yaml") < step_index(bump, "gh pr create")
+
+
+def test_the_staging_bump_does_not_start_another_bump() -> None:
+    """A loop check: merging the bump changes only values-staging.yaml, so the `ci` run of that merge
+    builds nothing and opens no bump (2nd, 10th run alike). The build waits for `changes`, whose diff
+    against staging's commit covers the images' inputs and not the chart."""
+    wf = load(REPO / ".github/workflows/images.yml")
+    changes = wf["jobs"]["changes"]
+    script = scripts(changes)
+    diff = next(line for line in script.replace("\\\n", " ").splitlines() if "git diff --quiet" in line)
+    inputs = diff.split(" -- ", 1)[1].split(";")[0].split()
+    assert {"services", "pyproject.toml", "requirements/mlflow.txt", ".github/workflows/images.yml"} <= set(
+        inputs
+    )
+    assert not any(i.startswith("charts") for i in inputs), inputs
+    assert "values-staging.yaml" in script, "compared with the commit staging runs"
+    for name in ("build", "mlflow"):
+        assert wf["jobs"][name]["needs"] == "changes"
+        assert wf["jobs"][name]["if"] == "needs.changes.outputs.build == 'true'"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_no_workflow_pushes_to_main(path: Path) -> None:
+    """Branch protection refuses pushes to main: every push goes to a bump/ or promote/ branch."""
+    text = path.read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        if "git push" in line:
+            target = line.split()[-1]
+            assert re.fullmatch(r'"HEAD:refs/heads/\$\{branch\}"', target), line
+            assert "main" not in target, line
+    for branch in re.findall(r'branch="([^"]+)"', text):
+        assert branch.startswith(("bump/", "promote/")), branch
+
+
+def test_promote_checks_staging_then_opens_a_pull_request_pinning_digests() -> None:
+    wf = load(REPO / ".github/workflows/promote.yml")
+    assert set(wf[True]) == {"workflow_dispatch"}
+    assert wf[True]["workflow_dispatch"]["inputs"]["revision"]["required"] is False
+    job = wf["jobs"]["promote"]
+    assert job["environment"] == "production"
+    assert job["permissions"] == {"contents": "write", "pull-requests": "write", "packages": "read"}
+    argocd = step_index(job, "/api/v1/applications/cali-housing-staging")
+    argocd_script = job["steps"][argocd]["run"]
+    assert "Synced" in argocd_script and "Healthy" in argocd_script and "exit 1" in argocd_script
+    assert "ARGOCD_AUTH_TOKEN" in str(job["steps"][argocd]["env"])
+    readyz, predict = step_index(job, "/readyz"), step_index(job, "/predict")
+    digest = step_index(job, "imagetools inspect")
+    pin = step_index(job, "values-prod.yaml")
+    pr = step_index(job, "gh pr create")
+    assert argocd < readyz == predict < digest < pin < pr, "health and smoke test before the pull request"
+    assert "curl -fsS" in job["steps"][readyz]["run"], "a failed smoke test fails the step"
+    # Prod gets each service's digest and the commit staging synced, never a tag it cannot resolve.
+    pin_script = job["steps"][pin]["run"]
+    for service in ("inference", "monitor", "trainer"):
+        assert f".{service}.image.digest = strenv({service.upper()})" in pin_script
+        assert job["steps"][pin]["env"][service.upper()] == f"${{{{ steps.digests.outputs.{service} }}}}"
+    assert ".spec.source.targetRevision = strenv(REVISION)" in pin_script
+    assert job["steps"][pin]["env"]["REVISION"] == "${{ steps.staging.outputs.revision }}"
+    assert "sha256:[0-9a-f]{64}" in job["steps"][digest]["run"], "an unresolved digest fails the run"
 
 
 def test_infra_applies_only_behind_an_environment() -> None:
@@ -175,3 +288,101 @@ def test_the_e2e_secret_holds_every_key_the_chart_requires(rendered: dict[str, A
                 required.update(re.findall(r"key: ([A-Z_]+)", ref))
     assert required >= {"DATABASE_URL", "FEEDBACK_TOKEN"}
     assert required - given == set(), "create these keys in e2e.yml's Secret"
+
+
+def test_the_changes_script_builds_once_per_change_of_the_images_inputs(tmp_path: Path) -> None:
+    """images.yml's `changes` script, run by bash in a real git repository: a new service commit
+    builds; the merged staging bump (2nd run) and ten commits that touch no image input (10th run)
+    build nothing, so the bump never starts another; the next service change builds again. ~1 s."""
+    script = scripts(load(REPO / ".github/workflows/images.yml")["jobs"]["changes"])
+    values = tmp_path / "charts" / "cali-housing" / "values-staging.yaml"
+    values.parent.mkdir(parents=True)
+    (tmp_path / "services").mkdir()
+
+    def git(*args: str) -> str:
+        proc = run(["git", "-C", str(tmp_path), *args])
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    def commit(path: Path, text: str) -> str:
+        path.write_text(text)
+        git("add", "-A")
+        git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", path.name)
+        return git("rev-parse", "HEAD")
+
+    def builds() -> bool:
+        out = tmp_path / "github_output"
+        out.write_text("")
+        proc = run(
+            ["bash", "-e", "-o", "pipefail", "-c", f"cd {tmp_path}\n{script}"],
+            extra_env={"GITHUB_OUTPUT": str(out)},
+        )
+        assert proc.returncode == 0, proc.stderr
+        (line,) = out.read_text().splitlines()
+        return {"build=true": True, "build=false": False}[line]
+
+    git("init", "-q")
+    commit(values, 'image:\n  tag: "' + "0" * 40 + '"\n')
+    first = commit(tmp_path / "services" / "app.py", "v1\n")
+    assert builds(), "the placeholder names no commit: build"
+    commit(values, f'image:\n  tag: "{first}"\n')
+    assert not builds(), "the staging bump's merge builds nothing"
+    for i in range(10):
+        commit(tmp_path / "notes.md", f"{i}\n")
+        assert not builds(), f"run {i + 3}: nothing the images are built from changed"
+    commit(tmp_path / "services" / "app.py", "v2\n")
+    assert builds(), "a service change builds"
+
+
+def mikefarah_yq(tool: Callable[[str], str]) -> str:
+    """The yq GitHub's runners carry (`bash ci/install-tools.sh` installs it); Debian's is another."""
+    yq = tool("yq")
+    if "mikefarah" not in run([yq, "--version"]).stdout:
+        missing(f"{yq} is not mikefarah's yq: run `bash ci/install-tools.sh`")
+    return yq
+
+
+def test_the_promotion_pins_prod_to_digests_the_chart_renders(
+    tool: Callable[[str], str], tmp_path: Path
+) -> None:
+    """promote.yml's pin step, run by bash with the real yq on copies of values-prod.yaml and the prod
+    Application: every service pod prod renders pulls its digest, targetRevision is the commit, and a
+    second promotion of the same commit changes nothing (the workflow then opens no pull request).
+    ~1 s."""
+    job = load(REPO / ".github/workflows/promote.yml")["jobs"]["promote"]
+    pin = job["steps"][step_index(job, "values-prod.yaml")]
+    values = tmp_path / "charts" / "cali-housing" / "values-prod.yaml"
+    app = tmp_path / "argocd" / "apps" / "cali-housing-prod.yaml"
+    for src, dst in (
+        (CHART / "values-prod.yaml", values),
+        (REPO / "argocd/apps/cali-housing-prod.yaml", app),
+    ):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, dst)
+    commit = "1234e56789abcdef0123456789abcdef01234567"  # YAML would read 1234e567... as a float unquoted
+    digests = {s: f"sha256:{c * 64}" for s, c in (("INFERENCE", "1"), ("MONITOR", "2"), ("TRAINER", "3"))}
+    env = {"REVISION": commit, "TAG": commit, **digests}
+    assert set(pin["env"]) == set(env)
+    bin_dir = str(Path(mikefarah_yq(tool)).parent)
+    outputs = []
+    for _ in range(2):
+        proc = run(
+            ["bash", "-e", "-o", "pipefail", "-c", f"cd {tmp_path}\nPATH={bin_dir}:$PATH\n{pin['run']}"],
+            extra_env=env,
+        )
+        assert proc.returncode == 0, proc.stderr
+        outputs.append((values.read_text(), app.read_text()))
+    assert outputs[0] == outputs[1], "a second promotion of the same commit is a no-op"
+    assert yaml.safe_load(app.read_text())["spec"]["source"]["targetRevision"] == commit
+    kept = yaml.safe_load((CHART / "values-prod.yaml").read_text())
+    pinned = yaml.safe_load(values.read_text())
+    assert pinned["image"]["tag"] == commit
+    assert {k: v for k, v in pinned.items() if k not in ("image", "inference", "monitor", "trainer")} == {
+        k: v for k, v in kept.items() if k not in ("image", "inference", "monitor", "trainer")
+    }
+    proc = helm_template(tool("helm"), ["-f", str(values)], namespace="cali-housing-prod")
+    assert proc.returncode == 0, proc.stderr
+    images = set(re.findall(r"image: (\S*/cali-housing-(?:inference|monitor|trainer)\S*)", proc.stdout))
+    assert images == {f"ghcr.io/cali-housing/cali-housing-{s.lower()}@{d}" for s, d in digests.items()}, (
+        images
+    )

@@ -119,13 +119,20 @@ missing Secret or key fails the sync at once with the command that fixes it. Kee
 {{- end }}
 
 {{/*
-Image reference of a component. Usage: include "cali-housing.image" (list . "inference")
+Image reference of a component: registry/repository@digest when <component>.image.digest is set,
+else registry/repository:image.tag. image.tag stays required (the version label names the commit).
+Usage: include "cali-housing.image" (list . "inference")
 */}}
 {{- define "cali-housing.image" -}}
 {{- $ctx := index . 0 }}
 {{- $component := index $ctx.Values (index . 1) }}
 {{- $tag := required "set image.tag: the commit SHA the images were built from (never latest)" $ctx.Values.image.tag }}
+{{- if $component.image.digest }}
+{{- /* By digest: the bytes that ran healthy in staging, whatever the tag points at later. */}}
+{{- printf "%s/%s@%s" $ctx.Values.image.registry $component.image.repository $component.image.digest }}
+{{- else }}
 {{- printf "%s/%s:%s" $ctx.Values.image.registry $component.image.repository $tag }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -358,7 +365,7 @@ Usage: include "cali-housing.checkovSkips" (list "CKV_K8S_43" "CKV_K8S_15")
 */}}
 {{- define "cali-housing.checkovSkips" -}}
 {{- $reasons := dict
-  "CKV_K8S_43" "images are pinned by immutable commit-SHA tags that CI writes; the digest is not known before the push"
+  "CKV_K8S_43" "staging pulls immutable commit-SHA tags that CI writes (the digest is not known before the push); prod pulls by digest once promote.yml pins <service>.image.digest"
   "CKV_K8S_15" "tags are immutable commit SHAs, so IfNotPresent pulls the same image without a registry round-trip on every restart"
   "CKV_K8S_35" "the services take 12-factor settings (DATABASE_URL, MLflow credentials) from the environment, by reference to the Secret"
   "CKV_K8S_38" "the monitor creates trainer Jobs through the Kubernetes API (Role: batch/jobs create/list only)"
