@@ -27,6 +27,7 @@ def push_metrics(
     estimated_mae: float | None = None,
     trainers_stalled: int | None = None,
     partitions_end: float | None = None,
+    champion_version: int | None = None,
     timeout: float = 5.0,
 ) -> str | None:
     """Push the gauges under job="housing-monitor" and ``grouping_key`` (namespace, release: one group
@@ -58,6 +59,10 @@ def push_metrics(
         "housing_trainer_stalled_jobs": (
             "Trainer Jobs that are suspended or stuck (no progress past their deadline, or no pod started)",
             None if trainers_stalled is None else float(trainers_stalled),
+        ),
+        "housing_monitor_champion_version": (
+            "The champion version the run judged; 0: no champion yet (the monitor is training v1)",
+            None if champion_version is None else float(champion_version),
         ),
         "housing_monitor_last_run_timestamp_seconds": ("When the last monitor run finished", finished_at),
         # Pushed by the monitor (every 10-15 minutes, already pushing) rather than by `housing db maintain`

@@ -87,6 +87,7 @@ def _push_metrics(parts: MonitorParts, summary: RunSummary) -> None:
         partitions_end=_partitions_end(parts),
         trainer_failed=summary.trainer.failed if summary.trainer else None,
         trainers_stalled=len(summary.stalled) if summary.trainer_checked else None,
+        champion_version=summary.model_version or 0,  # a run without one trains v1 (decide.first_model)
         finished_at=time.time(),
         duration_seconds=summary.duration_seconds,
         grouping_key={

@@ -39,6 +39,7 @@ MONITOR_METRICS = {
     "housing_monitor_run_duration_seconds",
     "housing_trainer_failed",
     "housing_trainer_stalled_jobs",
+    "housing_monitor_champion_version",
     "housing_prediction_log_partitions_end_timestamp_seconds",
 }
 # What Prometheus itself records about every scrape target.

@@ -90,3 +90,12 @@ def test_where_the_log_partitions_end_is_pushed_when_known(gateway: Gateway) -> 
     _push(gateway.url)
     assert "housing_prediction_log_partitions_end_timestamp_seconds 1.7000864e+09" in gateway.requests[0][2]
     assert "housing_prediction_log_partitions_end_timestamp_seconds" not in gateway.requests[1][2]
+
+
+def test_the_champion_version_is_pushed_and_zero_says_none_yet(gateway: Gateway) -> None:
+    _push(gateway.url, champion_version=3)
+    _push(gateway.url, champion_version=0)
+    _push(gateway.url)
+    assert "housing_monitor_champion_version 3.0" in gateway.requests[0][2]
+    assert "housing_monitor_champion_version 0.0" in gateway.requests[1][2]
+    assert "housing_monitor_champion_version" not in gateway.requests[2][2]
