@@ -202,6 +202,10 @@ Environment shared by every service (the same names as in services/common settin
 {{ include "cali-housing.optionalSecretEnv" (list . "MLFLOW_TRACKING_USERNAME" "mlflowTrackingUsername") }}
 {{ include "cali-housing.optionalSecretEnv" (list . "MLFLOW_TRACKING_PASSWORD" "mlflowTrackingPassword") }}
 {{- end }}
+{{- /* The in-chart server proxies artifacts (--serve-artifacts, mlflow-artifacts:/ URIs): clients
+upload and download through it, so the object store's keys live in its Deployment only. An external
+server may hand out s3:// URIs that clients open themselves: only then do the services get them. */}}
+{{- if not .Values.mlflow.server.enabled }}
 {{ include "cali-housing.optionalSecretEnv" (list . "AWS_ACCESS_KEY_ID" "awsAccessKeyId") }}
 {{ include "cali-housing.optionalSecretEnv" (list . "AWS_SECRET_ACCESS_KEY" "awsSecretAccessKey") }}
 {{- with .Values.config.mlflowS3EndpointUrl }}
@@ -211,6 +215,7 @@ Environment shared by every service (the same names as in services/common settin
 {{- with .Values.config.awsDefaultRegion }}
 - name: AWS_DEFAULT_REGION
   value: {{ . | quote }}
+{{- end }}
 {{- end }}
 - name: HOUSING_HOME
   value: /var/lib/housing
@@ -459,7 +464,7 @@ spec:
   egress:
     {{- range index . 2 }}
     {{- $d := index $ctx.Values.networkPolicy.egress . }}
-    {{- if and (not $d.to) (ne . "dns") }}
+    {{- if not $d.to }}
     {{- fail (printf "networkPolicy.egress.%s.to is empty: that would allow its ports to any address; list the peers (ipBlock, namespaceSelector, podSelector)" .) }}
     {{- end }}
     # {{ . }}
