@@ -130,6 +130,13 @@ def test_a_lasting_shift_without_labels_waits_then_launches_once_when_the_prices
         _stop_trainer(tmp_path)
 
 
+def _newest_prediction(url: str) -> datetime:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT max(created_at) FROM predictions").fetchone()
+        assert row is not None and row[0] is not None
+        return row[0]
+
+
 def _refused_candidate(registry: Registry, url: str, labelled_until: datetime) -> int:
     """A candidate the gate rejected, whose run says it trained on labelled rows up to ``labelled_until``."""
     client = registry.client
@@ -158,7 +165,9 @@ def test_after_a_refused_candidate_the_next_launch_waits_for_labels_beyond_its_r
         served = _served(champion_registry, shifted[: 1000 + NEEDED])
         seen = _round(database_url, shifted[:1000], served[:1000])
         _label(database_url, seen, prices[:1000])  # 1,000 labels: enough, before the refusal
-        refused = _refused_candidate(champion_registry, database_url, _db_now(database_url))
+        # It trained on every labelled row: up to the newest one logged (the round's rows are spaced
+        # 50 µs apart from "now", so the newest may still lie ahead of the clock when the round is fast).
+        refused = _refused_candidate(champion_registry, database_url, _newest_prediction(database_url))
         waiting = run_monitor(parts)
         assert (waiting.plan, waiting.action) == (Plan.WAIT_FOR_LABELS, Action.NONE), waiting.detail
         labels = waiting.details["labels"]
