@@ -8,6 +8,7 @@ launch. After a refused candidate, the next launch waits for that many labels be
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -41,11 +42,14 @@ ROUND = 500  # DRIFT_MIN_ROWS in these settings: one judged window per round
 
 
 def _round(url: str, x: np.ndarray, served: np.ndarray) -> list[uuid.UUID]:
-    """Log a round of shifted predictions (the prices v1 served), true prices unknown; their ids."""
+    """Log a round of shifted predictions (the prices v1 served), true prices unknown; their ids.
+
+    Returns once every row is in the past, as the monitor would find them."""
+    start = _db_now(url)
     with psycopg.connect(url) as conn:
-        return insert_predictions(
-            conn, x, start=_db_now(url), spacing=timedelta(microseconds=50), predictions=served
-        )
+        ids = insert_predictions(conn, x, start=start, spacing=timedelta(microseconds=50), predictions=served)
+    time.sleep(max(0.0, (start + timedelta(microseconds=50) * len(x) - _db_now(url)).total_seconds()) + 0.05)
+    return ids
 
 
 def _label(url: str, ids: list[uuid.UUID], prices: np.ndarray) -> None:
