@@ -6,10 +6,14 @@ import re
 from collections.abc import Callable
 
 import pytest
+import yaml
 
 from .helpers import REPO, run
 
 SERVICES = ["inference", "monitor", "trainer"]
+# A tag for people, a digest for the builder: the same bytes in every build until Dependabot's pull
+# request moves the digest (.github/dependabot.yml).
+BASE_IMAGE = r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}"
 
 
 def instructions(service: str) -> list[tuple[str, str]]:
@@ -37,7 +41,7 @@ def test_dockerfile_shape(service: str) -> None:
     assert len(froms) >= 2, "multi-stage"
     for base in froms:
         image = base.split()[0]
-        assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", image), image
+        assert re.fullmatch(BASE_IMAGE, image), f"{image}: pin the base by digest (tag@sha256:...)"
     final = ins[max(i for i, (op, _) in enumerate(ins) if op == "FROM") :]
     runs = " ".join(arg for op, arg in final if op == "RUN")
     assert not re.search(r"\b(gcc|build-essential|apt-get install|pip install)\b", runs), (
@@ -57,6 +61,21 @@ def test_dockerfile_shape(service: str) -> None:
     assert ("OMP_NUM_THREADS=1" in env) == (service == "inference")
     entry = [arg for op, arg in final if op in {"ENTRYPOINT", "CMD"}]
     assert entry[0] == '["housing"]'
+
+
+def test_every_image_builds_on_the_same_pinned_base() -> None:
+    """One base for the four images (the MLflow server's too), so a security rebuild moves them together,
+    and Dependabot watches every Dockerfile's folder for a newer digest."""
+    bases = {
+        line.split()[1]
+        for path in sorted((REPO / "services").glob("*/Dockerfile"))
+        for line in path.read_text().splitlines()
+        if line.startswith("FROM ")
+    }
+    assert len(bases) == 1 and re.fullmatch(BASE_IMAGE, bases.pop())
+    dependabot = yaml.safe_load((REPO / ".github" / "dependabot.yml").read_text())
+    watched = {entry["directory"] for entry in dependabot["updates"] if entry["package-ecosystem"] == "docker"}
+    assert watched == {f"/services/{path.parent.name}" for path in (REPO / "services").glob("*/Dockerfile")}
 
 
 def test_dockerignore_sends_only_the_build_inputs() -> None:
