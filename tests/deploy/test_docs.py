@@ -195,3 +195,31 @@ def test_the_check_catches_a_wrong_name(environments: dict[str, list[dict[str, A
         environments["cali-housing-prod"], "Deployment", "cali-housing-inference"
     )
     assert Path(REPO / "docs" / "runbooks.md").is_file()
+
+
+def test_docs_name_terraform_outputs_and_addresses_that_exist() -> None:
+    """Every `terraform ... output -raw NAME` and `module.M.TYPE.NAME` address in the docs (the node
+    replacement steps, day one) is an output of terraform/envs/prod or a resource of the module it names.
+    Read from the .tf text: no provider is needed here."""
+    env = REPO / "terraform" / "envs" / "prod"
+    outputs = set(re.findall(r'^output "(\w+)"', (env / "outputs.tf").read_text(), re.M))
+    modules = dict(
+        re.findall(r'^module "(\w+)" \{\s*source\s*=\s*"([^"]+)"', (env / "main.tf").read_text(), re.M)
+    )
+    problems, checked = [], 0
+    for path in DOCS:
+        text = path.read_text()
+        for name in re.findall(r"output -raw (\w+)", text):
+            checked += 1
+            if name not in outputs:
+                problems.append(f"{path.name}: terraform/envs/prod has no output {name}")
+        for module, kind, name in re.findall(r"\bmodule\.(\w+)\.(aws_\w+)\.(\w+)", text):
+            checked += 1
+            folder = (env / modules.get(module, "/missing")).resolve()
+            resources = "".join(tf.read_text() for tf in folder.glob("*.tf")) if folder.is_dir() else ""
+            if f'resource "{kind}" "{name}"' not in resources:
+                problems.append(
+                    f"{path.name}: module.{module}.{kind}.{name} is not a resource of {folder.name}"
+                )
+    assert not problems, "\n".join(problems)
+    assert checked >= 5, checked
