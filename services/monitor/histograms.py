@@ -189,23 +189,70 @@ def window_counts(
         counts = count_range(conn, profile, start, end)
         rows = _rows(counts)
         return WindowCounts(counts, rows, rows, 0, {"direct_rows": rows})
+    kept = _keep_up_to_date(conn, profile, key, first, last)
+    counts = _to_counts(
+        profile,
+        conn.execute(
+            "SELECT feature, bin, sum(rows) FROM monitor_histograms"
+            " WHERE profile_key = %s AND bucket_start >= %s AND bucket_start < %s GROUP BY 1, 2",
+            (key, first, last),
+        ).fetchall(),
+    )
+    kept_rows = _rows(counts)
+    direct = 0
+    for low, high in ((start, first), (last, end)):  # the window's partial ends, counted directly
+        if low < high:
+            part = count_range(conn, profile, low, high)
+            _add(counts, part)
+            direct += _rows(part)
+    _forget_old(conn, now, retention)
+    return WindowCounts(
+        counts,
+        kept_rows + direct,
+        kept.scanned + direct,
+        int((last - first) / BUCKET),
+        {
+            "kept_rows": kept_rows,
+            "newly_kept_rows": kept.scanned,
+            "direct_rows": direct,
+            "recounted_buckets": kept.recounted_buckets,
+            "recounted_rows": kept.recounted_rows,
+            **kept.details,
+        },
+        kept.restored,
+    )
 
-    scanned_kept = 0
+
+@dataclass
+class _Kept:
+    """What bringing the kept buckets up to date read: predictions counted, late buckets recounted."""
+
+    scanned: int = 0
+    recounted_buckets: int = 0
+    recounted_rows: int = 0
+    details: dict[str, int] = field(default_factory=dict)
+    restored: str | None = None
+
+
+def _keep_up_to_date(
+    conn: psycopg.Connection, profile: ReferenceProfile, key: str, first: datetime, last: datetime
+) -> _Kept:
+    """Make monitor_histograms hold every whole bucket in [first, last): count the buckets not kept yet,
+    recount those late rows touched since the last run, and start over on a restored database."""
     coverage = conn.execute(
         "SELECT filled_from, filled_until, late_seen_xmin::text, system_identifier"
         " FROM monitor_histogram_coverage WHERE profile_key = %s FOR UPDATE",
         (key,),
     ).fetchone()
     server = this_server(conn, coverage[3], coverage[2]) if coverage else this_server(conn, None, None)
-    recounted = recounted_rows = 0
-    details: dict[str, int] = {}
+    kept = _Kept(restored=server.moved)
     if coverage is None or coverage[1] < first or coverage[0] > last or server.moved:
         if server.moved:  # drop what was kept on the other server: zero counts are not upserted away
             conn.execute("DELETE FROM monitor_histograms WHERE profile_key = %s", (key,))
         if forgotten := forget_foreign_late_rows(conn):
-            details["forgotten_late_records"] = forgotten
+            kept.details["forgotten_late_records"] = forgotten
         seen_xmin, _ = _late_buckets(conn, None, first, first)
-        scanned_kept += _keep_range(conn, profile, key, first, last)
+        kept.scanned += _keep_range(conn, profile, key, first, last)
         filled_from, filled_until = first, last
     else:
         filled_from, filled_until, seen, _ = coverage
@@ -218,13 +265,13 @@ def window_counts(
                 " WHERE profile_key = %s AND bucket_start >= %s AND bucket_start < %s",
                 (key, low, high),
             )
-            recounted_rows += _keep_range(conn, profile, key, low, high)
-        recounted = len(late)
-        scanned_kept += recounted_rows
+            kept.recounted_rows += _keep_range(conn, profile, key, low, high)
+        kept.recounted_buckets = len(late)
+        kept.scanned += kept.recounted_rows
         if first < filled_from:
-            scanned_kept += _keep_range(conn, profile, key, first, filled_from)
+            kept.scanned += _keep_range(conn, profile, key, first, filled_from)
         if filled_until < last:
-            scanned_kept += _keep_range(conn, profile, key, filled_until, last)
+            kept.scanned += _keep_range(conn, profile, key, filled_until, last)
         filled_from, filled_until = min(first, filled_from), max(last, filled_until)
     conn.execute(
         "INSERT INTO monitor_histogram_coverage"
@@ -235,20 +282,11 @@ def window_counts(
         " system_identifier = EXCLUDED.system_identifier, updated_at = now()",
         (key, filled_from, filled_until, seen_xmin, server.system_identifier),
     )
-    kept = conn.execute(
-        "SELECT feature, bin, sum(rows) FROM monitor_histograms"
-        " WHERE profile_key = %s AND bucket_start >= %s AND bucket_start < %s GROUP BY 1, 2",
-        (key, first, last),
-    ).fetchall()
-    counts = _to_counts(profile, kept)
-    kept_rows = _rows(counts)
-    head = count_range(conn, profile, start, first) if start < first else None
-    tail = count_range(conn, profile, last, end) if last < end else None
-    direct = 0
-    for part in (head, tail):
-        if part is not None:
-            _add(counts, part)
-            direct += _rows(part)
+    return kept
+
+
+def _forget_old(conn: psycopg.Connection, now: datetime, retention: timedelta) -> None:
+    """Delete kept buckets, coverage and late-row records older than ``retention``."""
     conn.execute("DELETE FROM monitor_histograms WHERE bucket_start < %s", (now - retention,))
     conn.execute(
         "UPDATE monitor_histogram_coverage SET filled_from = greatest(filled_from, %s)",
@@ -259,22 +297,6 @@ def window_counts(
         (now - retention,),
     )
     conn.execute("DELETE FROM prediction_late_rows WHERE last_at < %s", (now - retention,))
-    buckets = int((last - first) / BUCKET)
-    return WindowCounts(
-        counts,
-        kept_rows + direct,
-        scanned_kept + direct,
-        buckets,
-        {
-            "kept_rows": kept_rows,
-            "newly_kept_rows": scanned_kept,
-            "direct_rows": direct,
-            "recounted_buckets": recounted,
-            "recounted_rows": recounted_rows,
-            **details,
-        },
-        server.moved,
-    )
 
 
 def _late_buckets(
