@@ -4,7 +4,8 @@ Each prints a markdown table with ratios against baselines measured in the same 
 the latest tables. Run one alone: ``python -m benchmarks.serving``, ``python -m benchmarks.monitor_scale``,
 ``python -m benchmarks.log_scale``,
 ``python -m benchmarks.monitor_process``, ``python -m benchmarks.drift_sample``,
-``python -m benchmarks.recent_weight`` (TRAIN_RECENT_WEIGHT) and ``python -m benchmarks.model_selection``
+``python -m benchmarks.recent_weight`` (TRAIN_RECENT_WEIGHT), ``python -m benchmarks.restore_time`` (the
+database part of the RTO, docs/restore.md) and ``python -m benchmarks.model_selection``
 (the model's features and hyper-parameters by cross-validation), not in this chain: minutes of fits.
 """
 
