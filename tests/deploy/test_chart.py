@@ -337,7 +337,11 @@ def test_argocd_project_is_scoped() -> None:
     namespaces = {d["namespace"] for d in project["spec"]["destinations"]}
     assert namespaces == {"cali-housing-staging", "cali-housing-prod", "argocd"}
     apps = [yaml.safe_load(p.read_text()) for p in (REPO / "argocd").rglob("*.yaml")]
-    for app in (a for a in apps if a["kind"] == "Application" and a["spec"]["project"] != "monitoring"):
+    for app in (
+        a
+        for a in apps
+        if a["kind"] == "Application" and a["spec"]["project"] not in {"monitoring", "platform"}
+    ):
         assert app["spec"]["project"] == "cali-housing"
         assert app["spec"]["source"]["repoURL"] in project["spec"]["sourceRepos"]
         assert app["spec"]["destination"]["namespace"] in namespaces

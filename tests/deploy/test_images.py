@@ -74,7 +74,9 @@ def test_every_image_builds_on_the_same_pinned_base() -> None:
     }
     assert len(bases) == 1 and re.fullmatch(BASE_IMAGE, bases.pop())
     dependabot = yaml.safe_load((REPO / ".github" / "dependabot.yml").read_text())
-    watched = {entry["directory"] for entry in dependabot["updates"] if entry["package-ecosystem"] == "docker"}
+    watched = {
+        entry["directory"] for entry in dependabot["updates"] if entry["package-ecosystem"] == "docker"
+    }
     assert watched == {f"/services/{path.parent.name}" for path in (REPO / "services").glob("*/Dockerfile")}
 
 

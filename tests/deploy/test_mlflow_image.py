@@ -39,7 +39,9 @@ def test_dockerfile_installs_the_hashed_lock_onto_a_slim_base_as_non_root() -> N
     text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     froms = [line.split()[1] for line in lines if line.startswith("FROM ")]
-    assert len(froms) == 2 and all(re.fullmatch(r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", f) for f in froms)
+    assert len(froms) == 2 and all(
+        re.fullmatch(r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", f) for f in froms
+    )
     runs = [line for line in lines if line.startswith("RUN ")]
     assert "--require-hashes --no-deps -r /tmp/mlflow.txt" in runs[0]
     final = lines[max(i for i, line in enumerate(lines) if line.startswith("FROM ")) :]

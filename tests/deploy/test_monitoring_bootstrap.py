@@ -10,13 +10,15 @@ dashboard). Argo CD's CRD schemas validate the files in tests/deploy/test_chart.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
 import yaml
 
-from .helpers import CHART, REPO
+from .helpers import CHART, REPO, helm_template
 
 APPS = REPO / "argocd" / "apps"
 PROMETHEUS_COMMUNITY = "https://prometheus-community.github.io/helm-charts"
@@ -83,3 +85,39 @@ def test_the_pushgateway_is_where_prod_pushes() -> None:
     assert namespace == gateway["spec"]["destination"]["namespace"]
     monitor = gateway["spec"]["source"]["helm"]["valuesObject"]["serviceMonitor"]
     assert monitor == {"enabled": True, "honorLabels": True}
+
+
+STAKATER = "https://stakater.github.io/stakater-charts"
+
+
+def test_reloader_rolls_the_deployments_that_read_the_secret(tool: Callable[[str], str]) -> None:
+    """Reloader is synced before the app in its own narrow project, with the strategy Argo CD's diff leaves
+    alone, and every Deployment that reads the release Secret carries the annotation naming it (the
+    CronJobs' and Jobs' pods start afresh each run). Contract only: no controller runs here."""
+    project, reloader = _load("platform-project.yaml"), _load("platform-reloader.yaml")
+    assert project["spec"]["sourceRepos"] == [STAKATER]
+    assert [d["namespace"] for d in project["spec"]["destinations"]] == ["reloader"]
+    assert {k["kind"] for k in project["spec"]["clusterResourceWhitelist"]} == {
+        "Namespace",
+        "ClusterRole",
+        "ClusterRoleBinding",
+    }
+    source = reloader["spec"]["source"]
+    assert reloader["spec"]["project"] == "platform" and source["repoURL"] == STAKATER
+    assert re.fullmatch(r"\d+\.\d+\.\d+", source["targetRevision"])
+    assert source["helm"]["valuesObject"]["reloader"]["reloadStrategy"] == "annotations"
+    apps = [_load("cali-housing-staging.yaml"), _load("cali-housing-prod.yaml")]
+    assert _wave(project) < _wave(reloader) < min(_wave(a) for a in apps)
+
+    for values in ("values-staging.yaml", "values-prod.yaml"):
+        proc = helm_template(tool("helm"), ["-f", str(CHART / values)])
+        assert proc.returncode == 0, proc.stderr
+        secret = yaml.safe_load((CHART / values).read_text())["secrets"]["existingSecret"]
+        for doc in (d for d in yaml.safe_load_all(proc.stdout) if d and d["kind"] == "Deployment"):
+            reads = secret in json.dumps(doc["spec"]["template"])
+            annotation = doc["metadata"].get("annotations", {}).get("secret.reloader.stakater.com/reload")
+            assert annotation == (secret if reads else None), (values, doc["metadata"]["name"])
+    off = helm_template(
+        tool("helm"), ["-f", str(CHART / "values-prod.yaml"), "--set", "secrets.rollOnChange=false"]
+    )
+    assert off.returncode == 0 and "reloader.stakater.com" not in off.stdout

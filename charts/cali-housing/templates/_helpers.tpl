@@ -489,3 +489,18 @@ preempts staging's pods, never prod's). Named after the release namespace; nothi
 priorityClassName: {{ .Release.Namespace }}
 {{- end }}
 {{- end }}
+
+{{/*
+The annotation that has Stakater Reloader roll a Deployment when the release Secret changes (a rotated
+token, a moved database): environment variables from a Secret are read once, at container start.
+Reloader's "annotations" strategy (argocd/apps/platform-reloader.yaml) stamps the pod template with an
+annotation git does not set, which Argo CD's diff leaves alone; its default env-var strategy would add an
+env entry that selfHeal reverts. Without Reloader the annotation is inert: restart by hand
+(docs/operations.md).
+Usage: include "cali-housing.reloadOnSecret" .
+*/}}
+{{- define "cali-housing.reloadOnSecret" -}}
+{{- if .Values.secrets.rollOnChange }}
+secret.reloader.stakater.com/reload: {{ .Values.secrets.existingSecret | quote }}
+{{- end }}
+{{- end }}
