@@ -17,8 +17,8 @@ from .helpers import CHART, REPO, find_tool, helm_template
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 NAMESPACES = {"cali-housing-staging": "values-staging.yaml", "cali-housing-prod": "values-prod.yaml"}
-# Namespaces of other charts (the monitoring stack, Argo CD): their objects are not this chart's.
-FOREIGN_NAMESPACES = {"monitoring", "argocd", "kube-system"}
+# Namespaces of other charts (the monitoring stack, Argo CD, Reloader): their objects are not this chart's.
+FOREIGN_NAMESPACES = {"monitoring", "argocd", "kube-system", "reloader"}
 KINDS = {
     "deploy": "Deployment",
     "deployment": "Deployment",
