@@ -5,8 +5,9 @@ serve`` (logging on, ``LOG_FORMAT=json``, one embedded Postgres and champion for
 ``housing serve`` and the bare ASGI no-op of :mod:`benchmarks.serving_apps` run beside them. The
 targets take turns in short wrk rounds, the order rotating, and each round's ``/predict`` figure is
 divided by the no-op's of the same round, so the machine's load (2 shared cores) falls on both sides of
-every ratio. Prints, per target and concurrency, the median req/s and the median of the per-round
-ratios (issue 20's goal: >= 35 % at c=1 and c=16).
+every ratio. Prints, per target and concurrency, the median req/s, the median of the per-round
+ratios (issue 20's goal: >= 35 % at c=1 and c=16) and the median of this tree's req/s over the
+target's in the same round (the A/B figure of the commits in between).
 
 Run: ``python -m benchmarks.serving_ab --ref HEAD~1 [--ref REF ...] [--concurrency 1,16] [--rounds 6]
 [--seconds 3] [--home DIR]`` (``--home``: keep the trained HOUSING_HOME there and reuse it next time).
@@ -127,16 +128,21 @@ def main(argv: list[str] | None = None) -> None:
             for url in targets.values():  # warm-up
                 run_wrk(ensure_wrk(), url, json.dumps(EXAMPLE).encode(), 16, 2, folder)
             print(
-                f"| target | concurrency | req/s (median of {args.rounds}) | of the no-op (median) | rounds |"
+                f"| target | concurrency | req/s (median of {args.rounds}) | of the no-op (median) | rounds"
+                " | this tree over it (median of the rounds) |"
             )
-            print("| --- | ---: | ---: | ---: | --- |")
+            print("| --- | ---: | ---: | ---: | --- | ---: |")
+            mine = "/predict @ this tree"
             for concurrency in (int(c) for c in args.concurrency.split(",")):
                 figures = measure(targets, concurrency, args.rounds, args.seconds, folder)
                 for name, runs in figures.items():
                     ratios = ", ".join(f"{r:.0%}" for _, r in runs)
+                    paired = statistics.median(
+                        a / b for (a, _), (b, _) in zip(figures[mine], runs, strict=True)
+                    )
                     print(
                         f"| {name} | {concurrency} | {statistics.median(r for r, _ in runs):,.0f}"
-                        f" | {statistics.median(r for _, r in runs):.1%} | {ratios} |",
+                        f" | {statistics.median(r for _, r in runs):.1%} | {ratios} | {paired:.2f}x |",
                         flush=True,
                     )
     finally:
