@@ -23,7 +23,9 @@ Usage::
 
 from __future__ import annotations
 
+import ctypes
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,9 @@ from services.common.derived_features import coefficients_from, rotate, step_att
 COMPILED_ARTIFACT = "compiled/model.tl"
 TAG_COMPILED = "compiled.runtime"
 PARITY_TOLERANCE = 1e-6
+# Most rows a predict takes through the thread's pinned buffers (the server's one-row requests and
+# their micro-batches); larger matrices get buffers of their own per call.
+PINNED_ROWS = 16
 RUNTIME_COMPILED = "treelite"
 RUNTIME_PIPELINE = "scikit-learn"
 
@@ -64,6 +69,8 @@ class CompiledModel:
         return self._rotation is not None
 
     def predict(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        if self._call is not None and x.ndim == 2 and x.shape[0] <= PINNED_ROWS:
+            return self._call.pinned(x, self._rotation)
         if self._rotation is not None:
             x = rotate(x, *self._rotation)
         if self._call is not None:
@@ -84,8 +91,6 @@ class _OneThreadPredict:
     version is pinned below 5); the parity tests and the gate's parity check catch a change."""
 
     def __init__(self, model: Any, config: Any, width: int) -> None:
-        import ctypes
-
         from treelite.core import _LIB, _check_call
 
         self._handle = model.handle
@@ -97,12 +102,11 @@ class _OneThreadPredict:
         self._rows = ctypes.c_uint64
         self._entry = _LIB.TreeliteGTILPredict
         self._check = _check_call
+        self._pins = threading.local()  # per thread: rows -> (input, output, their pointers, rows)
 
     @classmethod
     def of(cls, model: Any) -> _OneThreadPredict | None:
         """The fast call for ``model``, or None (other input types, several outputs per row)."""
-        import ctypes
-
         from treelite.core import _LIB, _check_call
         from treelite.gtil.gtil import GTILConfig
 
@@ -119,6 +123,38 @@ class _OneThreadPredict:
         if int(np.prod(np.ctypeslib.as_array(shape, shape=(ndim.value,)))) != 1:
             return None
         return cls(model, config, int(model.num_feature))
+
+    def pinned(
+        self,
+        x: npt.NDArray[np.float64],
+        rotation: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None,
+    ) -> npt.NDArray[np.float64]:
+        """``__call__`` on ``x`` (rows of the raw features, rotated first when ``rotation``) through
+        buffers this thread keeps per row count, their ctypes pointers made once.
+
+        The pointers (``ndarray.ctypes``, ``data_as``) cost ~7.6 % and the rotation's allocation ~1 % of a
+        one-row /predict served on the event loop (py-spy, in-process); the outputs are the same.
+        """
+        rows = x.shape[0]
+        pins = self._pins.__dict__
+        pin = pins.get(rows)
+        if pin is None:
+            source = np.empty((rows, self._width), dtype=np.float64)
+            out = np.empty(rows, dtype=np.float64)
+            pointers = (ctypes.c_void_p(source.ctypes.data), ctypes.c_void_p(out.ctypes.data))
+            pin = pins[rows] = (source, out, *pointers, self._rows(rows))
+        source, out, source_pointer, out_pointer, count = pin
+        if rotation is not None:
+            rotate(x, *rotation, out=source)
+        elif x.shape[1] == self._width:
+            source[:] = x
+        else:
+            raise ValueError(f"the compiled trees read rows of {self._width} numbers, got shape {x.shape}")
+        out.fill(0.0)
+        self._check(
+            self._entry(self._handle, source_pointer, self._float64, count, out_pointer, self._config.handle)
+        )
+        return out.copy()
 
     def __call__(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         x = np.ascontiguousarray(x, dtype=np.float64)

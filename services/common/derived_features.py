@@ -52,12 +52,14 @@ def rotate(
     x: npt.NDArray[np.float64],
     of_longitude: npt.NDArray[np.float64],
     of_latitude: npt.NDArray[np.float64],
+    out: npt.NDArray[np.float64] | None = None,
 ) -> npt.NDArray[np.float64]:
     """``x`` (n rows of the 8 raw features) with its rotated coordinates appended: (n, 8 + k).
 
     Element-wise products and one sum per cell (no matrix product, whose kernel and rounding may depend on
     the batch's size): a row gets the same columns alone or in a batch of any size. Three numpy calls and
-    one allocation of the result, ~3 µs for one row.
+    one allocation of the result (none when ``out``, of shape (n, 8 + k), is given: it is filled and
+    returned), ~3 µs for one row.
 
     Raises:
         ValueError: ``x`` is not a matrix of the eight raw features.
@@ -69,7 +71,8 @@ def rotate(
             f"({', '.join(FEATURE_NAMES)}), got an array of shape {x.shape}"
         )
     width = len(FEATURE_NAMES)
-    out = np.empty((x.shape[0], width + len(of_longitude)), dtype=np.float64)
+    if out is None:
+        out = np.empty((x.shape[0], width + len(of_longitude)), dtype=np.float64)
     out[:, :width] = x
     derived = out[:, width:]
     np.multiply(x[:, _LONGITUDE : _LONGITUDE + 1], of_longitude, out=derived)

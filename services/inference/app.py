@@ -128,6 +128,14 @@ async def _score_predict(
     payload = await read_json(headers, receive, services.max_body)
     parsed = parse_predict(payload, services.settings.predict_max_batch)
     scored = await services.batcher.score(parsed.matrix, arrived)
+    if not parsed.batch:  # the common case, without the list
+        return orjson.dumps(
+            {
+                "predicted_price_usd": round(scored.prices_usd[0], 2),
+                "prediction_id": str(scored.ids[0]),
+                "model_version": scored.version,
+            }
+        )
     items = [
         {
             "predicted_price_usd": round(price, 2),
@@ -136,7 +144,7 @@ async def _score_predict(
         }
         for price, pid in zip(scored.prices_usd, scored.ids, strict=True)
     ]
-    return orjson.dumps({"predictions": items} if parsed.batch else items[0])
+    return orjson.dumps({"predictions": items})
 
 
 def _serve_hot(app: ScoringApp, services: Services, score_predict: Handler) -> None:

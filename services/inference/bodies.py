@@ -15,13 +15,14 @@ import orjson
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive
 
-from services.common.features import FEATURE_NAMES, row_problems
+from services.common.features import FEATURE_NAMES, FEATURES, row_problems
 from services.inference.batcher import Matrix
 from services.inference.errors import InvalidInput, NotJson, TooLarge, WrongContentType
 
 MAX_PROBLEMS = 20  # a 1000-row batch of garbage answers with the first few reasons, not a novel
 BYTES_PER_ROW = 1024  # a row with long decimals and spaces is ~300 bytes: generous room
 MAX_PRICE_USD = 100_000_000.0
+_BOUNDS = tuple((feature.name, feature.minimum, feature.maximum) for feature in FEATURES)
 
 
 def body_limit(max_batch: int) -> int:
@@ -74,6 +75,25 @@ async def read_json(
         ) from None
 
 
+def _plain_row(row: object) -> list[float] | None:
+    """The row's values in schema order when it is exactly the 8 features, each a plain in-range number;
+    None otherwise, and ``row_problems`` then names what is wrong.
+
+    The common case, checked without building a message per feature: with the full check it was
+    ~5 % of the event loop's busy samples under wrk -c16 (py-spy, logging on). NaN fails the range test,
+    infinity too; bools are not ``int`` by ``type``.
+    """
+    if type(row) is not dict or len(row) != len(_BOUNDS):
+        return None
+    values: list[float] = []
+    for name, low, high in _BOUNDS:
+        value = row.get(name)
+        if (type(value) is not float and type(value) is not int) or not low <= value <= high:
+            return None
+        values.append(value)
+    return values
+
+
 @dataclass(frozen=True)
 class PredictInput:
     matrix: Matrix
@@ -93,6 +113,9 @@ def parse_predict(payload: object, max_batch: int) -> PredictInput:
             [f"body: must be an object, got {type(payload).__name__}"],
         )
     if "instances" not in payload:
+        values = _plain_row(payload)
+        if values is not None:
+            return PredictInput(np.array([values], dtype=np.float64), False)
         problems = row_problems(payload)
         if problems:
             raise InvalidInput("the row is not a valid house: " + "; ".join(problems), problems)
@@ -106,6 +129,8 @@ def parse_predict(payload: object, max_batch: int) -> PredictInput:
         problems.append(
             f"instances: must hold 1 to {max_batch} rows (PREDICT_MAX_BATCH), got {len(instances)}"
         )
+    elif not problems and None not in (plain := [_plain_row(row) for row in instances]):
+        return PredictInput(np.array(plain, dtype=np.float64), True)
     else:
         for index, row in enumerate(instances):
             if not isinstance(row, dict):

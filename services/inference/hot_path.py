@@ -34,6 +34,7 @@ from services.inference.errors import NO_MODEL, ApiError, error_body
 from services.inference.metrics import Metrics
 from services.inference.protocol_routes import ProtocolKeys
 from services.inference.request_ids import HEADER, request_id
+from services.inference.wire import send_whole
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +152,7 @@ async def answer(
         status = 500
         body = _error(route, 500, "the server failed to answer; the error is in its log", [])
     headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_whole(send, status, headers, body)
     count, observe = metrics.answered(route.route_label, "POST", status)
     count()
     observe(time.perf_counter() - arrived)

@@ -103,6 +103,8 @@ class PredictionWriter:
         self._thread: threading.Thread | None = None
         self._conn: psycopg.Connection | None = None
         self._retry_at = 0.0
+        # Read when scraped rather than set on every put: the gauge's lock was one more per request.
+        metrics.log_queue_rows.set_function(lambda: self._queued)
 
     # -- the request side -------------------------------------------------------------------------
 
@@ -117,7 +119,6 @@ class PredictionWriter:
                 self._first_at = time.monotonic()
             self._pending.append(rows)
             self._queued += len(rows)
-            self._metrics.log_queue_rows.set(self._queued)
             if self._queued >= self._batch_rows or len(self._pending) == 1:
                 self._cond.notify()
 
@@ -214,7 +215,6 @@ class PredictionWriter:
             self._pending.clear()
             self._queued = 0
             self._busy = True
-            self._metrics.log_queue_rows.set(0)
             return rows, self._stopping
 
     def _run(self) -> None:

@@ -61,3 +61,26 @@ def test_feedback_is_checked_field_by_field() -> None:
 
 def test_the_body_limit_grows_with_the_batch_limit() -> None:
     assert body_limit(1000) > body_limit(1) > 1000
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ({**EXAMPLE, "HouseAge": True}, "HouseAge must be a number (years), got bool"),
+        ({**EXAMPLE, "HouseAge": "41"}, "HouseAge must be a number (years), got str"),
+        ({**EXAMPLE, "extra": 1.0}, "extra is not a feature"),
+        ({k: v for k, v in EXAMPLE.items() if k != "MedInc"} | {"medinc": 8.3}, "MedInc is missing"),
+        ({"instances": [EXAMPLE], "extra": 1}, "extra: not allowed beside instances"),
+        ({"instances": [EXAMPLE, {**EXAMPLE, "Latitude": 90.0}]}, "instances[1].Latitude must be between"),
+    ],
+)
+def test_the_fast_path_leaves_every_bad_row_to_the_full_check(payload: object, expected: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        parse_predict(payload, 2)
+    assert any(expected in problem for problem in raised.value.problems)
+
+
+def test_integers_and_the_bounds_themselves_are_valid() -> None:
+    edge = {**EXAMPLE, "HouseAge": 100, "Longitude": -125.0, "Population": 1}
+    assert parse_predict(edge, 1).matrix.tolist() == [[float(edge[name]) for name in FEATURE_NAMES]]
+    assert parse_predict({"instances": [edge, EXAMPLE]}, 2).matrix.shape == (2, len(FEATURE_NAMES))

@@ -1,0 +1,161 @@
+"""A/B of ``/predict`` against the bare ASGI no-op: this tree and earlier commits, served at once.
+
+Each ``--ref`` is exported (``git archive``) into a temporary folder and served by its own ``housing
+serve`` (logging on, ``LOG_FORMAT=json``, one embedded Postgres and champion for all); this tree's
+``housing serve`` and the bare ASGI no-op of :mod:`benchmarks.serving_apps` run beside them. The
+targets take turns in short wrk rounds, the order rotating, and each round's ``/predict`` figure is
+divided by the no-op's of the same round, so the machine's load (2 shared cores) falls on both sides of
+every ratio. Prints, per target and concurrency, the median req/s, the median of the per-round
+ratios (issue 20's goal: >= 35 % at c=1 and c=16) and the median of this tree's req/s over the
+target's in the same round (the A/B figure of the commits in between).
+
+Run: ``python -m benchmarks.serving_ab --ref HEAD~1 [--ref REF ...] [--concurrency 1,16] [--rounds 6]
+[--seconds 3] [--home DIR]`` (``--home``: keep the trained HOUSING_HOME there and reuse it next time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+from benchmarks.serving import ROOT, ensure_wrk, free_port, run_wrk, running
+from services.common.features import EXAMPLE
+
+NOOP = "no-op ASGI"
+
+
+def _export(ref: str, folder: Path) -> Path:
+    """The tree of ``ref`` in ``folder`` (``git archive``)."""
+    folder.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", ref], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def _environment(home: Path) -> dict[str, str]:
+    env = {**os.environ, "HOUSING_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    env.update(LOG_LEVEL="WARNING", LOG_FORMAT="json")  # as the chart runs it
+    env.pop("DATABASE_URL", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def _train(env: dict[str, str], home: Path) -> None:
+    if (home / "mlflow").is_dir():
+        return
+    print("training a champion ...", file=sys.stderr)
+    done = subprocess.run(
+        [sys.executable, "-c", "from services.cli import main; main()", "train"],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        raise SystemExit(f"housing train failed:\n{done.stderr[-2000:]}")
+
+
+def measure(
+    targets: dict[str, str], concurrency: int, rounds: int, seconds: int, folder: Path
+) -> dict[str, list[tuple[float, float]]]:
+    """Per target: (req/s, req/s over the no-op's of the same round) for each round."""
+    wrk = ensure_wrk()
+    body = json.dumps(EXAMPLE).encode()
+    names = list(targets)
+    figures: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    for round_ in range(rounds):
+        turn = names[round_ % len(names) :] + names[: round_ % len(names)]
+        rps: dict[str, float] = {}
+        for name in turn:
+            got = run_wrk(wrk, targets[name], body, concurrency, seconds, folder)
+            if got["errors"]:
+                raise SystemExit(f"{name} answered {got['errors']:.0f} errors at c={concurrency}")
+            rps[name] = got["rps"]
+        for name in names:
+            figures[name].append((rps[name], rps[name] / rps[NOOP]))
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ref", action="append", default=[], help="a git ref to serve beside this tree")
+    parser.add_argument("--concurrency", default="1,16")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--home", type=Path, help="a HOUSING_HOME to keep and reuse")
+    args = parser.parse_args(argv)
+    folder = Path(tempfile.mkdtemp(prefix="housing-bench-ab-"))
+    folder.chmod(0o755)  # the embedded Postgres runs as another user under root
+    home = args.home or folder / "home"
+    env = _environment(home)
+    try:
+        _train(env, home)
+        trees = {f"/predict @ {ref}": _export(ref, folder / f"tree{i}") for i, ref in enumerate(args.ref)}
+        trees["/predict @ this tree"] = ROOT
+        with ExitStack() as stack:
+            targets: dict[str, str] = {}
+            for name, tree in trees.items():
+                port = free_port()
+                command = [sys.executable, "-c", "from services.cli import main; main()", "serve"]
+                stack.enter_context(
+                    running(
+                        [*command, "--port", str(port)],
+                        {**env, "PYTHONPATH": str(tree)},
+                        f"http://127.0.0.1:{port}/readyz",
+                        folder / f"{port}.log",
+                    )
+                )
+                targets[name] = f"http://127.0.0.1:{port}/predict"
+            port = free_port()
+            noop = [sys.executable, "-m", "benchmarks.serving_apps", "asgi", str(port)]
+            stack.enter_context(
+                running(
+                    noop,
+                    {**env, "PYTHONPATH": str(ROOT)},
+                    f"http://127.0.0.1:{port}/ready",
+                    folder / "noop.log",
+                )
+            )
+            targets[NOOP] = f"http://127.0.0.1:{port}/predict"
+            for url in targets.values():  # warm-up
+                run_wrk(ensure_wrk(), url, json.dumps(EXAMPLE).encode(), 16, 2, folder)
+            print(
+                f"| target | concurrency | req/s (median of {args.rounds}) | of the no-op (median) | rounds"
+                " | this tree over it (median of the rounds) |"
+            )
+            print("| --- | ---: | ---: | ---: | --- | ---: |")
+            mine = "/predict @ this tree"
+            for concurrency in (int(c) for c in args.concurrency.split(",")):
+                figures = measure(targets, concurrency, args.rounds, args.seconds, folder)
+                for name, runs in figures.items():
+                    ratios = ", ".join(f"{r:.0%}" for _, r in runs)
+                    paired = statistics.median(
+                        a / b for (a, _), (b, _) in zip(figures[mine], runs, strict=True)
+                    )
+                    print(
+                        f"| {name} | {concurrency} | {statistics.median(r for r, _ in runs):,.0f}"
+                        f" | {statistics.median(r for _, r in runs):.1%} | {ratios} | {paired:.2f}x |",
+                        flush=True,
+                    )
+    finally:
+        if args.home is None:
+            subprocess.run(
+                [sys.executable, "-c", "from services.cli import main; main()", "db", "stop"],
+                env={**env, "PYTHONPATH": str(ROOT)},
+                check=False,
+                capture_output=True,
+                cwd=ROOT,
+            )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
