@@ -5,10 +5,11 @@ READ``: any user that can log in reads everything, and only what is granted here
 project's experiment and registered model. The users hook (``housing mlflow-users``) logs in as the
 server's admin and makes the server match the release Secret:
 
-- ``writer`` (the trainer Job, the operator's ``housing promote``/``housing rollback``) and
-  ``monitor`` (the monitor CronJob: its report runs and its automatic rollback) get EDIT on the
-  experiment (create runs, log models) and MANAGE on the registered model (move and delete
-  aliases, which MLflow counts as a delete);
+- ``writer`` (the trainer Job, the operator's ``housing promote``/``housing rollback``) gets EDIT on
+  the experiment (create runs, log models) and MANAGE on the registered model (move and delete
+  aliases: MLflow counts removing an alias as a delete);
+- ``monitor`` (the monitor CronJob: its report runs and its automatic rollback; the maintenance
+  CronJob: pruning those runs) gets MANAGE on both, deleting runs included;
 - ``reader`` (inference) gets nothing beyond the default READ.
 
 The experiment and the registered model are created here, as the admin, when missing: a user that
@@ -104,17 +105,18 @@ class UserSpec:
 
 def release_users(settings: MlflowUsersSettings, experiment_id: str) -> list[UserSpec]:
     """The release's users: writer and monitor may change the experiment and the model, reader may not."""
-    writes = (
-        Grant("experiment", experiment_id, EDIT),
-        Grant("registered_model", MODEL_NAME, MANAGE),
-    )
+    model = Grant("registered_model", MODEL_NAME, MANAGE)
+    writer = (Grant("experiment", experiment_id, EDIT), model)
+    # The monitor also deletes runs: the maintenance CronJob logs in as it to prune the monitor's
+    # report runs (services/common/report_retention.py), and MLflow asks MANAGE of a run's experiment.
+    monitor = (Grant("experiment", experiment_id, MANAGE), model)
     return [
         UserSpec(
-            Login(settings.mlflow_writer_username, settings.mlflow_writer_password.get_secret_value()), writes
+            Login(settings.mlflow_writer_username, settings.mlflow_writer_password.get_secret_value()), writer
         ),
         UserSpec(
             Login(settings.mlflow_monitor_username, settings.mlflow_monitor_password.get_secret_value()),
-            writes,
+            monitor,
         ),
         UserSpec(Login(settings.mlflow_reader_username, settings.mlflow_reader_password.get_secret_value())),
     ]
