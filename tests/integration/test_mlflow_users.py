@@ -193,6 +193,36 @@ def test_the_writer_registers_and_moves_the_champion_the_reader_only_reads(
     assert "401" in str(caught.value) or caught.value.error_code == "UNAUTHENTICATED", caught.value
 
 
+def test_the_writer_logs_and_registers_a_model_as_the_trainer_does_and_the_reader_loads_it(
+    bootstrapped: list[str], auth_server: AuthServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow 3's path: a logged model in the experiment, registered from it, loaded by alias."""
+    import mlflow
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(auth_server.url)
+    mlflow.set_registry_uri(auth_server.url)
+    try:
+        login(monkeypatch, auth_server, "writer", PASSWORDS["writer"])
+        experiment = mlflow.get_experiment_by_name(EXPERIMENT_NAME)
+        assert experiment is not None
+        with mlflow.start_run(experiment_id=experiment.experiment_id):
+            fitted = LinearRegression().fit(np.array([[0.0], [1.0]]), np.array([0.0, 2.0]))
+            info = mlflow.sklearn.log_model(fitted, name="model")
+        version = mlflow.register_model(info.model_uri, MODEL_NAME)
+        MlflowClient().set_registered_model_alias(MODEL_NAME, "challenger", version.version)
+
+        login(monkeypatch, auth_server, "reader", PASSWORDS["reader"])
+        loaded = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}@challenger")
+        assert loaded.predict(np.array([[2.0]]))[0] == pytest.approx(4.0)
+        denied(lambda: mlflow.register_model(info.model_uri, MODEL_NAME))
+    finally:
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])
+
+
 def test_a_second_run_changes_nothing_and_a_new_password_is_applied(
     bootstrapped: list[str], auth_server: AuthServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
