@@ -5,7 +5,8 @@ the tracking store's own database (one sqlite file here, the backend Postgres in
 auth tables and their ``alembic_version_auth`` do not collide with the tracking schema), the admin
 from MLFLOW_AUTH_ADMIN_*. ``housing mlflow-users`` (the users hook) then runs as the admin, and real
 MLflow clients, each logged in through MLFLOW_TRACKING_USERNAME/PASSWORD as the services are, check
-who may do what. One server for the module (~40 s to start on an idle 2-core machine, over 2 min on a busy one).
+who may do what. One server for the module (~40 s to start on an idle 2-core machine, over
+2 min on a busy one).
 """
 
 from __future__ import annotations
