@@ -49,6 +49,20 @@ app.command()(local_cli.simulate)
 app.command()(local_cli.demo)
 
 
+@app.command("mlflow-users")
+def mlflow_users() -> None:
+    """Make the MLflow server's users match the release Secret (idempotent; the chart's users hook).
+
+    As the server's admin: the writer and monitor users with EDIT on the experiment and MANAGE on the
+    registered model, the reader with the server's default READ; passwords from MLFLOW_*_PASSWORD."""
+    from services.common.mlflow_users import MlflowUsersSettings, ensure_users
+
+    changes = ensure_users(MlflowUsersSettings())  # type: ignore[call-arg]  # from the environment
+    for change in changes:
+        print(change)
+    print(f"MLflow users up to date ({len(changes)} change(s))")
+
+
 @db.command("migrate")
 def db_migrate(
     secret: Annotated[

@@ -129,6 +129,12 @@ def prepare_namespace(kube: Kube, namespace: str, values: str) -> None:
             "DATABASE_URL": IN_CLUSTER_DATABASE_URL,
             "FEEDBACK_TOKEN": "feedback-token-for-tests",
             "MLFLOW_BACKEND_STORE_URI": IN_CLUSTER_DATABASE_URL,
+            # MLflow's basic auth (on by default): the admin and each workload's own user.
+            "MLFLOW_ADMIN_PASSWORD": "admin-password-for-tests",
+            "MLFLOW_WRITER_PASSWORD": "writer-password-for-tests",
+            "MLFLOW_MONITOR_PASSWORD": "monitor-password-for-tests",
+            "MLFLOW_READER_PASSWORD": "reader-password-for-tests",
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": "csrf-key-for-tests",
         },
     }
     kube.ok("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all([namespace_doc, secret]))

@@ -313,65 +313,160 @@ def mlflow_auth_config_reader() -> Callable[[], Any]:
     return module.read_auth_config
 
 
-def test_mlflow_basic_auth_from_the_secret(
+PASSWORD_KEYS = {
+    "admin": "MLFLOW_ADMIN_PASSWORD",
+    "writer": "MLFLOW_WRITER_PASSWORD",
+    "monitor": "MLFLOW_MONITOR_PASSWORD",
+    "reader": "MLFLOW_READER_PASSWORD",
+}
+
+
+def secret_keys(spec: dict[str, Any]) -> set[str]:
+    """Every Secret key a pod's containers (init containers included) take."""
+    keys = set()
+    for c in [*spec.get("initContainers", []), *spec["containers"]]:
+        for e in c.get("env", []):
+            ref = e.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                keys.add(ref["key"])
+    return keys
+
+
+def test_mlflow_basic_auth_is_on_by_default_with_its_store_in_the_backend_database(
     rendered: dict[str, Rendered], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlflow.cli import server
 
     read_auth_config = mlflow_auth_config_reader()
-    r = rendered["ci/mlflow-auth-values.yaml"]
-    c = mlflow_container(r)
-    assert "--app-name=basic-auth" in c["args"]
     (app_name,) = [p for p in server.params if "--app-name" in p.opts]
     assert "basic-auth" in app_name.type.choices
-    env = env_of(c)
-    expected_keys = {
-        "MLFLOW_AUTH_ADMIN_USERNAME": "MLFLOW_TRACKING_USERNAME",
-        "MLFLOW_AUTH_ADMIN_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
-        "MLFLOW_FLASK_SERVER_SECRET_KEY": "MLFLOW_FLASK_SERVER_SECRET_KEY",
-    }
-    for var, key in expected_keys.items():
-        ref = env[var]["valueFrom"]["secretKeyRef"]
-        assert ref["key"] == key and ref["optional"] is False, var
-    # The settings file comes from a mounted ConfigMap and carries no credential.
-    path = env["MLFLOW_AUTH_CONFIG_PATH"]["value"]
+    for name in ("default", "staging", "prod", "ci/mlflow-auth-values.yaml"):
+        r = rendered[name]
+        c = mlflow_container(r)
+        assert "--app-name=basic-auth" in c["args"], name
+        env = env_of(c)
+        assert env["MLFLOW_AUTH_ADMIN_USERNAME"]["value"] == "admin"
+        for var, key in {
+            "MLFLOW_AUTH_ADMIN_PASSWORD": "MLFLOW_ADMIN_PASSWORD",
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": "MLFLOW_FLASK_SERVER_SECRET_KEY",
+        }.items():
+            ref = env[var]["valueFrom"]["secretKeyRef"]
+            assert ref["key"] == key and ref["optional"] is False, (name, var)
+        assert not [m for m in r.kind("ConfigMap") if "basic_auth" in yaml.safe_dump(m)], (
+            "no ConfigMap holds it"
+        )
+
+    # The settings file is written at the pod's start, by the init container, from the Secret, into
+    # a memory-backed emptyDir: run that very script and let MLflow's own reader read the result.
+    r = rendered["default"]
+    spec = pod_spec(r.one("Deployment", "-mlflow"))
+    (init,) = spec["initContainers"]
+    path = env_of(mlflow_container(r))["MLFLOW_AUTH_CONFIG_PATH"]["value"]
     folder, filename = path.rsplit("/", 1)
-    (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == folder]
-    (volume,) = [v for v in pod_spec(r.one("Deployment", "-mlflow"))["volumes"] if v["name"] == mount["name"]]
-    ini = r.one("ConfigMap", volume["configMap"]["name"].removeprefix("cali-housing"))["data"][filename]
-    assert "admin_password" not in ini and "://" not in ini.replace("sqlite:////var/lib/housing/", "")
-    # MLflow itself reads it, and the Secret's values win.
-    (tmp_path / filename).write_text(ini)
+    (mount,) = [m for m in init["volumeMounts"] if m["mountPath"] == folder]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    assert volume["emptyDir"]["medium"] == "Memory"
+    ref = env_of(init)["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"]
+    assert ref["key"] == "MLFLOW_BACKEND_STORE_URI"
+    assert init["command"][:2] == ["python", "-c"]
+    script = init["command"][2].replace(folder, str(tmp_path))
+    store = "postgresql+psycopg://mlflow:p%40ss%25word@db:5432/mlflow"  # '%' must survive configparser
+    monkeypatch.setenv("MLFLOW_BACKEND_STORE_URI", store)
+    monkeypatch.setenv("AUTH_DEFAULT_PERMISSION", env_of(init)["AUTH_DEFAULT_PERMISSION"]["value"])
+    exec(compile(script, "auth-config", "exec"), {})  # the chart's own script
+    assert (tmp_path / filename).stat().st_mode & 0o077 == 0, "only the server's user reads it"
     monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(tmp_path / filename))
-    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_USERNAME", "housing")
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_USERNAME", "admin")
     monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "from-the-secret")
     config = read_auth_config()
-    assert (config.admin_username, config.admin_password) == ("housing", "from-the-secret")
-    assert config.default_permission == "NO_PERMISSIONS"
-    # The user store lives on the pod's writable emptyDir.
-    assert config.database_uri.startswith("sqlite:////var/lib/housing/")
-    # Every client logs in as that admin user: mandatory keys, the same ones.
-    for name, spec in workloads(r):
-        for client in spec["containers"]:
-            if client["name"] in {"inference", "monitor", "trainer"}:
-                cenv = env_of(client)
-                for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-                    ref = cenv[var]["valueFrom"]["secretKeyRef"]
-                    assert ref["key"] == var and ref["optional"] is False, (name, var)
-    # Without auth the client credentials stay optional (a hosted registry may not need them).
-    default_env = env_of(inference_container(rendered["default"]))
-    assert default_env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["optional"] is True
-    assert "--app-name=basic-auth" not in mlflow_container(rendered["default"])["args"]
+    assert config.database_uri == store, "the user store is the backend database: it persists"
+    assert config.default_permission == "READ", "the reader needs only a login"
+    assert (config.admin_username, config.admin_password) == ("admin", "from-the-secret")
+
+    # Turned off: no auth app, no init container, no logins for the clients.
+    off = render(find_helm(), "--set", "mlflow.server.auth.enabled=false")
+    assert "--app-name=basic-auth" not in mlflow_container(off)["args"]
+    assert "initContainers" not in pod_spec(off.one("Deployment", "-mlflow"))
+    assert "MLFLOW_TRACKING_PASSWORD" not in env_of(inference_container(off))
+    assert not [j for j in off.kind("Job") if j["metadata"]["name"].endswith("-mlflow-users")]
+
+
+def test_each_workload_logs_in_as_its_own_mlflow_user(rendered: dict[str, Rendered]) -> None:
+    """Inference reads; the monitor and maintenance CronJobs are the monitor user; the trainer Job
+    (stamped by the monitor from its template) the writer; only the users hook and the server hold
+    the admin password, and nothing holds two identities' passwords."""
+    identity = {
+        "Deployment/cali-housing-inference": "reader",
+        "CronJob/cali-housing-monitor": "monitor",
+        "CronJob/cali-housing-maintain": "monitor",
+        "trainer-job.yaml": "writer",
+        "Job/cali-housing-mlflow-users": "users hook",
+        "Deployment/cali-housing-mlflow": "admin",
+    }
+    for name in ("default", "staging", "prod", "ci/mlflow-auth-values.yaml"):
+        r = rendered[name]
+        seen = set()
+        for workload, spec in workloads(r):
+            held = {who for who, key in PASSWORD_KEYS.items() if key in secret_keys(spec)}
+            who = identity.get(workload)
+            if who is None:
+                assert held == set(), (name, workload, held)
+                continue
+            seen.add(workload)
+            if who == "users hook":
+                assert held == set(PASSWORD_KEYS), (name, workload, held)
+                continue
+            assert held == {who}, (name, workload, held)
+            if who != "admin":
+                (c,) = spec["containers"]
+                env = env_of(c)
+                assert env["MLFLOW_TRACKING_USERNAME"]["value"] == who, (name, workload)
+                ref = env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]
+                assert ref["key"] == PASSWORD_KEYS[who] and ref["optional"] is False, (name, workload)
+        assert {
+            "Deployment/cali-housing-inference",
+            "trainer-job.yaml",
+            "Job/cali-housing-mlflow-users",
+        } <= seen
+        # The monitor stamps the trainer Job from the ConfigMap: it carries a reference, not a password.
+        monitor = [spec for w, spec in workloads(r) if w == "CronJob/cali-housing-monitor"]
+        if monitor:
+            assert PASSWORD_KEYS["writer"] not in secret_keys(monitor[0])
+
+
+def test_the_users_hook_runs_after_the_server_and_before_inference(rendered: dict[str, Rendered]) -> None:
+    r = rendered["default"]
+    (job,) = [j for j in r.kind("Job") if j["metadata"]["name"].endswith("-mlflow-users")]
+    notes = job["metadata"]["annotations"]
+    assert notes["helm.sh/hook"] == "post-install,post-upgrade"
+    assert notes["argocd.argoproj.io/hook"] == "Sync"
+    wave = int(notes["argocd.argoproj.io/sync-wave"])
+    server = r.one("Deployment", "-mlflow")["metadata"].get("annotations", {})
+    inference = r.one("Deployment", "-inference")["metadata"]["annotations"]
+    assert int(server.get("argocd.argoproj.io/sync-wave", "0")) < wave
+    assert wave < int(inference["argocd.argoproj.io/sync-wave"])
+    (c,) = pod_spec(job)["containers"]
+    assert c["command"] == ["housing", "mlflow-users"]
+    assert c["image"].split("@")[0].split(":")[0].endswith("-trainer")
+    env = env_of(c)
+    assert env["MLFLOW_TRACKING_URI"]["value"] == "http://cali-housing-mlflow:5000"
+    assert "MLFLOW_TRACKING_PASSWORD" not in env, "the admin logs in explicitly, never as a tracking client"
+    assert {env[f"MLFLOW_{who.upper()}_USERNAME"]["value"] for who in PASSWORD_KEYS} == set(PASSWORD_KEYS)
 
 
 def test_auth_needs_its_keys_in_the_secret_message(tool: Callable[[str], str]) -> None:
-    proc = helm_template(
-        tool("helm"), ["--set", "image.tag=0123abc", "--set", "mlflow.server.auth.enabled=true"]
-    )
+    proc = helm_template(tool("helm"), ["--set", "image.tag=0123abc"])
     assert proc.returncode != 0
     required = proc.stderr.split("(required)")[0]
-    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+    for key in (*PASSWORD_KEYS.values(), "MLFLOW_FLASK_SERVER_SECRET_KEY"):
         assert key in required, proc.stderr
+        assert f"--from-literal={key}=" in proc.stderr, proc.stderr
+
+
+def find_helm() -> str:
+    from .helpers import find_tool
+
+    return find_tool("helm")
 
 
 # --- 2. Egress by destination, not port ----------------------------------------------------------
@@ -489,6 +584,13 @@ def expected_ports(r: Rendered) -> dict[str, set[tuple[int, str]]]:
         expected["mlflow"] = DNS | DATABASE | (HTTPS if s3 else set())
         # Its schema upgrade: the dump and `mlflow db upgrade` reach the database only.
         expected["mlflow-upgrade"] = DNS | DATABASE
+        # The users hook: the in-chart server only (by pod), when its clients log in to it.
+        if (
+            in_chart
+            and r.kind("Job")
+            and [j for j in r.kind("Job") if j["metadata"]["name"].endswith("-mlflow-users")]
+        ):
+            expected["mlflow-users"] = DNS | registry
     return expected
 
 

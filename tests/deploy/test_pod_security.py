@@ -324,6 +324,7 @@ def test_the_check_covers_every_pod_of_the_full_scenario(rendered: dict[str, Ren
     assert names == {
         "Deployment/cali-housing-inference",
         "Deployment/cali-housing-mlflow",
+        "Job/cali-housing-mlflow-users",
         "CronJob/cali-housing-monitor",
         "CronJob/cali-housing-maintain",
         "Job/cali-housing-migrate",

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic_settings import BaseSettings
 
+from services.common.mlflow_users import MlflowUsersSettings
 from services.common.settings import CommonSettings, MaintenanceSettings
 from services.inference.settings import InferenceSettings
 from services.monitor.settings import MonitorSettings
@@ -39,7 +40,15 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 
 
 @pytest.mark.parametrize(
-    "settings", [CommonSettings, MaintenanceSettings, TrainerSettings, InferenceSettings, MonitorSettings]
+    "settings",
+    [
+        CommonSettings,
+        MaintenanceSettings,
+        TrainerSettings,
+        InferenceSettings,
+        MonitorSettings,
+        MlflowUsersSettings,
+    ],
 )
 def test_every_setting_is_in_the_configuration_table(settings: type[BaseSettings]) -> None:
     missing = [name.upper() for name in settings.model_fields if f"| `{name.upper()}` |" not in CONFIGURATION]

@@ -95,9 +95,13 @@ missing Secret or key fails the sync at once with the command that fixes it. Kee
 {{- if .Values.mlflow.server.enabled }}
 {{ $k.mlflowBackendStoreUri }}
 {{- if .Values.mlflow.server.auth.enabled }}
-{{ $k.mlflowTrackingUsername }}
-{{ $k.mlflowTrackingPassword }}
 {{ $k.mlflowFlaskSecretKey }}
+{{ $k.mlflowAdminPassword }}
+{{- if not .Values.config.mlflowTrackingUri }}
+{{ $k.mlflowWriterPassword }}
+{{ $k.mlflowMonitorPassword }}
+{{ $k.mlflowReaderPassword }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -112,10 +116,18 @@ missing Secret or key fails the sync at once with the command that fixes it. Kee
 {{- $required = append $required (printf "%s (while mlflow.server.enabled)" $k.mlflowBackendStoreUri) }}
 {{- $example = printf "%s --from-literal=%s='postgresql+psycopg://user:pass@host:5432/mlflow'" $example $k.mlflowBackendStoreUri }}
 {{- if .Values.mlflow.server.auth.enabled }}
-{{- $required = append $required (printf "%s, %s, %s (while mlflow.server.auth.enabled)" $k.mlflowTrackingUsername $k.mlflowTrackingPassword $k.mlflowFlaskSecretKey) }}
+{{- $authKeys := list $k.mlflowAdminPassword $k.mlflowFlaskSecretKey }}
+{{- if include "cali-housing.inChartMlflowAuth" . }}{{ $authKeys = concat $authKeys (list $k.mlflowWriterPassword $k.mlflowMonitorPassword $k.mlflowReaderPassword) }}{{ end }}
+{{- $required = append $required (printf "%s (while mlflow.server.auth.enabled)" (join ", " $authKeys)) }}
+{{- range $authKeys }}
+{{- $example = printf "%s --from-literal=%s=\"$(openssl rand -hex 24)\"" $example . }}
+{{- end }}
 {{- end }}
 {{- end -}}
-{{- required (printf "set secrets.existingSecret: create a Secret with keys %s (required), and optionally %s, %s, %s, %s, %s, %s, %s; e.g. kubectl create secret generic cali-housing-secrets -n %s %s, then --set secrets.existingSecret=cali-housing-secrets" (join ", " $required) $k.telegramBotToken $k.telegramChatId $k.alertWebhookUrl $k.mlflowTrackingUsername $k.mlflowTrackingPassword $k.awsAccessKeyId $k.awsSecretAccessKey .Release.Namespace $example) .Values.secrets.existingSecret }}
+{{- $optional := list $k.telegramBotToken $k.telegramChatId $k.alertWebhookUrl -}}
+{{- if not (include "cali-housing.inChartMlflowAuth" .) }}{{ $optional = concat $optional (list $k.mlflowWriterPassword $k.mlflowMonitorPassword $k.mlflowReaderPassword) }}{{ end -}}
+{{- $optional = concat $optional (list $k.awsAccessKeyId $k.awsSecretAccessKey) -}}
+{{- required (printf "set secrets.existingSecret: create a Secret with keys %s (required), and optionally %s; e.g. kubectl create secret generic cali-housing-secrets -n %s %s, then --set secrets.existingSecret=cali-housing-secrets" (join ", " $required) (join ", " $optional) .Release.Namespace $example) .Values.secrets.existingSecret }}
 {{- end }}
 
 {{/*
@@ -184,6 +196,25 @@ Non-empty when the clients talk to the in-chart MLflow server with basic auth on
 {{- end }}
 
 {{/*
+The MLflow login of one identity (mlflow.users: writer, monitor or reader), which MLflow's client
+reads from MLFLOW_TRACKING_USERNAME/PASSWORD. Each workload gets its own identity's password and no
+other: the in-chart server's basic auth makes it mandatory; a hosted registry may need none (optional).
+With the in-chart server's auth off there is nothing to log in to.
+Usage: include "cali-housing.mlflowLoginEnv" (list . "reader")
+*/}}
+{{- define "cali-housing.mlflowLoginEnv" -}}
+{{- $ctx := index . 0 }}
+{{- $who := index . 1 }}
+{{- $key := printf "mlflow%sPassword" (title $who) }}
+{{- $inChart := and $ctx.Values.mlflow.server.enabled (not $ctx.Values.config.mlflowTrackingUri) }}
+{{- if or (not $inChart) $ctx.Values.mlflow.server.auth.enabled }}
+- name: MLFLOW_TRACKING_USERNAME
+  value: {{ index $ctx.Values.mlflow.users $who | quote }}
+{{ include (ternary "cali-housing.requiredSecretEnv" "cali-housing.optionalSecretEnv" $inChart) (list $ctx "MLFLOW_TRACKING_PASSWORD" $key) }}
+{{- end }}
+{{- end }}
+
+{{/*
 Environment shared by every service (the same names as in services/common settings and the README).
 */}}
 {{- define "cali-housing.commonEnv" -}}
@@ -194,14 +225,6 @@ Environment shared by every service (the same names as in services/common settin
       key: {{ .Values.secrets.keys.databaseUrl }}
 - name: MLFLOW_TRACKING_URI
   value: {{ include "cali-housing.mlflowTrackingUri" . | quote }}
-{{- if include "cali-housing.inChartMlflowAuth" . }}
-{{/* The in-chart server's basic auth: its admin user is these two keys, so they are mandatory. */}}
-{{ include "cali-housing.requiredSecretEnv" (list . "MLFLOW_TRACKING_USERNAME" "mlflowTrackingUsername") }}
-{{ include "cali-housing.requiredSecretEnv" (list . "MLFLOW_TRACKING_PASSWORD" "mlflowTrackingPassword") }}
-{{- else }}
-{{ include "cali-housing.optionalSecretEnv" (list . "MLFLOW_TRACKING_USERNAME" "mlflowTrackingUsername") }}
-{{ include "cali-housing.optionalSecretEnv" (list . "MLFLOW_TRACKING_PASSWORD" "mlflowTrackingPassword") }}
-{{- end }}
 {{- /* The in-chart server proxies artifacts (--serve-artifacts, mlflow-artifacts:/ URIs): clients
 upload and download through it, so the object store's keys live in its Deployment only. An external
 server may hand out s3:// URIs that clients open themselves: only then do the services get them. */}}
@@ -342,6 +365,7 @@ spec:
           command: ["housing", "train"]
           env:
             {{- include "cali-housing.commonEnv" . | nindent 12 }}
+            {{- include "cali-housing.mlflowLoginEnv" (list . "writer") | nindent 12 }}
             # The monitor's smallest window: the trainer measures the estimate's band in chunks of it.
             - name: DRIFT_MIN_ROWS
               value: {{ .Values.monitor.driftMinRows | quote }}
