@@ -235,9 +235,15 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
     from services.common.database import DatabaseUnavailable, MigrationFailed
     from services.common.dataset import DatasetUnavailable
+    from services.common.signing_keys import SigningKeyMissing
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    known: tuple[type[Exception], ...] = (DatabaseUnavailable, DatasetUnavailable, MigrationFailed)
+    known: tuple[type[Exception], ...] = (
+        DatabaseUnavailable,
+        DatasetUnavailable,
+        MigrationFailed,
+        SigningKeyMissing,
+    )
     try:
         from services.common.registry import RegistryError
 

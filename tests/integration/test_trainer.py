@@ -39,7 +39,7 @@ from services.trainer.model import fit_model
 from services.trainer.registration import TrainingRecord, register_candidate
 from services.trainer.settings import TrainerSettings
 from services.trainer.train import run_training
-from tests.conftest import Registry
+from tests.conftest import Registry, session_signer
 
 
 def events(url: str) -> list[tuple[str, int, int | None]]:
@@ -73,7 +73,7 @@ def register(
         metrics={},
         profile=build_profile(dataset.x_train[:1000]),
     )
-    version, _ = register_candidate(registry.client, registry.experiment_id, record)
+    version, _ = register_candidate(registry.client, registry.experiment_id, record, session_signer())
     return version
 
 
