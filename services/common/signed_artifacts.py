@@ -114,18 +114,18 @@ def is_signed(version: ModelVersion, path: str, keys: TrustedKeys) -> bool:
 
 @contextmanager
 def verified_files(
-    client: MlflowClient, version: ModelVersion, keys: TrustedKeys, wanted: Sequence[str]
+    client: MlflowClient, version: ModelVersion, keys: TrustedKeys, wanted: Sequence[str] | None = None
 ) -> Iterator[Path]:
-    """A temporary local folder holding the ``wanted`` paths (``model/`` for the whole model folder),
-    each checked against the version's signed manifest.
+    """A temporary local folder holding the ``wanted`` paths (``model/`` for the whole model folder;
+    None: every signed file), each checked against the version's signed manifest.
 
     Raises:
         ModelRefused: unsigned, unknown key, bad signature, a wanted path not signed, a file altered.
         RegistryError: the store failed to hand a file over (a retry may succeed).
     """
     manifest = keys.verified_manifest(version.version, dict(version.tags or {}))
-    paths: list[str] = []
-    for want in wanted:
+    paths: list[str] = list(manifest) if wanted is None else []
+    for want in wanted or ():
         matching = [
             path for path in manifest if path == want or (want.endswith("/") and path.startswith(want))
         ]

@@ -98,7 +98,9 @@ def read_champion(client: MlflowClient, keys: TrustedKeys) -> Champion | None:
     version = int(champion_mv.version)
     try:
         figures = version_figures(client, champion_mv)
-        with verified_files(client, champion_mv, keys, [PROFILE_ARTIFACT]) as folder:
+        # Every signed file of the champion, not only the profile this run opens: an altered champion
+        # stops the run at once (the server refuses it too), whatever the run would have loaded.
+        with verified_files(client, champion_mv, keys) as folder:
             profile = ReferenceProfile.load(folder / PROFILE_ARTIFACT)
         previous_alias = current_aliases(client)[Role.PREVIOUS]
     except ModelRefused as error:
