@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.common.model_signing import ModelRefused
 from services.common.registry import MODEL_NAME
 from services.common.signed_artifacts import SIGNED_RUN_ARTIFACTS
 from services.common.vocabulary import Role
@@ -181,4 +182,25 @@ def _housing(args: list[str], env: dict[str, str]) -> subprocess.CompletedProces
         text=True,
         timeout=300,
         check=False,
+    )
+
+
+def test_housing_keys_sign_vouches_for_a_version_registered_before_signing(
+    champion_registry: Registry, tmp_path: Path
+) -> None:
+    client = champion_registry.client
+    first = client.get_model_version(MODEL_NAME, "1")
+    version = int(client.create_model_version(MODEL_NAME, first.source, first.run_id).version)
+    with pytest.raises(ModelRefused, match="it is not signed"):
+        session_keys().verified_manifest(
+            version, dict(client.get_model_version(MODEL_NAME, str(version)).tags)
+        )
+    result = _housing(
+        ["keys", "sign", str(version)],
+        {"MLFLOW_TRACKING_URI": champion_registry.uri, "HOUSING_HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    tags = dict(client.get_model_version(MODEL_NAME, str(version)).tags)
+    assert session_keys().verified_manifest(version, tags) == session_keys().verified_manifest(
+        1, dict(first.tags)
     )

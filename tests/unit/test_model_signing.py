@@ -139,3 +139,22 @@ def test_the_local_pair_is_made_once_and_used_only_without_a_tracking_uri(tmp_pa
         signer(deployed, None)
     other = new_keypair()
     assert signer(deployed, SecretStr(other.private)).key_id == other.key_id
+
+
+def test_housing_keys_new_prints_a_pair_and_the_lines_that_install_it(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from services.cli import app
+
+    out = tmp_path / "signing.key"
+    result = CliRunner().invoke(
+        app, ["keys", "new", "--namespace", "ns-x", "--secret", "s-x", "--env", "staging", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_mode & 0o777 == 0o600
+    pair = Signer.from_text(out.read_text())
+    assert out.read_text() not in result.output  # written, not printed
+    assert f"public key:  {pair.public}" in result.output and f"key id:      {pair.key_id}" in result.output
+    assert f"kubectl -n ns-x create secret generic s-x --from-file=MODEL_SIGNING_KEY={out}" in result.output
+    assert "kubectl -n ns-x patch secret s-x" in result.output
+    assert "values-staging.yaml" in result.output and f'publicKeys: ["{pair.public}"]' in result.output
