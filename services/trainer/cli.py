@@ -134,6 +134,7 @@ def models(
     from services.common.connections import database_url, open_registry, tracking_uri
     from services.common.database import connect
     from services.common.finite import dumps_summary
+    from services.common.model_signing import TAG_KEY_ID
     from services.common.registry import MODEL_NAME, TAG_DECISION, current_aliases, version_figures
 
     settings = TrainerSettings()
@@ -168,13 +169,17 @@ def models(
                 "metrics": figures.metrics,
                 "gate": figures.tags.get(TAG_DECISION),
                 "evidence": _evidence(figures.tags),
+                # The key id the version claims (readers check the signature before loading it).
+                "signed_by": figures.tags.get(TAG_KEY_ID),
                 "created": _ms_to_text(mv.creation_timestamp),
             }
         )
     if as_json:
         print(dumps_summary({"versions": listed}))
         return
-    table = Table("version", "aliases", "holdout R²", "holdout MAE", "gate", "evidence", "created")
+    table = Table(
+        "version", "aliases", "holdout R²", "holdout MAE", "gate", "evidence", "signed by", "created"
+    )
     for row in listed:
         table.add_row(
             str(row["version"]),
@@ -183,6 +188,7 @@ def models(
             _figure(row["metrics"].get("holdout_mae")),
             row["gate"] or "",
             "\n".join(_evidence_line(item) for item in row["evidence"].values()),
+            row["signed_by"] or "unsigned",
             row["created"],
         )
     out.print(table if versions else "no model versions yet: train one with `housing train`")
