@@ -177,18 +177,16 @@ def models(
     if as_json:
         print(dumps_summary({"versions": listed}))
         return
-    table = Table(
-        "version", "aliases", "holdout R²", "holdout MAE", "gate", "evidence", "signed by", "created"
-    )
+    table = Table("version", "aliases", "holdout R²", "holdout MAE", "gate", "evidence", "created")
     for row in listed:
         table.add_row(
-            str(row["version"]),
+            # The signing key is in --json; an unsigned version is said here (every reader refuses it).
+            str(row["version"]) + ("" if row["signed_by"] else " unsigned"),
             ", ".join(row["aliases"]),
             _figure(row["metrics"].get("holdout_r2")),
             _figure(row["metrics"].get("holdout_mae")),
             row["gate"] or "",
             "\n".join(_evidence_line(item) for item in row["evidence"].values()),
-            row["signed_by"] or "unsigned",
             row["created"],
         )
     out.print(table if versions else "no model versions yet: train one with `housing train`")
