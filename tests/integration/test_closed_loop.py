@@ -81,7 +81,10 @@ def loop(database_url: str, dataset: Dataset) -> Iterator[Loop]:
     home = world_readable_tempdir("housing-loop-")
     client, experiment_id = open_registry(*mlflow_store(home))
     # The stack's children check the pair made under its home: v1 is signed with it, as in the demo.
-    settings = TrainerSettings(housing_home=home, model_signing_key=SecretStr(local_keypair(home).private))
+    pair = local_keypair(home)
+    settings = TrainerSettings(
+        housing_home=home, model_signing_key=SecretStr(pair.private), model_verify_keys=pair.public
+    )
     summary = run_training(client, experiment_id, database_url, dataset, settings)
     assert summary.version == 1 and summary.gate is not None and summary.gate.decision.passed
 
