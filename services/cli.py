@@ -37,6 +37,10 @@ app = typer.Typer(
 )
 db = typer.Typer(help="The Postgres schema and the embedded server.", no_args_is_help=True)
 app.add_typer(db, name="db")
+keys = typer.Typer(help="The trainer's key pair that signs model versions.", no_args_is_help=True)
+app.add_typer(keys, name="keys")
+keys.command("new")(trainer_cli.keys_new)
+keys.command("sign")(trainer_cli.keys_sign)
 app.add_typer(cluster_cli.app, name="cluster")
 
 app.command()(trainer_cli.train)
@@ -249,9 +253,15 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
     from services.common.database import DatabaseUnavailable, MigrationFailed
     from services.common.dataset import DatasetUnavailable
+    from services.common.signing_keys import SigningKeyMissing
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    known: tuple[type[Exception], ...] = (DatabaseUnavailable, DatasetUnavailable, MigrationFailed)
+    known: tuple[type[Exception], ...] = (
+        DatabaseUnavailable,
+        DatasetUnavailable,
+        MigrationFailed,
+        SigningKeyMissing,
+    )
     try:
         from services.common.registry import RegistryError
 

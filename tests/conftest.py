@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -24,9 +25,11 @@ import pytest
 from services.common.connections import open_registry
 from services.common.database import migrate
 from services.common.dataset import Dataset, load_dataset
+from services.common.model_signing import Signer, TrustedKeys, new_keypair
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data" / "scikit_learn_data"
+SESSION_KEYS = new_keypair()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -36,6 +39,28 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # it waits on the network in every process
     os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")  # as the CLI: no uv.lock copied into each model
+    # One signing pair per run, for the trainer (in process and in every child) and every reader.
+    os.environ["MODEL_SIGNING_KEY"] = SESSION_KEYS.private
+    os.environ["MODEL_VERIFY_KEYS"] = SESSION_KEYS.public
+
+
+def session_signer() -> Signer:
+    """The trainer's key of this test run (MODEL_SIGNING_KEY)."""
+    return Signer.from_text(SESSION_KEYS.private)
+
+
+def signed(client: Any, version: int | str) -> int:
+    """``version`` signed with the session's key, as the trainer signs what it registers (a test that
+    registers a copy of v1 by hand vouches for it so)."""
+    from services.common.signed_artifacts import sign_version
+
+    sign_version(client, int(version), session_signer())
+    return int(version)
+
+
+def session_keys() -> TrustedKeys:
+    """The readers' keys of this test run (MODEL_VERIFY_KEYS): the session signer's public key."""
+    return TrustedKeys.from_text(SESSION_KEYS.public)
 
 
 def world_readable_tempdir(prefix: str) -> Path:

@@ -31,6 +31,13 @@ class CommonSettings(BaseSettings):
         default=Path(".housing"),
         description="Folder for local state: embedded Postgres, MLflow store, spool, reports, locks.",
     )
+    model_verify_keys: str | None = Field(
+        default=None,
+        description="Public keys (base64 Ed25519, comma-separated: several while a rotation runs) whose "
+        "signature a model version must carry to be loaded (`housing keys new` makes a pair). Unset with "
+        "MLFLOW_TRACKING_URI unset: the local pair under HOUSING_HOME/signing (made on first use); unset "
+        "otherwise: every version is refused.",
+    )
     log_level: str = Field(default="INFO", description="Python log level.")
     log_format: LogFormat = Field(
         default="text",
@@ -45,6 +52,14 @@ class CommonSettings(BaseSettings):
             raise ValueError(
                 "DATABASE_URL must start with postgresql:// (e.g. postgresql://user:pw@host:5432/db)"
             )
+        return value
+
+    @field_validator("model_verify_keys")
+    @classmethod
+    def _public_keys(cls, value: str | None) -> str | None:
+        from services.common.model_signing import TrustedKeys
+
+        TrustedKeys.from_text(value)  # BadKey (a ValueError) names the setting and the fix
         return value
 
     @field_validator("log_format", mode="before")

@@ -28,6 +28,7 @@ from starlette.responses import Response
 from starlette.types import Receive
 
 from services.common.database import create_pool, first_line
+from services.common.vocabulary import Role
 from services.inference import mlflow_scoring, open_inference
 from services.inference.bodies import parse_feedback, parse_predict, read_json
 from services.inference.deps import ServicesDep, feedback_authorized
@@ -237,7 +238,12 @@ def _status_routes(app: FastAPI) -> None:
         served = services.holder.champion
         if served is None:
             detail = NO_MODEL
-            if services.holder.last_error:
+            refused = services.holder.refused.get(Role.CHAMPION)
+            if refused is not None:
+                detail = (
+                    f"model version {refused.version} refused: {refused.reason}; no earlier champion to serve"
+                )
+            elif services.holder.last_error:
                 detail = f"the model registry failed: {services.holder.last_error}"
             return JsonResponse({"detail": detail, "problems": []}, 503, headers={"Retry-After": "10"})
         return JsonResponse({"status": "ready", "model_version": served.version})
@@ -247,14 +253,17 @@ def _status_routes(app: FastAPI) -> None:
         """Version, run id, load time and training figures of the champion (and the shadow challenger)."""
         holder = services.holder
         served = holder.champion
+        refused = [refusal.describe() for refusal in holder.refused.values()]
         if served is None:
-            return JsonResponse({"detail": NO_MODEL, "problems": []}, 503)
+            problems = [f"model version {r['version']} refused: {r['reason']}" for r in refused]
+            return JsonResponse({"detail": NO_MODEL, "problems": problems, "refused": refused}, 503)
         challenger = holder.challenger
         return JsonResponse(
             {
                 **served.describe(),
                 "challenger": challenger.describe() if challenger is not None else None,
                 "registry_error": holder.last_error,
+                "refused": refused,
                 "last_poll_at": holder.last_poll_at.isoformat() if holder.last_poll_at else None,
             }
         )

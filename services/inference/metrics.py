@@ -53,6 +53,17 @@ class Metrics:
             "Failed registry polls or model loads (the last good model is kept).",
             registry=r,
         )
+        # A version an alias points at whose signature or files do not check (common/model_signing.py).
+        self.model_refused = Gauge(
+            "model_refused",
+            "The version @champion or @challenger points at that was refused (unsigned, unknown key, bad "
+            "signature, altered file); 0 when none is.",
+            ["role"],
+            registry=r,
+        )
+        self.model_refusals = Counter(
+            "model_refusals", "Model versions refused before loading, by alias.", ["role"], registry=r
+        )
         self.predict_batch_rows = Histogram(
             "predict_batch_rows",
             "Rows per model call (requests coalesced by the micro-batcher).",

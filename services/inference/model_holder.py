@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -26,12 +27,13 @@ from threadpoolctl import threadpool_limits
 from services.common import compiled
 from services.common.database import first_line
 from services.common.features import EXAMPLE, to_matrix
+from services.common.model_signing import SIGNING_TAGS, ModelRefused, TrustedKeys
 from services.common.registry import (
-    MODEL_NAME,
     RegistryError,
     alias_version,
     version_figures,
 )
+from services.common.signed_artifacts import MODEL_FOLDER, verified_files
 from services.common.vocabulary import Role
 from services.inference.metrics import Metrics
 
@@ -65,28 +67,34 @@ class ServedModel:
         }
 
 
-def load_from_registry(client: MlflowClient, version: ModelVersion) -> ServedModel:
-    """Download a version's scikit-learn model and warm it up with one prediction.
+def load_from_registry(client: MlflowClient, version: ModelVersion, keys: TrustedKeys) -> ServedModel:
+    """Download a version's signed files, check them against ``keys``, load the scikit-learn model from
+    the local copy (and its compiled trees when it has them) and warm it up with one prediction.
 
     Raises:
+        ModelRefused: the version is unsigned, signed by an unknown key, or a file was altered.
         RegistryError: the registry or the artifact store failed, or the model does not predict.
     """
     import mlflow.sklearn
 
+    wanted = [MODEL_FOLDER]
+    if compiled.TAG_COMPILED in (version.tags or {}):
+        wanted.append(compiled.COMPILED_ARTIFACT)
     try:
         figures = version_figures(client, version)
-        # The version's storage location, so loading needs no process-wide registry URI.
-        uri = client.get_model_version_download_uri(MODEL_NAME, version.version)
-        model: Regressor = mlflow.sklearn.load_model(uri)
-        with threadpool_limits(1):
-            warm = model.predict(to_matrix([EXAMPLE]))
-    except RegistryError:
+        with verified_files(client, version, keys, wanted) as folder:
+            model: Regressor = mlflow.sklearn.load_model(str(folder / MODEL_FOLDER))
+            with threadpool_limits(1):
+                warm = model.predict(to_matrix([EXAMPLE]))
+            if warm.shape != (1,) or not np.isfinite(warm).all():
+                raise RegistryError(
+                    f"model version {version.version} does not predict one finite price per row"
+                )
+            served, runtime = _compiled_or(model, folder, version)
+    except RegistryError:  # ModelRefused too
         raise
     except Exception as error:  # MLflow raises many kinds (MlflowException, OSError, pickle errors)
         raise RegistryError(f"cannot load model version {version.version}: {first_line(error)}") from error
-    if warm.shape != (1,) or not np.isfinite(warm).all():
-        raise RegistryError(f"model version {version.version} does not predict one finite price per row")
-    served, runtime = _compiled_or(model, figures.run_id, version, client)
     return ServedModel(
         version=figures.version,
         run_id=figures.run_id,
@@ -98,15 +106,16 @@ def load_from_registry(client: MlflowClient, version: ModelVersion) -> ServedMod
     )
 
 
-def _compiled_or(
-    pipeline: Regressor, run_id: str, version: ModelVersion, client: MlflowClient
-) -> tuple[Regressor, str]:
-    """The version's compiled trees when it has them and they agree with the pipeline; else the pipeline."""
+def _compiled_or(pipeline: Regressor, folder: Path, version: ModelVersion) -> tuple[Regressor, str]:
+    """The version's compiled trees when it has them and they agree with the pipeline; else the pipeline.
+
+    ``folder``: the version's verified files (the checkpoint among them when the version is tagged).
+    """
     if compiled.TAG_COMPILED not in (version.tags or {}):
         return pipeline, compiled.RUNTIME_PIPELINE
     probe = to_matrix([EXAMPLE])
     try:
-        tree_model = compiled.load_from_run(client, run_id)
+        tree_model = compiled.load(folder / compiled.COMPILED_ARTIFACT)
         difference = compiled.max_abs_difference(tree_model.predict(probe), pipeline.predict(probe))
     except Exception as error:  # the gate checked it; a broken artifact must still not stop serving
         log.error(
@@ -124,6 +133,25 @@ def _compiled_or(
 
 
 Loader = Callable[[MlflowClient, ModelVersion], ServedModel]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A version an alias points at that was refused (unsigned, unknown key, bad signature, altered)."""
+
+    role: Role
+    version: int
+    reason: str
+    at: datetime
+    tags: tuple[tuple[str, str], ...]  # its signing tags when refused: tried again only once they change
+
+    def describe(self) -> dict[str, Any]:
+        return {"role": self.role, "version": self.version, "reason": self.reason, "at": self.at.isoformat()}
+
+
+def _signing_tags(version: ModelVersion) -> tuple[tuple[str, str], ...]:
+    tags = version.tags or {}
+    return tuple((tag, tags.get(tag, "")) for tag in SIGNING_TAGS)
 
 
 def _freeze_heap() -> None:
@@ -147,7 +175,12 @@ class ModelHolder:
         metrics: the app's metrics (model_info, model_loaded, swaps, registry errors).
         poll_seconds: how often to look at the aliases.
         shadow: also load ``@challenger`` for shadow scoring.
-        loader: turns a registry version into a :class:`ServedModel`.
+        keys: the public keys a version must be signed by (MODEL_VERIFY_KEYS).
+        loader: turns a registry version into a :class:`ServedModel` (default: :func:`load_from_registry`
+            with ``keys``).
+
+    A refused version is never loaded: the model already served stays, the refusal is logged once,
+    counted, shown by ``GET /model`` (:attr:`refused`) and by ``model_refused{role}``.
     """
 
     def __init__(
@@ -157,13 +190,16 @@ class ModelHolder:
         *,
         poll_seconds: float = 10.0,
         shadow: bool = False,
-        loader: Loader = load_from_registry,
+        keys: TrustedKeys | None = None,
+        loader: Loader | None = None,
     ) -> None:
         self._client = client
         self._metrics = metrics
         self._poll_seconds = poll_seconds
         self._shadow = shadow
-        self._loader = loader
+        trusted = keys if keys is not None else TrustedKeys()
+        self._loader = loader or (lambda client, version: load_from_registry(client, version, trusted))
+        self.refused: dict[Role, Refusal] = {}
         self.champion: ServedModel | None = None
         self.challenger: ServedModel | None = None
         self.last_error: str | None = None
@@ -172,6 +208,7 @@ class ModelHolder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         metrics.model_loaded.set(0)
+        metrics.model_refused.labels(Role.CHAMPION).set(0)
 
     def start(self) -> None:
         """Poll now and then every ``poll_seconds``, in a background thread."""
@@ -217,8 +254,11 @@ class ModelHolder:
                 log.info("no @champion in the registry yet; the monitor trains v1 at its next run")
             return  # an alias deleted under us: keep serving what we have
         if current is not None and int(target.version) == current.version:
+            self._accepted(Role.CHAMPION)
             return
-        loaded = self._loader(self._client, target)
+        loaded = self._load(Role.CHAMPION, target)
+        if loaded is None:
+            return
         self.champion = loaded  # one reference assignment: the swap is atomic for readers
         if current is not None:
             self._metrics.model_swaps.inc()
@@ -236,8 +276,40 @@ class ModelHolder:
         target = alias_version(self._client, Role.CHALLENGER)
         if target is None:
             self.challenger = None
+            self._accepted(Role.CHALLENGER)
             return
         if self.challenger is not None and int(target.version) == self.challenger.version:
             return
-        self.challenger = self._loader(self._client, target)
-        log.warning("shadow-scoring with challenger version %d", self.challenger.version)
+        loaded = self._load(Role.CHALLENGER, target)
+        self.challenger = loaded  # a refused challenger is not shadow-scored
+        if loaded is not None:
+            log.warning("shadow-scoring with challenger version %d", loaded.version)
+
+    def _load(self, role: Role, target: ModelVersion) -> ServedModel | None:
+        """The loaded version, or None when it is refused (again: its signing tags have not changed)."""
+        earlier = self.refused.get(role)
+        if (
+            earlier is not None
+            and earlier.version == int(target.version)
+            and earlier.tags == _signing_tags(target)
+        ):
+            return None
+        try:
+            loaded = self._loader(self._client, target)
+        except ModelRefused as error:
+            self.refused[role] = Refusal(
+                role, error.version, error.reason, datetime.now(UTC), _signing_tags(target)
+            )
+            self._metrics.model_refused.labels(role).set(error.version)
+            self._metrics.model_refusals.labels(role).inc()
+            served = self.champion
+            keeping = f"still serving version {served.version}" if served else "no model is served"
+            log.error("%s (@%s); %s", error, role, keeping)
+            return None
+        self._accepted(role)
+        return loaded
+
+    def _accepted(self, role: Role) -> None:
+        """The alias points at a loadable version again: the refusal is over."""
+        if self.refused.pop(role, None) is not None:
+            self._metrics.model_refused.labels(role).set(0)

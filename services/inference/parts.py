@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from mlflow.tracking import MlflowClient
 from psycopg_pool import ConnectionPool
 
+from services.common.signing_keys import trusted_keys
 from services.inference.batcher import Batcher, RecentIds, ShadowScorer
 from services.inference.bodies import body_limit
 from services.inference.metrics import Metrics
@@ -48,7 +49,11 @@ def build_services(
     """The real parts from settings; any of metrics, holder and writer may be handed in instead."""
     metrics = metrics or Metrics()
     holder = holder or ModelHolder(
-        client, metrics, poll_seconds=settings.model_poll_seconds, shadow=settings.shadow_challenger
+        client,
+        metrics,
+        poll_seconds=settings.model_poll_seconds,
+        shadow=settings.shadow_challenger,
+        keys=trusted_keys(settings),
     )
     writer = writer or PredictionWriter(
         database_url,

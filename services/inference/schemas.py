@@ -116,6 +116,11 @@ class ModelInfo(BaseModel):
     tags: dict[str, str]
     challenger: dict[str, Any] | None = None
     registry_error: str | None = Field(default=None, description="The last registry failure, if it persists.")
+    refused: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Versions an alias points at that were refused, not loaded (role, version, reason, at): "
+        "unsigned, signed by an unknown key, badly signed, or a file altered after signing.",
+    )
     last_poll_at: str | None = None
 
 

@@ -208,6 +208,8 @@ class Demo:
         self.console.print(f"state in {self.home}; alerts go to {self.stack.receiver.url}")
 
     def _train_first(self) -> int:
+        from pydantic import SecretStr
+
         from services.common.connections import mlflow_store, open_registry
         from services.common.dataset import load_dataset
         from services.trainer.settings import TrainerSettings
@@ -222,7 +224,12 @@ class Demo:
                 self.stack.database_url,
                 self._dataset,
                 # the band of v1's estimate in chunks of the demo's window, as the monitor judges it
-                TrainerSettings(housing_home=self.home, drift_min_rows=self.knobs.drift_min_rows),
+                TrainerSettings(
+                    housing_home=self.home,
+                    drift_min_rows=self.knobs.drift_min_rows,
+                    model_signing_key=SecretStr(self.stack.env["MODEL_SIGNING_KEY"]),
+                    model_verify_keys=self.stack.env["MODEL_VERIFY_KEYS"],
+                ),
                 actor="housing demo",
             )
         if summary.gate is None or not summary.gate.decision.passed:
@@ -350,6 +357,7 @@ class Demo:
 
     def _bad_model_rolled_back(self, good: int) -> bool:
         """Force a bad model in and expect the monitor to roll it back; True when ``good`` serves again."""
+        from services.common.model_signing import Signer
         from services.local.bad_model import REASON, register_bad_model
         from services.trainer.lifecycle import force_promote
 
@@ -358,7 +366,11 @@ class Demo:
             self.out.quiet("bad-model"),
         ):
             bad = register_bad_model(
-                self._client, self._experiment_id, self.stack.database_url, self._dataset
+                self._client,
+                self._experiment_id,
+                self.stack.database_url,
+                self._dataset,
+                Signer.from_text(self.stack.env["MODEL_SIGNING_KEY"]),
             )
         # What `housing promote V --force --reason ...` does, without the 5-10 s of a new process's imports.
         with self.out.status(f"forcing it in: housing promote {bad} --force --reason 'demo: bad model'"):

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from services.common.connections import stop_embedded_postgres
+from services.common.signing_keys import local_keypair
 from services.local.alert_receiver import AlertReceiver
 from services.local.observation import Observation
 from services.local.processes import Children, Finished, housing_command, wait_for
@@ -38,6 +39,8 @@ FOREIGN_SETTINGS = (
     "TELEGRAM_BOT_TOKEN",
     "TELEGRAM_CHAT_ID",
     "PUSHGATEWAY_URL",
+    "MODEL_SIGNING_KEY",
+    "MODEL_VERIFY_KEYS",
 )
 
 
@@ -86,6 +89,7 @@ class Stack:
         """The children's environment: the caller's minus FOREIGN_SETTINGS, ``settings``, this stack's own."""
         self.database_url = database_url
         inherited = {key: value for key, value in os.environ.items() if key not in FOREIGN_SETTINGS}
+        keys = local_keypair(self.home)  # made on first use: the trainer signs, every reader checks
         self.env = {
             **inherited,
             **settings,
@@ -94,6 +98,8 @@ class Stack:
             "FEEDBACK_TOKEN": self.token,
             "ALERT_WEBHOOK_URL": self.receiver.url,
             "REPORTS_DIR": str(self.home / "reports"),
+            "MODEL_SIGNING_KEY": keys.private,
+            "MODEL_VERIFY_KEYS": keys.public,
             "MLFLOW_DISABLE_TELEMETRY": os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true"),
         }
 

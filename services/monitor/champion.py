@@ -5,11 +5,10 @@ Also ``load_predictor``: a registered version's ``predict``, for the checks that
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -17,6 +16,7 @@ from services.common import compiled
 from services.common.database import first_line
 from services.common.error_model import CompiledErrorModel, ErrorEstimator, load_error_model
 from services.common.estimate_band import EstimateBand, band_of
+from services.common.model_signing import ModelRefused, TrustedKeys
 from services.common.profile import ReferenceProfile
 from services.common.registry import (
     ERROR_MODEL_ARTIFACT,
@@ -26,9 +26,10 @@ from services.common.registry import (
     RegistryError,
     alias_version,
     current_aliases,
-    model_uri,
+    get_version,
     version_figures,
 )
+from services.common.signed_artifacts import MODEL_FOLDER, verified_files
 from services.common.vocabulary import Role
 from services.monitor.rollback_check import Predictor
 from services.monitor.summary import MonitorFailed
@@ -55,18 +56,28 @@ class ChampionUnreadable(MonitorFailed):
     def __init__(self, message: str, version: int | None = None) -> None:
         super().__init__(message)
         self.version = version
+        self.reported = False  # True once the run's error row says so
 
 
-def load_predictor(version: int) -> Predictor:
+class ArtifactRefused(ChampionUnreadable):
+    """A version's signature or files do not check (services/common/model_signing.py): nothing of it is
+    loaded, and the run stops."""
+
+
+def load_predictor(client: MlflowClient, keys: TrustedKeys, version: int) -> Predictor:
     """A registered version's ``predict`` with one OpenMP thread (the rollback check and the estimates
-    score the window's rows)."""
+    score the window's rows), loaded from its verified files. Raises ArtifactRefused, MonitorFailed."""
     import mlflow.sklearn
     from threadpoolctl import threadpool_limits
 
     try:
-        model = mlflow.sklearn.load_model(model_uri(version))
-    except (MlflowException, OSError) as error:
-        raise MonitorFailed(f"cannot load model version {version}: {error}") from error
+        registered = get_version(client, version)
+        with verified_files(client, registered, keys, [MODEL_FOLDER]) as folder:
+            model = mlflow.sklearn.load_model(str(folder / MODEL_FOLDER))
+    except ModelRefused as error:
+        raise ArtifactRefused(str(error), version) from error
+    except (MlflowException, OSError, RegistryError) as error:
+        raise MonitorFailed(f"cannot load model version {version}: {first_line(error)}") from error
 
     def predict(x: np.ndarray) -> np.ndarray:
         with threadpool_limits(1):
@@ -75,8 +86,9 @@ def load_predictor(version: int) -> Predictor:
     return predict
 
 
-def read_champion(client: MlflowClient) -> Champion | None:
-    """The champion and its reference profile; None when there is none yet. Raises ChampionUnreadable."""
+def read_champion(client: MlflowClient, keys: TrustedKeys) -> Champion | None:
+    """The champion and its reference profile; None when there is none yet. Raises ChampionUnreadable
+    (ArtifactRefused when its signature or files do not check against ``keys``)."""
     try:
         champion_mv = alias_version(client, Role.CHAMPION)
     except RegistryError as error:
@@ -86,15 +98,20 @@ def read_champion(client: MlflowClient) -> Champion | None:
     version = int(champion_mv.version)
     try:
         figures = version_figures(client, champion_mv)
-        profile = _load_reference(client, figures.run_id)
+        # Every signed file of the champion, not only the profile this run opens: an altered champion
+        # stops the run at once (the server refuses it too), whatever the run would have loaded.
+        with verified_files(client, champion_mv, keys) as folder:
+            profile = ReferenceProfile.load(folder / PROFILE_ARTIFACT)
         previous_alias = current_aliases(client)[Role.PREVIOUS]
+    except ModelRefused as error:
+        raise ArtifactRefused(f"{error}; the monitor judges nothing it cannot trust", version) from error
     except (MlflowException, OSError, ValueError, RegistryError) as error:
         message = (
             f"cannot read the reference profile ({PROFILE_ARTIFACT}) of champion v{version}: "
             f"{first_line(error)}; retrain with `housing train` or check MLFLOW_TRACKING_URI"
         )
         raise ChampionUnreadable(message, version) from error
-    error_model, note = load_version_error_model(client, figures.run_id, version)
+    error_model, note = load_version_error_model(client, keys, champion_mv)
     band, band_note = band_of(champion_mv.tags or {})
     return Champion(
         version,
@@ -109,34 +126,27 @@ def read_champion(client: MlflowClient) -> Champion | None:
     )
 
 
-def _load_reference(client: MlflowClient, run_id: str) -> ReferenceProfile:
-    with tempfile.TemporaryDirectory() as folder:
-        path = client.download_artifacts(run_id, PROFILE_ARTIFACT, folder)
-        return ReferenceProfile.load(Path(path))
-
-
 def load_version_error_model(
-    client: MlflowClient, run_id: str, version: int, role: str = Role.CHAMPION
+    client: MlflowClient, keys: TrustedKeys, registered: ModelVersion, role: str = Role.CHAMPION
 ) -> tuple[ErrorEstimator | None, str | None]:
-    """A version's error model, compiled when it has that form, or None and why (a note too when the
-    pickled regressor is used); never raises (without it, the run estimates nothing)."""
-    folder = str(Path(ERROR_MODEL_ARTIFACT).parent)
+    """A version's error model from its verified files, compiled when it has that form, or None and why
+    (a note too when the pickled regressor is used). Raises ArtifactRefused when the version's signature
+    or files do not check; otherwise never raises (without it, the run estimates nothing)."""
+    version = int(registered.version)
     try:
-        stored = {item.path for item in client.list_artifacts(run_id, folder)}
-        with tempfile.TemporaryDirectory() as temporary:
-            if ERROR_MODEL_COMPILED_ARTIFACT in stored:
-                path = client.download_artifacts(run_id, ERROR_MODEL_COMPILED_ARTIFACT, temporary)
-                return CompiledErrorModel(compiled.load(Path(path))), None
-            if ERROR_MODEL_ARTIFACT not in stored:
-                return (
-                    None,
-                    f"{role} v{version} has no error model (registered before it existed): no estimate",
-                )
-            path = client.download_artifacts(run_id, ERROR_MODEL_ARTIFACT, temporary)
-            note = (
-                f"{role} v{version} has no compiled error model (registered before it existed):"
-                " estimating with its scikit-learn regressor"
-            )
-            return load_error_model(Path(path)), note
+        manifest = keys.verified_manifest(version, dict(registered.tags or {}))
+        if ERROR_MODEL_COMPILED_ARTIFACT in manifest:
+            with verified_files(client, registered, keys, [ERROR_MODEL_COMPILED_ARTIFACT]) as folder:
+                return CompiledErrorModel(compiled.load(folder / ERROR_MODEL_COMPILED_ARTIFACT)), None
+        if ERROR_MODEL_ARTIFACT not in manifest:
+            return None, f"{role} v{version} has no error model (registered before it existed): no estimate"
+        note = (
+            f"{role} v{version} has no compiled error model (registered before it existed):"
+            " estimating with its scikit-learn regressor"
+        )
+        with verified_files(client, registered, keys, [ERROR_MODEL_ARTIFACT]) as folder:
+            return load_error_model(folder / ERROR_MODEL_ARTIFACT), note
+    except ModelRefused as error:
+        raise ArtifactRefused(str(error), version) from error
     except Exception as error:  # a broken artifact costs the estimate, not the run
         return None, f"cannot read the error model of {role} v{version}: {first_line(error)}; no estimate"

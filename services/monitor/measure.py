@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +22,7 @@ from services.common.features import FEATURE_NAMES
 from services.common.profile import ReferenceProfile
 from services.common.registry import RegistryError, get_version
 from services.common.vocabulary import Action
-from services.monitor.champion import Champion, load_predictor, load_version_error_model
+from services.monitor.champion import ArtifactRefused, Champion, load_predictor, load_version_error_model
 from services.monitor.column_drift import DriftTests, drift_tests
 from services.monitor.concept import ConceptFigures, measure_concept, standard_error
 from services.monitor.decide.rule import Limits, Measured
@@ -215,7 +216,11 @@ def _errors(
     summary.details["live_error"] = kept.details
     _note_restore(parts, summary, "live_error", kept.restored)
     rollback = check_rollback(
-        conn, champion.version, now=now, predictor=load_predictor, limits=Limits.of(settings).rollback
+        conn,
+        champion.version,
+        now=now,
+        predictor=partial(load_predictor, parts.client, parts.trusted),
+        limits=Limits.of(settings).rollback,
     )
     previous_estimate = None
     if rollback is not None and rollback.test.rows < settings.rollback_min_rows:
@@ -309,12 +314,16 @@ def estimate_previous(
     if summary.estimated_mae is None or sample is None or len(sample) == 0:
         return None
     try:
-        run_id = get_version(parts.client, version).run_id or ""
-        error_model, note = load_version_error_model(parts.client, run_id, version, role="previous")
+        registered = get_version(parts.client, version)
+        error_model, note = load_version_error_model(parts.client, parts.trusted, registered, role="previous")
         if error_model is None:
             summary.details["rollback_estimate"] = note
             return None
-        estimate = error_model.estimate_mae(sample.x, load_predictor(version)(sample.x))
+        estimate = error_model.estimate_mae(
+            sample.x, load_predictor(parts.client, parts.trusted, version)(sample.x)
+        )
+    except ArtifactRefused:
+        raise  # a version that does not check stops the run: nothing of it is judged
     except (RegistryError, MlflowException, MonitorFailed) as error:
         summary.details["rollback_estimate"] = f"cannot estimate v{version}: {first_line(error)}"
         return None

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 from mlflow.tracking import MlflowClient
 
+from services.common.model_signing import TrustedKeys
 from services.common.progress import Stages
+from services.common.signing_keys import trusted_keys
 from services.monitor.alerts import Channel
 from services.monitor.launchers import Launcher
 from services.monitor.settings import MonitorSettings
@@ -26,3 +28,13 @@ class MonitorParts:
     launcher: Callable[[], Launcher]  # built on first use: a bad Kubernetes config fails only the launch
     channels: list[Channel] = field(default_factory=list)
     stages: Stages = field(default_factory=lambda: Stages(RUN_STAGES, quiet=True))
+    keys: TrustedKeys | None = None  # whose signatures a loaded version must carry; None: from settings
+
+    def __post_init__(self) -> None:
+        if self.keys is None:
+            self.keys = trusted_keys(self.settings)
+
+    @property
+    def trusted(self) -> TrustedKeys:
+        assert self.keys is not None
+        return self.keys

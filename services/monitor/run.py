@@ -23,7 +23,7 @@ from services.common.database import DatabaseUnavailable, connect, first_line
 from services.common.partitions import log_partitions_end
 from services.common.vocabulary import Action, Plan, RunStatus
 from services.monitor.act import act, alert, launch, open_launcher
-from services.monitor.champion import Champion, ChampionUnreadable, read_champion
+from services.monitor.champion import ArtifactRefused, Champion, ChampionUnreadable, read_champion
 from services.monitor.decide.first_model import first_model
 from services.monitor.decide.rule import Limits
 from services.monitor.decide.verdict import judge
@@ -49,6 +49,10 @@ def run_monitor(parts: MonitorParts) -> RunSummary:
             return RunSummary(RunStatus.LOCKED, detail="another monitor run holds the lock")
         try:
             summary = _locked_run(parts)
+        except ArtifactRefused as error:
+            if not error.reported:  # a refused rollback target: the run's row says so, as for the champion
+                error_row(parts.database_url, str(error), model_version=error.version)
+            raise
         except MonitorFailed:
             raise
         except Exception as error:
@@ -114,9 +118,10 @@ def _partitions_end(parts: MonitorParts) -> float | None:
 def _champion(parts: MonitorParts) -> Champion | None:
     """The champion (None: none yet); an unreadable one leaves an ``error`` row and fails the run."""
     try:
-        return read_champion(parts.client)
+        return read_champion(parts.client, parts.trusted)
     except ChampionUnreadable as error:
         error_row(parts.database_url, str(error), model_version=error.version)
+        error.reported = True
         raise
 
 

@@ -1,4 +1,4 @@
-"""Trainer commands: ``housing train``, ``promote``, ``rollback``, ``models``.
+"""Trainer commands: ``housing train``, ``promote``, ``rollback``, ``models``, ``keys new``.
 
 This module is the trainer's edge: it reads settings once and wires the real parts. Heavy imports
 (MLflow, scikit-learn) happen inside the commands so ``housing --help`` stays fast.
@@ -6,6 +6,7 @@ This module is the trainer's edge: it reads settings once and wires the real par
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -133,6 +134,7 @@ def models(
     from services.common.connections import database_url, open_registry, tracking_uri
     from services.common.database import connect
     from services.common.finite import dumps_summary
+    from services.common.model_signing import TAG_KEY_ID
     from services.common.registry import MODEL_NAME, TAG_DECISION, current_aliases, version_figures
 
     settings = TrainerSettings()
@@ -167,6 +169,8 @@ def models(
                 "metrics": figures.metrics,
                 "gate": figures.tags.get(TAG_DECISION),
                 "evidence": _evidence(figures.tags),
+                # The key id the version claims (readers check the signature before loading it).
+                "signed_by": figures.tags.get(TAG_KEY_ID),
                 "created": _ms_to_text(mv.creation_timestamp),
             }
         )
@@ -176,7 +180,8 @@ def models(
     table = Table("version", "aliases", "holdout R²", "holdout MAE", "gate", "evidence", "created")
     for row in listed:
         table.add_row(
-            str(row["version"]),
+            # The signing key is in --json; an unsigned version is said here (every reader refuses it).
+            str(row["version"]) + ("" if row["signed_by"] else " unsigned"),
             ", ".join(row["aliases"]),
             _figure(row["metrics"].get("holdout_r2")),
             _figure(row["metrics"].get("holdout_mae")),
@@ -217,3 +222,81 @@ def _ms_to_text(ms: int | None) -> str:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp((ms or 0) / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def keys_new(
+    namespace: Annotated[str, typer.Option(help="The release's namespace.")] = "cali-housing-prod",
+    secret: Annotated[str, typer.Option(help="The release's Secret (secrets.existingSecret).")] = (
+        "cali-housing-secrets"
+    ),
+    environment: Annotated[
+        str, typer.Option("--env", help="Which values-<env>.yaml trusts the key.")
+    ] = "prod",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write the private key to this file (mode 0600) instead of printing it."),
+    ] = None,
+) -> None:
+    """A fresh Ed25519 pair for signing model versions, and the lines that install it.
+
+    The private key (MODEL_SIGNING_KEY) goes into the release Secret, read by the trainer Job only; the
+    public key (MODEL_VERIFY_KEYS) into modelSigning.publicKeys, read by every service that loads models.
+    """
+    import os
+
+    from services.common.model_signing import new_keypair
+
+    pair = new_keypair()
+    if out is not None:
+        descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(pair.private)  # no newline: kubectl --from-file stores the file's bytes as they are
+        private_line = f"written to {out} (mode 0600); delete it once it is in the Secret"
+        source = f"--from-file=MODEL_SIGNING_KEY={out}"
+        patch_value = f"$(base64 -w0 < {out})"
+    else:
+        private_line = pair.private
+        source = f"--from-literal=MODEL_SIGNING_KEY='{pair.private}'"
+        patch_value = f"$(printf %s '{pair.private}' | base64 -w0)"
+    print(f"""key id:      {pair.key_id}
+private key: {private_line}
+public key:  {pair.public}
+
+1. The private key into the release Secret (only the trainer Job reads it; never commit it).
+   A new Secret, with the release's other keys (docs/day-one.md step 4):
+     kubectl -n {namespace} create secret generic {secret} {source} --from-literal=...
+   The Secret exists already:
+     kubectl -n {namespace} patch secret {secret} --type merge \\
+       -p "{{\\"data\\":{{\\"MODEL_SIGNING_KEY\\":\\"{patch_value}\\"}}}}"
+   (an ExternalSecret: add MODEL_SIGNING_KEY to the store's entry instead.)
+
+2. The public key into charts/cali-housing/values-{environment}.yaml (public: commit it). During a
+   rotation keep the old key after the new one until no served version is signed by it:
+     modelSigning:
+       publicKeys: ["{pair.public}"]
+
+3. Sync: the services read the keys at start; the trainer Job signs every version it registers from
+   then on. A version registered before is refused: retrain, or vouch for one you trust with
+   `housing keys sign VERSION` (MODEL_SIGNING_KEY and MLFLOW_TRACKING_URI set).""")
+
+
+def keys_sign(
+    versions: Annotated[list[int], typer.Argument(help="The versions to vouch for.")],
+) -> None:
+    """Sign registered versions as they are in the store now, with MODEL_SIGNING_KEY.
+
+    For versions registered before signing existed, or by a trainer without the key: it vouches for
+    whatever their files hold now, so sign only versions whose origin you know.
+    """
+    from services.common.connections import open_registry, tracking_uri
+    from services.common.registry import get_version
+    from services.common.signed_artifacts import sign_version
+    from services.common.signing_keys import signer
+
+    settings = TrainerSettings()
+    version_signer = signer(settings, settings.model_signing_key)
+    client, _ = open_registry(*tracking_uri(settings))
+    for version in versions:
+        get_version(client, version)  # RegistryError naming the known versions
+        manifest = sign_version(client, version, version_signer)
+        console.print(f"version {version}: {len(manifest)} files signed by key {version_signer.key_id}")

@@ -21,6 +21,7 @@ from services.common.database import connect, first_line
 from services.common.dataset import Dataset
 from services.common.events import record_event
 from services.common.features import FEATURE_NAMES
+from services.common.model_signing import ModelRefused, TrustedKeys
 from services.common.registry import (
     MODEL_NAME,
     RegistryError,
@@ -32,6 +33,8 @@ from services.common.registry import (
     promote,
     tag_decision,
 )
+from services.common.signed_artifacts import MODEL_FOLDER, verified_files
+from services.common.signing_keys import trusted_keys
 from services.common.vocabulary import GateDecision, ModelEvent, Role
 from services.trainer.evaluate import Regressor, probe_matrix, probe_problems, scored
 from services.trainer.gate import Decision, Figures, Thresholds, decide
@@ -87,11 +90,13 @@ def thresholds(settings: TrainerSettings) -> Thresholds:
     )
 
 
-def load_version(version: int) -> Regressor:
+def load_version(client: MlflowClient, keys: TrustedKeys, registered: ModelVersion) -> Regressor:
+    """A version's pipeline, loaded from its verified files; ModelRefused when they do not check."""
     try:
-        model: Regressor = mlflow.sklearn.load_model(model_uri(version))
+        with verified_files(client, registered, keys, [MODEL_FOLDER]) as folder:
+            model: Regressor = mlflow.sklearn.load_model(str(folder / MODEL_FOLDER))
     except (MlflowException, OSError) as error:
-        raise RegistryError(f"cannot load model version {version}: {first_line(error)}") from error
+        raise RegistryError(f"cannot load model version {registered.version}: {first_line(error)}") from error
     return model
 
 
@@ -130,17 +135,25 @@ def _signature_problems(version: int) -> list[str]:
 
 
 def compiled_parity(
-    client: MlflowClient, version: ModelVersion, pipeline: Regressor, x: npt.NDArray[np.float64]
+    client: MlflowClient,
+    keys: TrustedKeys,
+    version: ModelVersion,
+    pipeline: Regressor,
+    x: npt.NDArray[np.float64],
 ) -> tuple[float | None, list[str]]:
     """(largest difference, problems) of the version's compiled trees against its pipeline on ``x``.
 
-    A version without a compiled form has nothing to check: the server serves its pipeline.
+    A version without a compiled form has nothing to check: the server serves its pipeline. Raises
+    ModelRefused when the checkpoint is not signed or altered.
     """
     if compiled.TAG_COMPILED not in (version.tags or {}):
         return None, []
     try:
-        tree_model = compiled.load_from_run(client, version.run_id or "")
+        with verified_files(client, version, keys, [compiled.COMPILED_ARTIFACT]) as folder:
+            tree_model = compiled.load(folder / compiled.COMPILED_ARTIFACT)
         difference = compiled.max_abs_difference(tree_model.predict(x), pipeline.predict(x))
+    except ModelRefused:
+        raise
     except Exception as error:  # a missing or corrupt artifact, or treelite refusing it
         return None, [f"the compiled form of version {version.version} cannot be used: {first_line(error)}"]
     if difference > compiled.PARITY_TOLERANCE:
@@ -178,14 +191,19 @@ def gate_version(
     rows = _comparison_rows(database_url, dataset, tags, window_start)
     say(f"comparing on {len(rows.y_holdout)} holdout rows and {len(rows.y_recent)} recent labelled rows")
 
-    candidate_model = load_version(version)
+    keys = trusted_keys(settings)
+    # Both versions are checked before either is scored: a refused one stops the gate (ModelRefused).
+    candidate_model = load_version(client, keys, candidate_mv)
+    champion_model = load_version(client, keys, champion_mv) if champion_mv is not None else None
     probe = probe_matrix(dataset.x_holdout[:200])
-    difference, compiled_problems = compiled_parity(client, candidate_mv, candidate_model, dataset.x_holdout)
+    difference, compiled_problems = compiled_parity(
+        client, keys, candidate_mv, candidate_model, dataset.x_holdout
+    )
     problems = _signature_problems(version) + probe_problems(candidate_model, probe) + compiled_problems
     candidate = rows.figures(candidate_model, problems, _training_digest(tags[0]))
     champion = None
-    if champion_mv is not None:
-        champion = rows.figures(load_version(int(champion_mv.version)), [], _training_digest(tags[1]))
+    if champion_model is not None:
+        champion = rows.figures(champion_model, [], _training_digest(tags[1]))
     decision = decide(candidate, champion, thresholds(settings))
     result = GateResult(
         version,

@@ -30,6 +30,7 @@ from services.common.estimate_band import (
 )
 from services.common.features import EXAMPLE, FEATURE_NAMES, TARGET
 from services.common.finite import NON_FINITE, finite_document
+from services.common.model_signing import Signer
 from services.common.profile import ReferenceProfile
 from services.common.registry import (
     ERROR_MODEL_ARTIFACT,
@@ -42,6 +43,7 @@ from services.common.registry import (
     TAG_LABELLED_SINCE,
     TAG_LABELLED_UNTIL,
 )
+from services.common.signed_artifacts import sign_version
 from services.common.vocabulary import Role
 from services.trainer.identity import TAG_DATA_DIGEST, TAG_RECIPE_DIGEST, data_digest, recipe_digest
 from services.trainer.model import PARAMS
@@ -98,8 +100,14 @@ def run_figures(record: TrainingRecord) -> tuple[dict[str, float], dict[str, str
     return metrics, {f"{name}{UNDEFINED_TAG_SUFFIX}": why for name, why in reasons.items()}
 
 
-def register_candidate(client: MlflowClient, experiment_id: str, record: TrainingRecord) -> tuple[int, str]:
-    """Log the run and register the model as a new version aliased ``challenger``; (version, run id)."""
+def register_candidate(
+    client: MlflowClient, experiment_id: str, record: TrainingRecord, signer: Signer
+) -> tuple[int, str]:
+    """Log the run and register the model as a new version aliased ``challenger``; (version, run id).
+
+    The version is signed (services/common/signed_artifacts.py) after every artifact a reader opens is
+    logged and before the alias points at it: readers refuse a version without the signature.
+    """
     train_frame = pd.DataFrame(record.x_train, columns=list(FEATURE_NAMES))
     train_frame[TARGET] = record.y_train
     with mlflow.start_run(experiment_id=experiment_id, run_name="train") as run:
@@ -153,6 +161,7 @@ def register_candidate(client: MlflowClient, experiment_id: str, record: Trainin
     if runtime is not None:
         client.set_model_version_tag(MODEL_NAME, str(version), compiled.TAG_COMPILED, runtime)
     _tag_estimate_band(client, version, record)
+    sign_version(client, version, signer)
     client.set_registered_model_alias(MODEL_NAME, Role.CHALLENGER, str(version))
     return version, run.info.run_id
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 
 from services.common.settings import CommonSettings
 
@@ -71,3 +71,19 @@ class TrainerSettings(CommonSettings):
     gate_min_recent_rows: int = Field(
         default=200, ge=1, description="Recent labelled rows needed before they decide the gate."
     )
+    model_signing_key: SecretStr | None = Field(
+        default=None,
+        description="The trainer's private key (base64 Ed25519, `housing keys new`): every version it "
+        "registers is signed with it, and readers load only signed versions. Unset with "
+        "MLFLOW_TRACKING_URI unset: the local pair under HOUSING_HOME/signing; unset otherwise: "
+        "training stops before registering.",
+    )
+
+    @field_validator("model_signing_key")
+    @classmethod
+    def _private_key(cls, value: SecretStr | None) -> SecretStr | None:
+        from services.common.model_signing import Signer
+
+        if value is not None:
+            Signer.from_text(value.get_secret_value())
+        return value

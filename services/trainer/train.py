@@ -21,6 +21,7 @@ from services.common.progress import Stages
 from services.common.registry import (
     METRIC_RECENT_MAE,
 )
+from services.common.signing_keys import signer
 from services.common.vocabulary import ModelEvent
 from services.trainer.evaluate import evaluate
 from services.trainer.labelled import fetch_labelled
@@ -76,6 +77,8 @@ def run_training(
     """Train a candidate on the base set plus older labelled production rows, register it, and gate it."""
     stages = stages or Stages(5 if promote else 4, quiet=True)
     now = now or datetime.now(UTC)
+    # Before any fitting: a trainer without its key would train for minutes and then not register.
+    version_signer = signer(settings, settings.model_signing_key)
     since = now - timedelta(hours=settings.train_labelled_window_hours)
 
     with stages.stage("reading labelled production rows"):
@@ -145,7 +148,7 @@ def run_training(
             estimate_band=band,
             estimate_band_skipped=band_skipped,
         )
-        version, run_id = register_candidate(client, experiment_id, record)
+        version, run_id = register_candidate(client, experiment_id, record, version_signer)
         with connect(database_url) as conn:
             figures: dict[str, Any] = {**metrics, "undefined": undefined}
             figures["estimate_band"] = band.as_dict() if band is not None else band_skipped

@@ -6,7 +6,9 @@ binaries are the ones ``make tools`` builds into ``.tools/bin``.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +24,9 @@ from tests.deploy.helpers import CHART, REPO, REQUIRED_SETS, tool_env
 TOOLS = REPO / ".tools" / "bin"
 ARGOCD = REPO / "argocd"
 CRDS = Path(__file__).resolve().parent / "crds"
-SECRET_KEYS = ("DATABASE_URL", "FEEDBACK_TOKEN", "MLFLOW_BACKEND_STORE_URI")
+SECRET_KEYS = ("DATABASE_URL", "FEEDBACK_TOKEN", "MLFLOW_BACKEND_STORE_URI", "MODEL_SIGNING_KEY")
+# A private key no values file trusts: no container runs in these clusters, the key only has to be there.
+TEST_SIGNING_KEY = base64.b64encode(os.urandom(32)).decode()
 # The Secret's values as an operator would set them: in-cluster addresses that tests/cluster/
 # test_monitor_launch.py swaps for the test's own Postgres.
 IN_CLUSTER_DATABASE_URL = "postgresql://housing:secret@postgres.databases.svc.cluster.local:5432/housing"
@@ -135,6 +139,7 @@ def prepare_namespace(kube: Kube, namespace: str, values: str) -> None:
             "MLFLOW_MONITOR_PASSWORD": "monitor-password-for-tests",
             "MLFLOW_READER_PASSWORD": "reader-password-for-tests",
             "MLFLOW_FLASK_SERVER_SECRET_KEY": "csrf-key-for-tests",
+            "MODEL_SIGNING_KEY": TEST_SIGNING_KEY,
         },
     }
     kube.ok("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all([namespace_doc, secret]))

@@ -22,7 +22,16 @@ TOOLS_PATH = [REPO / ".tools" / "bin", REPO / ".tools" / "venv" / "bin"]
 # The Kubernetes minor the chart targets: the one ci/cluster builds and the tests install into.
 KUBE_VERSION = "1.37.0"
 # What a user must set on top of values.yaml (the chart refuses to render without them).
-REQUIRED_SETS = ["--set", "secrets.existingSecret=housing-secrets", "--set", "image.tag=0123456789abcdef"]
+# The public key is a test key's (key id 1ef63f6be24b8886; its private key was not kept).
+TEST_PUBLIC_KEY = "kdGJagYvL/sam1woa0LWU6/WZdQ1NTmMwB96zwRhBjQ="
+REQUIRED_SETS = [
+    "--set",
+    "secrets.existingSecret=housing-secrets",
+    "--set",
+    "image.tag=0123456789abcdef",
+    "--set-json",
+    f'modelSigning.publicKeys=["{TEST_PUBLIC_KEY}"]',
+]
 # The chart renders the Prometheus Operator's objects only where their CRDs exist; offline renders
 # claim they do, so every check sees them (tests/cluster installs with and without them for real).
 OPERATOR_API_VERSIONS = [

@@ -24,6 +24,7 @@ from .helpers import REQUIRED_SETS, helm_template
         (["--set", "inference.resources=null"], "inference"),
         (["--set", "replicas=3"], "'replicas' not allowed"),
         (["--set", "inference.replica=3"], "'replica' not allowed"),
+        (["--set-json", 'modelSigning.publicKeys=["not a key"]'], "/modelSigning/publicKeys/0"),
     ],
 )
 def test_schema_rejects_bad_values(tool: Callable[[str], str], args: list[str], expected: str) -> None:
@@ -42,6 +43,19 @@ def test_missing_secret_reference_names_the_secret_to_create(tool: Callable[[str
         "MLFLOW_BACKEND_STORE_URI",
     ):
         assert needle in proc.stderr, proc.stderr
+
+
+def test_missing_model_signing_key_names_the_command_that_makes_one(tool: Callable[[str], str]) -> None:
+    """Without a public key every pod would refuse every version: the chart refuses to render instead."""
+    proc = helm_template(tool("helm"), [*REQUIRED_SETS, "--set-json", "modelSigning.publicKeys=[]"])
+    assert proc.returncode != 0
+    for needle in ("modelSigning.publicKeys", "housing keys new", "MODEL_SIGNING_KEY"):
+        assert needle in proc.stderr, proc.stderr
+
+
+def test_missing_secret_reference_also_names_the_signing_key(tool: Callable[[str], str]) -> None:
+    proc = helm_template(tool("helm"), ["--set", "image.tag=0123abc"])
+    assert "MODEL_SIGNING_KEY" in proc.stderr and "housing keys new" in proc.stderr, proc.stderr
 
 
 def test_missing_image_tag_is_refused(tool: Callable[[str], str]) -> None:

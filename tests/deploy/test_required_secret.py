@@ -3,9 +3,9 @@
 The hook is the first pod of every sync; it refuses a missing Secret or key at once (its command is
 tested in tests/unit/test_required_secret.py). This checks the other half of the contract on the
 rendered chart: its required keys (``HOUSING_SECRET_KEYS``) equal the keys every other pod takes from
-the Secret without ``optional: true``, for every values scenario plus MLflow with auth and anonymous
-feedback. Whether the kubelet mounts an absent optional Secret as an empty folder is Kubernetes'
-documented behaviour, not run here (no kubelet). ~3 s.
+the Secret without ``optional: true`` (the trainer Job in its ConfigMap included), for every values
+scenario plus MLflow with auth and anonymous feedback. Whether the kubelet mounts an absent optional
+Secret as an empty folder is Kubernetes' documented behaviour, not run here (no kubelet). ~3 s.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ SCENARIOS = {
 
 
 def _pod_specs(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    if doc.get("kind") == "ConfigMap" and "trainer-job.yaml" in doc.get("data", {}):
+        # The trainer Job the monitor stamps from this ConfigMap is a pod of the release too (the only
+        # one with MODEL_SIGNING_KEY).
+        doc = yaml.safe_load(doc["data"]["trainer-job.yaml"])
     spec = doc.get("spec", {})
     if doc.get("kind") == "CronJob":
         spec = spec["jobTemplate"]["spec"]

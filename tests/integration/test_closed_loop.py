@@ -24,6 +24,7 @@ import pytest
 
 from services.common.connections import mlflow_store, open_registry
 from services.common.dataset import Dataset
+from services.common.model_signing import Signer
 from services.common.vocabulary import Action, AlertKind, ModelEvent, Plan, Role, RunStatus, Trigger
 from services.local.alert_receiver import AlertReceiver
 from services.local.bad_model import register_bad_model
@@ -71,12 +72,20 @@ class Loop:
 
 @pytest.fixture
 def loop(database_url: str, dataset: Dataset) -> Iterator[Loop]:
+    from pydantic import SecretStr
+
+    from services.common.signing_keys import local_keypair
     from services.trainer.settings import TrainerSettings
     from services.trainer.train import run_training
 
     home = world_readable_tempdir("housing-loop-")
     client, experiment_id = open_registry(*mlflow_store(home))
-    summary = run_training(client, experiment_id, database_url, dataset, TrainerSettings(housing_home=home))
+    # The stack's children check the pair made under its home: v1 is signed with it, as in the demo.
+    pair = local_keypair(home)
+    settings = TrainerSettings(
+        housing_home=home, model_signing_key=SecretStr(pair.private), model_verify_keys=pair.public
+    )
+    summary = run_training(client, experiment_id, database_url, dataset, settings)
     assert summary.version == 1 and summary.gate is not None and summary.gate.decision.passed
 
     with Children(home / "logs") as children, AlertReceiver() as receiver:
@@ -148,7 +157,8 @@ def test_drift_retrains_promotes_and_swaps_then_a_bad_champion_is_rolled_back(lo
     from services.trainer.lifecycle import force_promote
 
     client, experiment_id = open_registry(*mlflow_store(loop.stack.home))
-    bad = register_bad_model(client, experiment_id, loop.stack.database_url, loop.dataset)
+    signer = Signer.from_text(loop.stack.env["MODEL_SIGNING_KEY"])
+    bad = register_bad_model(client, experiment_id, loop.stack.database_url, loop.dataset, signer)
     force_promote(client, loop.stack.database_url, bad, actor="test", reason="a bad model on purpose")
     wait_for(
         lambda: loop.stack.served_version() == bad or None,

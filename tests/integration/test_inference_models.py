@@ -11,7 +11,7 @@ import pytest
 
 from services.common.registry import MODEL_NAME, promote
 from services.common.vocabulary import Role
-from tests.conftest import Registry
+from tests.conftest import Registry, signed
 from tests.integration.test_inference_support import (
     ROW,
     ClientLoop,
@@ -30,7 +30,7 @@ def _second_version(registry: Registry) -> int:
     client = registry.client
     first = client.get_model_version(MODEL_NAME, "1")
     created = client.create_model_version(MODEL_NAME, source=first.source, run_id=first.run_id)
-    return int(created.version)
+    return signed(client, created.version)
 
 
 def test_promotion_is_served_without_restart_and_without_failures(

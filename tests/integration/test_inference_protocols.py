@@ -19,7 +19,7 @@ import pytest
 from services.common.features import FEATURE_NAMES
 from services.common.registry import MODEL_NAME, promote
 from services.common.vocabulary import Role
-from tests.conftest import Registry
+from tests.conftest import Registry, signed
 from tests.deploy.helpers import missing
 from tests.integration.test_inference_support import (
     ROW,
@@ -361,7 +361,9 @@ def test_bad_scoring_requests_are_4xx_naming_the_rule(
 def _second_version(registry: Registry) -> int:
     client = registry.client
     first = client.get_model_version(MODEL_NAME, "1")
-    return int(client.create_model_version(MODEL_NAME, source=first.source, run_id=first.run_id).version)
+    return signed(
+        client, client.create_model_version(MODEL_NAME, source=first.source, run_id=first.run_id).version
+    )
 
 
 def test_v2_follows_the_hot_swap(champion_registry: Registry, database_url: str, tmp_path: Path) -> None:

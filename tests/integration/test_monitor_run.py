@@ -39,7 +39,7 @@ from services.monitor.alerts import Channel, TelegramChannel, WebhookChannel
 from services.monitor.launchers.local import LocalLauncher, read_lock, trainer_running
 from services.monitor.run import MonitorParts, run_monitor
 from services.monitor.settings import MonitorSettings
-from tests.conftest import Registry
+from tests.conftest import Registry, session_signer, signed
 
 
 class Receiver:
@@ -440,9 +440,11 @@ def _register_copy_of_v1(registry: Registry, folder: Path, *, without: str = "",
     client.log_batch(run.info.run_id, metrics=[Metric(k, v, 0, 0) for k, v in logged.items()])
     client.log_artifacts(run.info.run_id, str(folder))
     client.set_terminated(run.info.run_id)
-    version = client.create_model_version(MODEL_NAME, source or str(v1.source), run.info.run_id)
-    client.set_registered_model_alias(MODEL_NAME, Role.CHAMPION, version.version)
-    return int(version.version)
+    version = signed(
+        client, client.create_model_version(MODEL_NAME, source or str(v1.source), run.info.run_id).version
+    )
+    client.set_registered_model_alias(MODEL_NAME, Role.CHAMPION, str(version))
+    return version
 
 
 def test_the_estimate_reads_the_served_prices_and_the_compiled_error_model_not_the_models(
@@ -460,11 +462,11 @@ def test_the_estimate_reads_the_served_prices_and_the_compiled_error_model_not_t
     version = _register_copy_of_v1(
         champion_registry, tmp_path / "artifacts", source=(tmp_path / "no-model").as_uri()
     )
-    with pytest.raises(MonitorFailed, match=f"cannot load model version {version}"):
-        load_predictor(version)
-    _log(database_url, x, _db_now(database_url), predictions=served, model_version=version)
     parts = _parts(_settings(database_url, tmp_path), champion_registry, [])
-    champion = read_champion(parts.client)
+    with pytest.raises(MonitorFailed, match=f"model version {version} refused: model/ is not in its signed"):
+        load_predictor(parts.client, parts.trusted, version)
+    _log(database_url, x, _db_now(database_url), predictions=served, model_version=version)
+    champion = read_champion(parts.client, parts.trusted)
     assert champion is not None and isinstance(champion.error_model, CompiledErrorModel)
     summary = run_monitor(parts)
     assert summary.status == RunStatus.OK and summary.estimated_mae is not None
@@ -489,11 +491,11 @@ def test_a_version_without_the_compiled_error_model_is_estimated_with_its_regres
     x = dataset.x_holdout
     served = _served(champion_registry, x)
     parts = _parts(_settings(database_url, tmp_path), champion_registry, [])
-    compiled_champion = read_champion(parts.client)
+    compiled_champion = read_champion(parts.client, parts.trusted)
     version = _register_copy_of_v1(
         champion_registry, tmp_path / "artifacts", without=ERROR_MODEL_COMPILED_ARTIFACT
     )
-    champion = read_champion(parts.client)
+    champion = read_champion(parts.client, parts.trusted)
     note = (
         f"champion v{version} has no compiled error model (registered before it existed):"
         " estimating with its scikit-learn regressor"
@@ -572,7 +574,7 @@ def test_before_labels_a_champion_estimated_worse_than_its_predecessor_is_alerte
         profile=build_profile(x),
         error_model=fit_error_model(x, y, linear),
     )
-    version, _ = register_candidate(client, champion_registry.experiment_id, record)
+    version, _ = register_candidate(client, champion_registry.experiment_id, record, session_signer())
     force_promote(client, database_url, version, actor="test", reason="a weaker model, no labels yet")
     rows = dataset.x_holdout[:1500]
     _log(database_url, rows, _db_now(database_url), model_version=version, predictions=weak.predict(rows))
@@ -856,8 +858,9 @@ def test_a_bad_model_over_an_unproven_twin_goes_back_to_the_model_before_the_epi
     from services.trainer.lifecycle import force_promote
 
     client = champion_registry.client
-    twin = register_bad_model(client, champion_registry.experiment_id, database_url, dataset)
-    bad = register_bad_model(client, champion_registry.experiment_id, database_url, dataset)
+    signer = session_signer()
+    twin = register_bad_model(client, champion_registry.experiment_id, database_url, dataset, signer)
+    bad = register_bad_model(client, champion_registry.experiment_id, database_url, dataset, signer)
     force_promote(client, database_url, twin, actor="test", reason="a twin")
     truth = dataset.y_holdout
     _log(  # too few labels for v2's own test to speak: it is part of the episode

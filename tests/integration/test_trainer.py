@@ -22,6 +22,7 @@ from services.common.dataset import Dataset
 from services.common.error_model import load_error_model
 from services.common.estimate_band import TAG_ESTIMATE_BAND, EstimateBand
 from services.common.features import FEATURE_COLUMNS, FEATURE_NAMES
+from services.common.model_signing import ModelRefused
 from services.common.profile import ReferenceProfile, build_profile
 from services.common.registry import (
     ERROR_MODEL_ARTIFACT,
@@ -39,7 +40,7 @@ from services.trainer.model import fit_model
 from services.trainer.registration import TrainingRecord, register_candidate
 from services.trainer.settings import TrainerSettings
 from services.trainer.train import run_training
-from tests.conftest import Registry
+from tests.conftest import Registry, session_signer, signed
 
 
 def events(url: str) -> list[tuple[str, int, int | None]]:
@@ -73,7 +74,7 @@ def register(
         metrics={},
         profile=build_profile(dataset.x_train[:1000]),
     )
-    version, _ = register_candidate(registry.client, registry.experiment_id, record)
+    version, _ = register_candidate(registry.client, registry.experiment_id, record, session_signer())
     return version
 
 
@@ -303,6 +304,11 @@ def test_a_version_is_registered_with_its_compiled_trees_and_the_gate_checks_the
     other = fit_model(dataset.x_train[:2000], dataset.y_train[:2000])
     path = compiled.save(compiled.compile_pipeline(other), tmp_path / "model.tl")
     client.log_artifact(summary.run_id, str(path), artifact_path="compiled")
+    # Swapped after signing: the gate refuses to open it at all.
+    with pytest.raises(ModelRefused, match=r"compiled/model\.tl does not match its signed digest"):
+        gate_version(client, database_url, dataset, settings, summary.version, actor="test")
+    # Signed as it is now (a trainer that compiled the wrong trees): the parity check catches it.
+    signed(client, summary.version)
     result = gate_version(client, database_url, dataset, settings, summary.version, actor="test")
     assert not result.decision.passed
     assert any("compiled trees predict up to" in r for r in result.decision.reasons), result.decision.reasons

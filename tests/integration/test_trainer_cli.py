@@ -18,7 +18,7 @@ from services.common.dataset import Dataset
 from services.common.registry import current_aliases
 from services.common.vocabulary import Role
 from services.trainer.model import fit_model
-from tests.conftest import Registry
+from tests.conftest import Registry, session_keys
 from tests.integration.test_trainer import register
 
 HOUSING = str(Path(sys.executable).with_name("housing"))
@@ -124,5 +124,6 @@ def test_promote_and_models_show_the_gates_evidence(
     assert versions[version]["gate"] == "rejected"
     assert versions[version]["evidence"]["holdout"] == holdout
     assert versions[1]["evidence"] == {}  # the first champion had nothing to be compared with
+    assert versions[1]["signed_by"] == session_keys().ids[0]
     table = housing("models", env=env)
     assert f"holdout n={len(dataset.y_holdout)}: Δ" in table.stdout

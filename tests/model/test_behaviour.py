@@ -19,7 +19,7 @@ from services.common.registry import METRIC_HOLDOUT_MAE, METRIC_HOLDOUT_R2, MODE
 from services.inference.model_holder import load_from_registry
 from services.trainer.model import build_model, fit_model
 from services.trainer.registration import SERIALIZATION
-from tests.conftest import Registry
+from tests.conftest import Registry, session_keys, signed
 
 pytestmark = pytest.mark.timeout(300)  # includes training the session champion
 
@@ -65,7 +65,7 @@ def test_the_champion_is_served_compiled_with_the_derived_features_at_the_pipeli
     champion_registry: Registry, dataset: Dataset
 ) -> None:
     client = champion_registry.client
-    served = load_from_registry(client, client.get_model_version(MODEL_NAME, "1"))
+    served = load_from_registry(client, client.get_model_version(MODEL_NAME, "1"), session_keys())
     pipeline = mlflow.sklearn.load_model(client.get_model_version_download_uri(MODEL_NAME, "1"))
     assert served.runtime == compiled.RUNTIME_COMPILED
     assert isinstance(served.model, compiled.CompiledModel) and served.model.derives_features
@@ -93,7 +93,8 @@ def test_a_version_registered_before_the_derived_features_still_serves_compiled_
             mlflow.log_artifact(str(path), artifact_path=str(Path(compiled.COMPILED_ARTIFACT).parent))
     version = str(info.registered_model_version)
     client.set_model_version_tag(MODEL_NAME, version, compiled.TAG_COMPILED, "treelite 4.8.1")
-    served = load_from_registry(client, client.get_model_version(MODEL_NAME, version))
+    signed(client, version)  # what the trainer does last at registration
+    served = load_from_registry(client, client.get_model_version(MODEL_NAME, version), session_keys())
     assert served.run_id == run.info.run_id and served.runtime == compiled.RUNTIME_COMPILED
     assert isinstance(served.model, compiled.CompiledModel) and not served.model.derives_features
     with threadpool_limits(1):

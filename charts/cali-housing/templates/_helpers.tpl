@@ -89,6 +89,7 @@ missing Secret or key fails the sync at once with the command that fixes it. Kee
 {{- define "cali-housing.requiredSecretKeys" -}}
 {{- $k := .Values.secrets.keys -}}
 {{ $k.databaseUrl }}
+{{ $k.modelSigningKey }}
 {{- if not .Values.inference.feedback.allowAnonymous }}
 {{ $k.feedbackToken }}
 {{- end }}
@@ -108,9 +109,9 @@ missing Secret or key fails the sync at once with the command that fixes it. Kee
 
 {{- define "cali-housing.secretName" -}}
 {{- $k := .Values.secrets.keys -}}
-{{- $required := list $k.databaseUrl -}}
+{{- $required := list $k.databaseUrl $k.modelSigningKey -}}
 {{- if not .Values.inference.feedback.allowAnonymous }}{{ $required = append $required $k.feedbackToken }}{{ end -}}
-{{- $example := printf "--from-literal=%s='postgresql://user:pass@host:5432/db'" $k.databaseUrl -}}
+{{- $example := printf "--from-literal=%s='postgresql://user:pass@host:5432/db' --from-literal=%s='<private key of housing keys new>'" $k.databaseUrl $k.modelSigningKey -}}
 {{- if not .Values.inference.feedback.allowAnonymous }}{{ $example = printf "%s --from-literal=%s=\"$(openssl rand -hex 32)\"" $example $k.feedbackToken }}{{ end -}}
 {{- if .Values.mlflow.server.enabled }}
 {{- $required = append $required (printf "%s (while mlflow.server.enabled)" $k.mlflowBackendStoreUri) }}
@@ -186,6 +187,19 @@ An optional value from the Secret. Usage: include "cali-housing.optionalSecretEn
       name: {{ include "cali-housing.secretName" $ctx }}
       key: {{ index $ctx.Values.secrets.keys (index . 2) }}
       optional: true
+{{- end }}
+
+{{/*
+The public keys a model version must be signed by (services/common/model_signing.py): every reader of
+registry artifacts (inference, monitor, trainer) gets them; rendering fails without one.
+*/}}
+{{- define "cali-housing.modelVerifyEnv" -}}
+{{- $keys := .Values.modelSigning.publicKeys -}}
+{{- if not $keys }}
+{{- fail "set modelSigning.publicKeys: the services load only model versions signed by the trainer. Run `housing keys new`: put its private key into the release Secret (key MODEL_SIGNING_KEY) and its public key into modelSigning.publicKeys in values-<env>.yaml" }}
+{{- end -}}
+- name: MODEL_VERIFY_KEYS
+  value: {{ join "," $keys | quote }}
 {{- end }}
 
 {{/*
@@ -366,6 +380,9 @@ spec:
           env:
             {{- include "cali-housing.commonEnv" . | nindent 12 }}
             {{- include "cali-housing.mlflowLoginEnv" (list . "writer") | nindent 12 }}
+            # The trainer signs each version it registers; only it holds the private key.
+            {{- include "cali-housing.requiredSecretEnv" (list . "MODEL_SIGNING_KEY" "modelSigningKey") | nindent 12 }}
+            {{- include "cali-housing.modelVerifyEnv" . | nindent 12 }}
             # The monitor's smallest window: the trainer measures the estimate's band in chunks of it.
             - name: DRIFT_MIN_ROWS
               value: {{ .Values.monitor.driftMinRows | quote }}
