@@ -29,6 +29,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import yaml
 
 from benchmarks.monitor_data import insert_predictions
 from services.common.dataset import Dataset
@@ -37,8 +38,9 @@ from services.common.vocabulary import Action, RunStatus
 from services.local.cluster import NODES
 from services.local.processes import housing_command
 from tests.conftest import Registry
+from tests.deploy.helpers import CHART
 
-from .helpers import IN_CLUSTER_DATABASE_URL, Kube
+from .helpers import IN_CLUSTER_DATABASE_URL, TEST_SIGNING_KEY, Kube
 
 pytestmark = pytest.mark.timeout(300)
 TRAINERS = "app.kubernetes.io/component=trainer,housing.io/release=cali-housing"
@@ -187,9 +189,17 @@ def test_the_monitor_launches_a_job_that_trains(
         assert [j["metadata"]["name"] for j in trainer_jobs(kube, namespace)] == [job["metadata"]["name"]]
 
         # The Job as the API server holds it (defaults filled in), run here.
+        # The Secret's throwaway signing key and prod's placeholder public key become this test run's pair
+        # (which signed the champion v1), as an operator's own pair replaces them: the trainer signs v2
+        # with the key the Job reads from the Secret, and its gate checks both versions with the Job's keys.
+        prod_keys = ",".join(
+            yaml.safe_load((CHART / "values-prod.yaml").read_text())["modelSigning"]["publicKeys"]
+        )
         swaps = {
             IN_CLUSTER_DATABASE_URL: database_url,
             "http://cali-housing-mlflow:5000": champion_registry.uri,
+            TEST_SIGNING_KEY: os.environ["MODEL_SIGNING_KEY"],
+            prod_keys: os.environ["MODEL_VERIFY_KEYS"],
         }
         argv, job_env = local_process(kube, job, swaps, tmp_path / "job")
         base = {

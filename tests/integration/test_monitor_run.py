@@ -830,6 +830,8 @@ def test_json_over_an_http_tracking_server_is_the_document_alone(
         _log(database_url, _shifted(dataset), _db_now(database_url))
         env = {
             **over_http.environment(),
+            # The session champion is signed with this test run's pair, not the bench home's.
+            "MODEL_VERIFY_KEYS": os.environ["MODEL_VERIFY_KEYS"],
             "RETRAIN_ON": "live_degradation",  # drift alerts only: no trainer in this test
             "DRIFT_SAMPLE_ROWS": "1000",
         }
