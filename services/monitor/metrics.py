@@ -25,6 +25,7 @@ def push_metrics(
     duration_seconds: float,
     grouping_key: Mapping[str, str],
     estimated_mae: float | None = None,
+    estimated_mae_se: float | None = None,
     trainers_stalled: int | None = None,
     partitions_end: float | None = None,
     champion_version: int | None = None,
@@ -51,6 +52,12 @@ def push_metrics(
         "housing_estimated_mae": (
             "Champion's MAE (100k USD) estimated without labels by its error model on the last window",
             estimated_mae,
+        ),
+        # Beside the estimate, so a panel or a rule can tell a move from noise (the band is +-3 SE wide
+        # in the decision: services/monitor/decide/estimate.py).
+        "housing_estimated_mae_se": (
+            "Standard error of housing_estimated_mae (SD of the per-row estimated errors / sqrt(n))",
+            estimated_mae_se,
         ),
         "housing_trainer_failed": (
             "1 when the newest finished trainer failed (or hit its deadline), 0 when it succeeded",

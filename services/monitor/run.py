@@ -88,6 +88,7 @@ def _push_metrics(parts: MonitorParts, summary: RunSummary) -> None:
         live_mae=summary.live_mae,
         reference_mae=summary.reference_mae,
         estimated_mae=summary.estimated_mae,
+        estimated_mae_se=summary.estimate_se,
         partitions_end=_partitions_end(parts),
         trainer_failed=summary.trainer.failed if summary.trainer else None,
         trainers_stalled=len(summary.stalled) if summary.trainer_checked else None,

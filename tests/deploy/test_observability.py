@@ -37,6 +37,7 @@ MONITOR_METRICS = {
     "housing_live_mae",
     "housing_reference_mae",
     "housing_estimated_mae",
+    "housing_estimated_mae_se",
     "housing_monitor_last_run_timestamp_seconds",
     "housing_monitor_run_duration_seconds",
     "housing_trainer_failed",

@@ -99,3 +99,11 @@ def test_the_champion_version_is_pushed_and_zero_says_none_yet(gateway: Gateway)
     assert "housing_monitor_champion_version 3.0" in gateway.requests[0][2]
     assert "housing_monitor_champion_version 0.0" in gateway.requests[1][2]
     assert "housing_monitor_champion_version" not in gateway.requests[2][2]
+
+
+def test_the_estimate_is_pushed_with_its_standard_error(gateway: Gateway) -> None:
+    _push(gateway.url, estimated_mae=0.41, estimated_mae_se=0.012)
+    _push(gateway.url, estimated_mae=None, estimated_mae_se=None)
+    assert "housing_estimated_mae 0.41" in gateway.requests[0][2]
+    assert "housing_estimated_mae_se 0.012" in gateway.requests[0][2]
+    assert "housing_estimated_mae_se" not in gateway.requests[1][2]
