@@ -43,6 +43,7 @@ import psycopg
 
 from benchmarks.log_scale import fill_log
 from services.common.signing_keys import local_keypair
+from services.local.processes import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 WINDOW = timedelta(hours=24)
@@ -261,6 +262,15 @@ def run(
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def answers_health(url: str) -> bool | None:
+    """True once the server at ``url`` answers /health with 200; None until then (for ``wait_for``)."""
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+            return True if answer.status == 200 else None
+    except OSError:
+        return None
+
+
 @contextmanager
 def tracking_server(stack: Stack) -> Iterator[Stack]:
     """``mlflow server`` on the stack's store (one worker); yields the stack pointed at it over HTTP."""
@@ -283,16 +293,9 @@ def tracking_server(stack: Stack) -> Iterator[Stack]:
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=stack.environment())
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"mlflow server did not start: see {log.name}") from None
-                time.sleep(0.5)
+        wait_for(
+            lambda: answers_health(url), timeout=120, what=f"mlflow server (see {log.name})", alive=server
+        )
         print(f"mlflow server at {url}", file=sys.stderr, flush=True)
         yield Stack(stack.database_url, url, stack.home)
     finally:

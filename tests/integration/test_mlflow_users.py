@@ -14,8 +14,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +22,10 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from benchmarks.monitor_process import answers_health
 from services.common.mlflow_users import MlflowUsersError, MlflowUsersSettings, ensure_users
 from services.common.registry import EXPERIMENT_NAME, MODEL_NAME
+from services.local.processes import ChildFailed, wait_for
 from tests.integration.test_inference_support import free_port
 
 HOUSING = str(Path(sys.executable).with_name("housing"))
@@ -81,16 +81,10 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer
         server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=home)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300  # ~40 s alone, over 120 s on 2 cores shared with other runs
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"mlflow server did not start:\n{log.read_text()[-3000:]}") from None
-                time.sleep(0.3)
+        try:  # ~40 s alone, over 120 s on 2 cores shared with other runs
+            wait_for(lambda: answers_health(url), timeout=300, what="the mlflow server", alive=server)
+        except ChildFailed as error:
+            raise RuntimeError(f"{error}:\n{log.read_text()[-3000:]}") from None
         yield AuthServer(url, log)
     finally:
         server.terminate()
