@@ -26,7 +26,11 @@ class Metrics:
 
     def __post_init__(self) -> None:
         self._answered: dict[tuple[str, str, int], Answered] = {}
-        r = self.registry
+        self._http_and_predictions(self.registry)
+        self._model(self.registry)
+        self._prediction_log(self.registry)
+
+    def _http_and_predictions(self, r: CollectorRegistry) -> None:
         self.requests = Counter(
             "http_requests",
             "HTTP requests answered, by route, method and status.",
@@ -43,6 +47,17 @@ class Metrics:
         self.prediction_value = Histogram(
             "prediction_value", "Predicted prices served (100,000 USD).", buckets=PRICE_BUCKETS, registry=r
         )
+        self.predict_batch_rows = Histogram(
+            "predict_batch_rows",
+            "Rows per model call (requests coalesced by the micro-batcher).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            registry=r,
+        )
+        self.shadow_rows_skipped = Counter(
+            "shadow_rows_skipped", "Rows the challenger did not score because its queue was full.", registry=r
+        )
+
+    def _model(self, r: CollectorRegistry) -> None:
         self.model_info = Gauge(
             "model_info", "The served champion (value 1).", ["version", "run_id"], registry=r
         )
@@ -64,15 +79,8 @@ class Metrics:
         self.model_refusals = Counter(
             "model_refusals", "Model versions refused before loading, by alias.", ["role"], registry=r
         )
-        self.predict_batch_rows = Histogram(
-            "predict_batch_rows",
-            "Rows per model call (requests coalesced by the micro-batcher).",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
-            registry=r,
-        )
-        self.shadow_rows_skipped = Counter(
-            "shadow_rows_skipped", "Rows the challenger did not score because its queue was full.", registry=r
-        )
+
+    def _prediction_log(self, r: CollectorRegistry) -> None:
         self.log_queue_rows = Gauge(
             "prediction_log_queue_rows", "Prediction rows waiting for the writer.", registry=r
         )
