@@ -126,7 +126,10 @@ def run_wrk(
 
 
 @contextmanager
-def running(command: list[str], env: dict[str, str], ready_url: str, log: Path) -> Iterator[None]:
+def running(
+    command: list[str], env: dict[str, str], ready_url: str, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` until the block ends (SIGTERM, then kill); yields once ``ready_url`` answers 200."""
     with log.open("w") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
@@ -142,7 +145,7 @@ def running(command: list[str], env: dict[str, str], ready_url: str, log: Path) 
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{' '.join(command)} never became ready: {log.read_text()[-2000:]}")
             time.sleep(0.3)
-        yield
+        yield process
     finally:
         process.send_signal(signal.SIGTERM)
         try:

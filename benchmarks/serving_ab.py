@@ -9,6 +9,12 @@ every ratio. Prints, per target and concurrency, the median req/s, the median of
 ratios (issue 20's goal: >= 35 % at c=1 and c=16) and the median of this tree's req/s over the
 target's in the same round (the A/B figure of the commits in between).
 
+Beside the throughput, each round reads the CPU time each server's process spent (``/proc/<pid>/stat``:
+user and system, every thread) and divides it by the requests answered: CPU µs per request does not
+move with the load other programs put on the machine the way req/s does, and the no-op's CPU per
+request over a target's is the share of the no-op that target would reach if both were CPU-bound on one
+core. The Postgres backend the writer's COPY runs in is another process and is not counted.
+
 Run: ``python -m benchmarks.serving_ab --ref HEAD~1 [--ref REF ...] [--concurrency 1,16] [--rounds 6]
 [--seconds 3] [--home DIR]`` (``--home``: keep the trained HOUSING_HOME there and reuse it next time).
 """
@@ -24,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.serving import ROOT, ensure_wrk, free_port, run_wrk, running
@@ -63,24 +70,43 @@ def _train(env: dict[str, str], home: Path) -> None:
         raise SystemExit(f"housing train failed:\n{done.stderr[-2000:]}")
 
 
+@dataclass(frozen=True)
+class Round:
+    """One target's figures in one round."""
+
+    rps: float
+    share: float  # of the no-op's req/s in the same round
+    cpu_us: float  # the server process's CPU time per request answered (user + system, all threads)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process ``pid`` so far, all its threads (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def measure(
-    targets: dict[str, str], concurrency: int, rounds: int, seconds: int, folder: Path
-) -> dict[str, list[tuple[float, float]]]:
-    """Per target: (req/s, req/s over the no-op's of the same round) for each round."""
+    targets: dict[str, tuple[str, int]], concurrency: int, rounds: int, seconds: int, folder: Path
+) -> dict[str, list[Round]]:
+    """Per target (its URL and server pid): its figures in each round."""
     wrk = ensure_wrk()
     body = json.dumps(EXAMPLE).encode()
     names = list(targets)
-    figures: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    figures: dict[str, list[Round]] = {name: [] for name in names}
     for round_ in range(rounds):
         turn = names[round_ % len(names) :] + names[: round_ % len(names)]
         rps: dict[str, float] = {}
+        cpu: dict[str, float] = {}
         for name in turn:
-            got = run_wrk(wrk, targets[name], body, concurrency, seconds, folder)
+            url, pid = targets[name]
+            before = cpu_seconds(pid)
+            got = run_wrk(wrk, url, body, concurrency, seconds, folder)
             if got["errors"]:
                 raise SystemExit(f"{name} answered {got['errors']:.0f} errors at c={concurrency}")
             rps[name] = got["rps"]
+            cpu[name] = (cpu_seconds(pid) - before) / max(got["requests"], 1.0) * 1e6
         for name in names:
-            figures[name].append((rps[name], rps[name] / rps[NOOP]))
+            figures[name].append(Round(rps[name], rps[name] / rps[NOOP], cpu[name]))
     return figures
 
 
@@ -101,11 +127,11 @@ def main(argv: list[str] | None = None) -> None:
         trees = {f"/predict @ {ref}": _export(ref, folder / f"tree{i}") for i, ref in enumerate(args.ref)}
         trees["/predict @ this tree"] = ROOT
         with ExitStack() as stack:
-            targets: dict[str, str] = {}
+            targets: dict[str, tuple[str, int]] = {}
             for name, tree in trees.items():
                 port = free_port()
                 command = [sys.executable, "-c", "from services.cli import main; main()", "serve"]
-                stack.enter_context(
+                server = stack.enter_context(
                     running(
                         [*command, "--port", str(port)],
                         {**env, "PYTHONPATH": str(tree)},
@@ -113,10 +139,10 @@ def main(argv: list[str] | None = None) -> None:
                         folder / f"{port}.log",
                     )
                 )
-                targets[name] = f"http://127.0.0.1:{port}/predict"
+                targets[name] = (f"http://127.0.0.1:{port}/predict", server.pid)
             port = free_port()
             noop = [sys.executable, "-m", "benchmarks.serving_apps", "asgi", str(port)]
-            stack.enter_context(
+            server = stack.enter_context(
                 running(
                     noop,
                     {**env, "PYTHONPATH": str(ROOT)},
@@ -124,25 +150,29 @@ def main(argv: list[str] | None = None) -> None:
                     folder / "noop.log",
                 )
             )
-            targets[NOOP] = f"http://127.0.0.1:{port}/predict"
-            for url in targets.values():  # warm-up
+            targets[NOOP] = (f"http://127.0.0.1:{port}/predict", server.pid)
+            for url, _ in targets.values():  # warm-up
                 run_wrk(ensure_wrk(), url, json.dumps(EXAMPLE).encode(), 16, 2, folder)
             print(
                 f"| target | concurrency | req/s (median of {args.rounds}) | of the no-op (median) | rounds"
-                " | this tree over it (median of the rounds) |"
+                " | this tree over it (median of the rounds) | CPU µs per request (median)"
+                " | the no-op's CPU per request over it |"
             )
-            print("| --- | ---: | ---: | ---: | --- | ---: |")
+            print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
             mine = "/predict @ this tree"
             for concurrency in (int(c) for c in args.concurrency.split(",")):
                 figures = measure(targets, concurrency, args.rounds, args.seconds, folder)
+                noop_cpu = statistics.median(r.cpu_us for r in figures[NOOP])
                 for name, runs in figures.items():
-                    ratios = ", ".join(f"{r:.0%}" for _, r in runs)
+                    ratios = ", ".join(f"{r.share:.0%}" for r in runs)
                     paired = statistics.median(
-                        a / b for (a, _), (b, _) in zip(figures[mine], runs, strict=True)
+                        a.rps / b.rps for a, b in zip(figures[mine], runs, strict=True)
                     )
+                    cpu = statistics.median(r.cpu_us for r in runs)
                     print(
-                        f"| {name} | {concurrency} | {statistics.median(r for r, _ in runs):,.0f}"
-                        f" | {statistics.median(r for _, r in runs):.1%} | {ratios} | {paired:.2f}x |",
+                        f"| {name} | {concurrency} | {statistics.median(r.rps for r in runs):,.0f}"
+                        f" | {statistics.median(r.share for r in runs):.1%} | {ratios} | {paired:.2f}x"
+                        f" | {cpu:.0f} | {noop_cpu / cpu:.1%} |",
                         flush=True,
                     )
     finally:
