@@ -10,11 +10,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from mlflow.tracking import MlflowClient
+from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from services.common.database import connect
 from services.common.dataset import Dataset
-from services.common.error_model import fit_error_model
+from services.common.error_model import ErrorModel, fit_error_model
+from services.common.estimate_band import EstimateBand
 from services.common.events import record_event
 from services.common.profile import build_profile
 from services.common.progress import Stages
@@ -23,8 +25,9 @@ from services.common.registry import (
 )
 from services.common.signing_keys import signer
 from services.common.vocabulary import ModelEvent
+from services.trainer.evaluate import Metrics as EvaluationMetrics
 from services.trainer.evaluate import evaluate
-from services.trainer.labelled import fetch_labelled
+from services.trainer.labelled import LabelledRows, fetch_labelled
 from services.trainer.lifecycle import GateResult, gate_version
 from services.trainer.model import fit_model
 from services.trainer.registration import TrainingRecord, estimate_band, register_candidate
@@ -90,61 +93,36 @@ def run_training(
         )
 
     with stages.stage(f"fitting on {len(dataset.y_train)} base + {len(older)} labelled rows"):
-        x = np.vstack([dataset.x_train, older.x])
-        y = np.concatenate([dataset.y_train, older.y])
-        weights = np.concatenate(
-            [np.ones(len(dataset.y_train)), np.full(len(older), settings.train_recent_weight)]
-        )
-        model = fit_model(x, y, weights)
-        error_model = None
-        if settings.error_model_folds:
-            error_model = fit_error_model(x, y, _fitter, weights=weights, folds=settings.error_model_folds)
+        fitted = _fit(dataset, older, settings)
+        if fitted.error_model is not None:
             stages.say(f"error model on {settings.error_model_folds}-fold out-of-fold errors", end=" ")
 
     with stages.stage("evaluating on the reference holdout"):
-        holdout = evaluate(model, dataset.x_holdout, dataset.y_holdout)
-        if holdout.mae is None:
-            raise ValueError(
-                f"the fitted model has no MAE on the reference holdout: {holdout.undefined['mae']}"
-            )
-        metrics, undefined = holdout.as_holdout_metrics(), holdout.holdout_undefined()
-        recent = evaluate(model, newest.x, newest.y)
-        if recent.mae is not None:
-            metrics[METRIC_RECENT_MAE] = recent.mae
-        else:
-            undefined[METRIC_RECENT_MAE] = recent.undefined["mae"]
+        metrics, undefined, holdout = _metrics(fitted.model, dataset, newest)
         stages.say(f"R² {_shown(holdout.r2)}, MAE {_shown(holdout.mae)}", end=" ")
 
     with stages.stage("registering in MLflow"):
         recent_reference = len(newest) >= PROFILE_MIN_RECENT_ROWS
-        band, band_skipped = None, None
-        if error_model is None:
-            band_skipped = "no error model (ERROR_MODEL_FOLDS=0): no estimate, no band"
-        else:
-            try:
-                band = estimate_band(
-                    model,
-                    error_model,
-                    newest.x if recent_reference else dataset.x_holdout,
-                    newest.y if recent_reference else dataset.y_holdout,
-                    reference="recent" if recent_reference else "holdout",
-                    chunk_rows=settings.drift_min_rows,
-                )
-            except ValueError as error:
-                band_skipped = f"no band: {error}"
+        band, band_skipped = _band(
+            fitted,
+            newest.x if recent_reference else dataset.x_holdout,
+            newest.y if recent_reference else dataset.y_holdout,
+            reference="recent" if recent_reference else "holdout",
+            chunk_rows=settings.drift_min_rows,
+        )
         record = TrainingRecord(
-            model=model,
-            x_train=x,
-            y_train=y,
+            model=fitted.model,
+            x_train=fitted.x,
+            y_train=fitted.y,
             base_rows=len(dataset.y_train),
             labelled_rows=len(older),
             labelled_since=since,
             labelled_until=older.at[-1] if len(older) else None,
             metrics=metrics,
             undefined=undefined,
-            profile=build_profile(newest.x if recent_reference else x),
-            error_model=error_model,
-            weights=weights,
+            profile=build_profile(newest.x if recent_reference else fitted.x),
+            error_model=fitted.error_model,
+            weights=fitted.weights,
             estimate_band=band,
             estimate_band_skipped=band_skipped,
         )
@@ -163,6 +141,71 @@ def run_training(
     return TrainSummary(
         version, run_id, metrics, len(dataset.y_train), len(older), len(newest), gate, undefined
     )
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    """The candidate and what it was fitted on (base rows, then the older labelled rows)."""
+
+    x: npt.NDArray[np.float64]
+    y: npt.NDArray[np.float64]
+    weights: npt.NDArray[np.float64]
+    model: Pipeline
+    error_model: ErrorModel | None
+
+
+def _fit(dataset: Dataset, older: LabelledRows, settings: TrainerSettings) -> _Fitted:
+    """Fit the candidate (and its error model, unless ERROR_MODEL_FOLDS=0) on base + older labelled rows."""
+    x = np.vstack([dataset.x_train, older.x])
+    y = np.concatenate([dataset.y_train, older.y])
+    weights = np.concatenate(
+        [np.ones(len(dataset.y_train)), np.full(len(older), settings.train_recent_weight)]
+    )
+    model = fit_model(x, y, weights)
+    error_model = None
+    if settings.error_model_folds:
+        error_model = fit_error_model(x, y, _fitter, weights=weights, folds=settings.error_model_folds)
+    return _Fitted(x, y, weights, model, error_model)
+
+
+def _metrics(
+    model: Pipeline, dataset: Dataset, newest: LabelledRows
+) -> tuple[dict[str, float], dict[str, str], EvaluationMetrics]:
+    """(metrics, why each undefined one is, the holdout evaluation): the holdout and newest rows' MAE.
+
+    Raises:
+        ValueError: the model has no MAE on the reference holdout.
+    """
+    holdout = evaluate(model, dataset.x_holdout, dataset.y_holdout)
+    if holdout.mae is None:
+        raise ValueError(f"the fitted model has no MAE on the reference holdout: {holdout.undefined['mae']}")
+    metrics, undefined = holdout.as_holdout_metrics(), holdout.holdout_undefined()
+    recent = evaluate(model, newest.x, newest.y)
+    if recent.mae is not None:
+        metrics[METRIC_RECENT_MAE] = recent.mae
+    else:
+        undefined[METRIC_RECENT_MAE] = recent.undefined["mae"]
+    return metrics, undefined, holdout
+
+
+def _band(
+    fitted: _Fitted,
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    *,
+    reference: str,
+    chunk_rows: int,
+) -> tuple[EstimateBand | None, str | None]:
+    """(the label-free estimate's band on reference rows (x, y), None) or (None, why there is none)."""
+    if fitted.error_model is None:
+        return None, "no error model (ERROR_MODEL_FOLDS=0): no estimate, no band"
+    try:
+        band = estimate_band(
+            fitted.model, fitted.error_model, x, y, reference=reference, chunk_rows=chunk_rows
+        )
+    except ValueError as error:
+        return None, f"no band: {error}"
+    return band, None
 
 
 def _fitter(
