@@ -97,7 +97,7 @@ variable "root_volume_size_gb" {
 variable "data_volume_size_gb" {
   description = "Size in GiB of the encrypted EBS data volume that holds the PersistentVolumes of the stable class (MLflow registry and artifacts, the monitor's reports, MLflow upgrade backups; the prediction-log spool is on EFS) and survives instance replacement. It can grow later (the filesystem is grown at the next boot of a new node, or by `sudo resize2fs` through SSM), never shrink."
   type        = number
-  # 40: the claims of staging and prod on the stable class sum to 25 GiB (tests/deploy/test_capacity.py);
+  # 40: the claims of staging and prod on the stable class sum to 29 GiB (tests/deploy/test_capacity.py);
   # the volume can grow, never shrink, so the 8 GiB the spool claims left on moving to EFS stay as room.
   default = 40
 
