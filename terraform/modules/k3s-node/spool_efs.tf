@@ -23,7 +23,9 @@
 #
 # One mount target, in var.subnet_id: the module places the server and the agents in that one subnet
 # (one availability zone), so a mount target elsewhere would serve no node. EFS itself stores the
-# data across the region's zones (Regional storage class) whatever the mount targets.
+# data across the region's zones (Regional storage class) whatever the mount targets. efs-utils finds
+# the mount target by the file system's DNS name: the VPC must resolve it (enableDnsSupport and
+# enableDnsHostnames, as the default VPC that terraform/envs/prod uses does).
 
 locals {
   # Environment -> the namespace Argo CD installs it into (argocd/apps/cali-housing-<env>.yaml).
