@@ -20,6 +20,7 @@ import yaml
 from services.local.cluster import Layout
 from services.local.cluster_pki import write_token_kubeconfig
 from tests.deploy.helpers import CHART, REPO, REQUIRED_SETS, tool_env
+from tests.deploy.test_terraform_resilience import spool_manifests
 
 TOOLS = REPO / ".tools" / "bin"
 ARGOCD = REPO / "argocd"
@@ -117,8 +118,33 @@ def values_secret_name(values: str) -> str:
     return name
 
 
+def spool_storage(namespace: str) -> list[dict[str, Any]]:
+    """What prod's spool claim binds to on the k3s server, for a release in ``namespace``: the server's
+    cloud-init's efs-spool class and prod's PersistentVolume (its claimRef moved to ``namespace``, its
+    name after it), with the CSIDriver object the EFS driver's chart registers (attachRequired false).
+    No EFS and no driver here: kwok starts no container, so nothing mounts; what is real is the binding
+    and the scheduling."""
+    docs = spool_manifests()
+    (volume,) = [
+        d
+        for d in docs
+        if d["kind"] == "PersistentVolume" and d["spec"]["claimRef"]["namespace"] == "cali-housing-prod"
+    ]
+    volume["metadata"]["name"] = f"{namespace}-inference-spool"
+    volume["spec"]["claimRef"]["namespace"] = namespace
+    (storage_class,) = [d for d in docs if d["kind"] == "StorageClass"]
+    driver = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "CSIDriver",
+        "metadata": {"name": storage_class["provisioner"]},
+        "spec": {"attachRequired": False},
+    }
+    return [driver, storage_class, volume]
+
+
 def prepare_namespace(kube: Kube, namespace: str, values: str) -> None:
-    """An empty namespace as Argo CD makes it (labels), with the Secret the release expects."""
+    """An empty namespace as Argo CD makes it (labels), with the Secret the release expects (and, for
+    the prod values, the EFS spool volume that Terraform's cloud-init gives prod on the k3s server)."""
     labels = {f"{k}": v for k, v in namespace_labels().items()}
     namespace_doc = {
         "apiVersion": "v1",
@@ -142,7 +168,8 @@ def prepare_namespace(kube: Kube, namespace: str, values: str) -> None:
             "MODEL_SIGNING_KEY": TEST_SIGNING_KEY,
         },
     }
-    kube.ok("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all([namespace_doc, secret]))
+    storage = spool_storage(namespace) if values == "prod" else []
+    kube.ok("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all([namespace_doc, secret, *storage]))
 
 
 def install(kube: Kube, namespace: str, values: str, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -1,12 +1,15 @@
 """The rendered releases against the machines Terraform provisions: staging and prod together.
 
-- Every claim of both releases lands on the data volume (local-path keeps its folders there), so
-  their sum must fit data_volume_size_gb.
-- Pods with a claim run on the server (the stable class admits only the node holding the data
+- Every claim of a class on the data volume (local-path-stable, and k3s's default local-path, whose
+  folders Terraform puts there too) counts against data_volume_size_gb; a claim of the EFS class
+  (the inference spool) does not, and a claim of a class neither the server's cloud-init nor k3s
+  defines fails the test (say where it lives first).
+- Pods with a data-volume claim run on the server (the stable class admits only the node holding the
   volume); their memory limits at the HPA maximum must fit the server, so that no limit can be
   reached only by taking memory from another pod (the OOM killer picks among them otherwise).
-- Pods without a claim (the trainer Jobs, an MLflow server with S3 artifacts) run on the agents:
-  their limits fit the group, their requests fit it with one agent lost.
+- The other pods (the trainer Jobs, an MLflow server with S3 artifacts, inference with its spool on
+  EFS) may run on any node: each fits one agent at its limit, and their requests fit what the server
+  leaves plus the agents with one agent lost.
 - Prod's pods rank above staging's (PriorityClass), on every pod spec including the trainer Job.
 
 Sizes come from the Terraform variables' defaults and AWS's instance type table in
@@ -16,13 +19,17 @@ test_chart_safety.py; the rendered chart is the real helm output. Runtime ~0.1 s
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from .helpers import REPO, Rendered
+from .helpers import CHART, REPO, Rendered, helm_template
 from .test_chart import pod_spec, trainer_job
 from .test_chart_safety import GIB, INSTANCE_TYPES, SYSTEM_RESERVED, quantity
+from .test_terraform import local_storage_dir, rendered_cloud_init, write_files
 
 TF = REPO / "terraform"
 RELEASES = ("staging", "prod")
@@ -62,8 +69,47 @@ def pods(release: Rendered) -> dict[str, tuple[int, dict[str, Any]]]:
     return {f"{release.name} {k}": v for k, v in result.items()}
 
 
-def has_claim(spec: dict[str, Any]) -> bool:
-    return any("persistentVolumeClaim" in v for v in spec.get("volumes", []))
+def storage_classes() -> dict[str, str]:
+    """Class -> provisioner, of every class the cluster has: k3s's own and the server's cloud-init's."""
+    classes = {"local-path": "rancher.io/local-path"}  # k3s's default class
+    for path, content in write_files(rendered_cloud_init()).items():
+        if path.startswith("/var/lib/rancher/k3s/server/manifests/"):
+            for doc in yaml.safe_load_all(content):
+                if doc and doc["kind"] == "StorageClass":
+                    classes[doc["metadata"]["name"]] = doc["provisioner"]
+    return classes
+
+
+def data_volume_classes() -> set[str]:
+    """Classes whose volumes are folders on the data volume: local-path's, whose storage folder
+    (default-local-storage-path) is where cloud-init mounts the volume. "" is the default class."""
+    config = yaml.safe_load(write_files(rendered_cloud_init())["/etc/rancher/k3s/config.yaml"])
+    assert config["default-local-storage-path"] == local_storage_dir()
+    local = {
+        name for name, provisioner in storage_classes().items() if provisioner == "rancher.io/local-path"
+    }
+    return local | {""}
+
+
+def claim_class(pvc: dict[str, Any]) -> str:
+    name = pvc["spec"].get("storageClassName") or ""
+    assert name == "" or name in storage_classes(), (
+        f"{pvc['metadata']['name']}: no class {name!r} in the cluster"
+    )
+    return str(name)
+
+
+def data_volume_claims(release: Rendered) -> set[str]:
+    return {
+        pvc["metadata"]["name"]
+        for pvc in release.kind("PersistentVolumeClaim")
+        if claim_class(pvc) in data_volume_classes()
+    }
+
+
+def has_claim(spec: dict[str, Any], claims: set[str]) -> bool:
+    """The pod mounts a claim of the data volume (so it runs on the server)."""
+    return any(v.get("persistentVolumeClaim", {}).get("claimName") in claims for v in spec.get("volumes", []))
 
 
 def total(parts: dict[str, tuple[int, dict[str, Any]]], kind: str) -> tuple[float, float]:
@@ -76,25 +122,64 @@ def both(rendered: dict[str, Rendered]) -> dict[str, tuple[int, dict[str, Any]]]
     return {k: v for r in RELEASES for k, v in pods(rendered[r]).items()}
 
 
-def test_claims_of_staging_and_prod_fit_the_data_volume(rendered: dict[str, Rendered]) -> None:
-    size_gib = float(tf_default("modules/k3s-node/variables.tf", "data_volume_size_gb"))
-    claims = {
+@pytest.fixture(scope="module")
+def on_server(rendered: dict[str, Rendered], both: dict[str, tuple[int, dict[str, Any]]]) -> set[str]:
+    """The pods of both releases that mount a claim of the data volume."""
+    claims = {r: data_volume_claims(rendered[r]) for r in RELEASES}
+    return {k for k, (_, spec) in both.items() if has_claim(spec, claims[k.split()[0]])}
+
+
+def data_volume_gib(releases: dict[str, Rendered]) -> dict[str, float]:
+    """Every claim of staging and prod on the data volume -> its size in GiB."""
+    classes = data_volume_classes()
+    return {
         f"{r} {pvc['metadata']['name']}": quantity(pvc["spec"]["resources"]["requests"]["storage"]) / GIB
         for r in RELEASES
-        for pvc in rendered[r].kind("PersistentVolumeClaim")
+        for pvc in releases[r].kind("PersistentVolumeClaim")
+        if claim_class(pvc) in classes
     }
-    assert len(claims) >= 5, claims  # spool and reports in both, MLflow's artifacts in staging
-    # 33 GiB on this commit: staging 4 + 12 + 5, prod 4 + 8.
+
+
+def test_claims_of_staging_and_prod_fit_the_data_volume(rendered: dict[str, Rendered]) -> None:
+    size_gib = float(tf_default("modules/k3s-node/variables.tf", "data_volume_size_gb"))
+    claims = data_volume_gib(rendered)
+    assert len(claims) >= 5, (
+        claims
+    )  # reports and MLflow's upgrade backups in both, MLflow's artifacts in staging
+    # 29 GiB on this commit: staging 12 + 5 + 2, prod 8 + 2 (the spools are on EFS).
     assert sum(claims.values()) <= size_gib, (
         f"{sum(claims.values())} GiB of claims > {size_gib} GiB: {claims}"
     )
 
 
-def test_pods_with_a_claim_fit_the_server_at_their_limits(
-    both: dict[str, tuple[int, dict[str, Any]]],
+def test_the_spool_claims_are_on_efs_not_on_the_data_volume(rendered: dict[str, Rendered]) -> None:
+    for r in RELEASES:
+        spool = rendered[r].one("PersistentVolumeClaim", "-inference-spool")
+        assert storage_classes()[claim_class(spool)] == "efs.csi.aws.com", r
+        assert spool["metadata"]["name"] not in data_volume_claims(rendered[r]), r
+
+
+def test_a_claim_on_the_data_volume_that_does_not_fit_is_counted(
+    tool: Callable[[str], str], rendered: dict[str, Rendered], tmp_path: Path
 ) -> None:
-    server = {k: v for k, v in both.items() if has_claim(v[1])}
-    assert any("inference" in k for k in server) and any("monitor" in k for k in server)
+    """The sum skips the EFS claims, not the others: prod's reports at 20 GiB take it past 40 GiB."""
+    proc = helm_template(
+        tool("helm"),
+        ["-f", str(CHART / "values-prod.yaml"), "--set", "monitor.reports.persistence.size=20Gi"],
+    )
+    assert proc.returncode == 0, proc.stderr
+    grown = Rendered("prod", tmp_path / "prod.yaml", [d for d in yaml.safe_load_all(proc.stdout) if d])
+    claims = data_volume_gib({**rendered, "prod": grown})
+    assert claims["prod cali-housing-monitor-reports"] == 20
+    assert sum(claims.values()) > float(tf_default("modules/k3s-node/variables.tf", "data_volume_size_gb"))
+
+
+def test_pods_with_a_claim_fit_the_server_at_their_limits(
+    both: dict[str, tuple[int, dict[str, Any]]], on_server: set[str]
+) -> None:
+    server = {k: v for k, v in both.items() if k in on_server}
+    assert any("monitor" in k for k in server)
+    assert not any("inference" in k for k in server), "the spool is on EFS: inference may run anywhere"
     cpu, memory = allocatable(tf_default("envs/prod/variables.tf", "instance_type"))
     limits = total(server, "limits")
     detail = {k: round(n * resources(s, "limits")[1] / GIB, 2) for k, (n, s) in server.items()}
@@ -103,20 +188,24 @@ def test_pods_with_a_claim_fit_the_server_at_their_limits(
     assert requests[0] <= cpu and requests[1] <= memory
 
 
-def test_pods_without_a_claim_fit_the_agents_and_survive_losing_one(
-    both: dict[str, tuple[int, dict[str, Any]]],
+def test_pods_without_a_claim_fit_the_nodes_and_survive_losing_an_agent(
+    both: dict[str, tuple[int, dict[str, Any]]], on_server: set[str]
 ) -> None:
-    agents = {k: v for k, v in both.items() if not has_claim(v[1])}
-    assert any("trainer Job" in k for k in agents)
+    free = {k: v for k, v in both.items() if k not in on_server}
+    assert any("trainer Job" in k for k in free) and any("inference" in k for k in free)
     count = int(tf_default("modules/k3s-node/variables.tf", "agent_count"))
     assert int(tf_default("envs/prod/variables.tf", "agent_count")) == count
     cpu, memory = allocatable(tf_default("envs/prod/variables.tf", "agent_instance_type"))
-    limits, requests = total(agents, "limits"), total(agents, "requests")
-    assert limits[1] <= count * memory, f"{limits[1] / GIB:.2f} GiB > {count} agents"
-    # Each pod must fit one agent at its limit, and all of them on count - 1 agents by request.
-    for name, (_, spec) in agents.items():
+    # Each pod must fit one agent at its limit.
+    for name, (_, spec) in free.items():
         assert resources(spec, "limits")[1] <= memory, name
-    assert requests[0] <= (count - 1) * cpu and requests[1] <= (count - 1) * memory
+    # By request, all of them fit what the server's own pods leave plus count - 1 agents.
+    server_cpu, server_memory = allocatable(tf_default("envs/prod/variables.tf", "instance_type"))
+    pinned = total({k: v for k, v in both.items() if k in on_server}, "requests")
+    requests = total(free, "requests")
+    room = ((count - 1) * cpu + server_cpu - pinned[0], (count - 1) * memory + server_memory - pinned[1])
+    assert requests[0] <= room[0], f"{requests[0]} CPU > {room[0]} with an agent lost"
+    assert requests[1] <= room[1], f"{requests[1] / GIB:.2f} GiB > {room[1] / GIB:.2f} GiB with an agent lost"
 
 
 def test_limits_of_both_releases_no_longer_exceed_what_the_nodes_have(

@@ -122,7 +122,8 @@ def test_spool_is_a_kept_claim_shared_by_every_replica(rendered: dict[str, Rende
         # Room for every server's spool at once, the surge pod of a rollout included.
         size = quantity(pvc["spec"]["resources"]["requests"]["storage"])
         assert size >= max_inference_pods(r) * max_bytes, r.name
-        # The non-root user can write it: the pod's fsGroup owns the volume.
+        # The non-root user can write it: the pod's fsGroup owns a local volume; on EFS (prod,
+        # staging) the access point makes every operation uid/gid 10001 (test_terraform_resilience.py).
         assert pod_spec(r.one("Deployment", "-inference"))["securityContext"]["fsGroup"] == 10001
     assert env_of(inference_container(rendered["default"]))["SPOOL_MAX_BYTES"]["value"] == str(GIB)
 
@@ -154,6 +155,21 @@ def test_read_write_many_spool_lets_replicas_spread(tool: Callable[[str], str]) 
     once = render(tool("helm"), "--set-json", f"inference.affinity={user_affinity}")
     merged = pod_spec(once.one("Deployment", "-inference"))["affinity"]
     assert "nodeAffinity" in merged and "podAffinity" in merged, "the user's affinity is kept"
+
+
+def test_prod_and_staging_spread_inference_over_the_nodes(rendered: dict[str, Rendered]) -> None:
+    """Their spool is ReadWriteMany on EFS: no affinity holds the replicas together, and a spread over
+    hostnames places them apart (soft: a lost node still listed must not stop a replacement)."""
+    for name in ("prod", "staging"):
+        r = rendered[name]
+        assert r.one("PersistentVolumeClaim", "-inference-spool")["spec"]["accessModes"] == ["ReadWriteMany"]
+        dep = r.one("Deployment", "-inference")
+        assert "podAffinity" not in pod_spec(dep).get("affinity", {}), name
+        (spread,) = pod_spec(dep)["topologySpreadConstraints"]
+        assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["maxSkew"] == 1, name
+        assert spread["whenUnsatisfiable"] == "ScheduleAnyway", name
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        assert spread["labelSelector"]["matchLabels"].items() <= labels.items(), "it must count its peers"
 
 
 def test_spool_without_persistence_is_an_emptydir_and_notes_warn(tool: Callable[[str], str]) -> None:

@@ -17,8 +17,9 @@ from .helpers import CHART, REPO, find_tool, helm_template
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 NAMESPACES = {"cali-housing-staging": "values-staging.yaml", "cali-housing-prod": "values-prod.yaml"}
-# Namespaces of other charts (the monitoring stack, Argo CD, Reloader): their objects are not this chart's.
-FOREIGN_NAMESPACES = {"monitoring", "argocd", "kube-system", "reloader"}
+# Namespaces of other charts (the monitoring stack, Argo CD, Reloader, the EFS CSI driver): their objects are
+# not this chart's.
+FOREIGN_NAMESPACES = {"monitoring", "argocd", "kube-system", "reloader", "efs-csi-driver"}
 KINDS = {
     "deploy": "Deployment",
     "deployment": "Deployment",

@@ -88,6 +88,14 @@ def test_the_pushgateway_is_where_prod_pushes() -> None:
 
 
 STAKATER = "https://stakater.github.io/stakater-charts"
+EFS_CSI = "https://kubernetes-sigs.github.io/aws-efs-csi-driver"
+# What aws-efs-csi-driver 4.4.1 renders with the Application's values (helm template of the chart's
+# source, kubernetes-sigs/aws-efs-csi-driver at v4.4.1; not pulled here: no internet), by scope.
+EFS_CSI_CLUSTER_KINDS = {
+    ("rbac.authorization.k8s.io", "ClusterRole"),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+    ("storage.k8s.io", "CSIDriver"),
+}
 
 
 def test_reloader_rolls_the_deployments_that_read_the_secret(tool: Callable[[str], str]) -> None:
@@ -95,13 +103,9 @@ def test_reloader_rolls_the_deployments_that_read_the_secret(tool: Callable[[str
     alone, and every Deployment that reads the release Secret carries the annotation naming it (the
     CronJobs' and Jobs' pods start afresh each run). Contract only: no controller runs here."""
     project, reloader = _load("platform-project.yaml"), _load("platform-reloader.yaml")
-    assert project["spec"]["sourceRepos"] == [STAKATER]
-    assert [d["namespace"] for d in project["spec"]["destinations"]] == ["reloader"]
-    assert {k["kind"] for k in project["spec"]["clusterResourceWhitelist"]} == {
-        "Namespace",
-        "ClusterRole",
-        "ClusterRoleBinding",
-    }
+    assert project["spec"]["sourceRepos"] == [STAKATER, EFS_CSI]
+    assert reloader["spec"]["destination"]["namespace"] == "reloader"
+    assert "reloader" in [d["namespace"] for d in project["spec"]["destinations"]]
     source = reloader["spec"]["source"]
     assert reloader["spec"]["project"] == "platform" and source["repoURL"] == STAKATER
     assert re.fullmatch(r"\d+\.\d+\.\d+", source["targetRevision"])
@@ -121,3 +125,32 @@ def test_reloader_rolls_the_deployments_that_read_the_secret(tool: Callable[[str
         tool("helm"), ["-f", str(CHART / "values-prod.yaml"), "--set", "secrets.rollOnChange=false"]
     )
     assert off.returncode == 0 and "reloader.stakater.com" not in off.stdout
+
+
+def test_the_efs_csi_driver_runs_its_node_daemonset_only_before_the_apps() -> None:
+    """The driver that mounts the spool's EFS volumes: pinned, in the platform project, synced before the
+    apps, node DaemonSet only (static volumes need no controller), and the project admits exactly the
+    cluster-scoped kinds the pinned chart renders. Contract only: no Argo CD, no chart download, no EFS
+    here; the rendered kinds were read from the chart's source at the pinned version."""
+    project, driver = _load("platform-project.yaml"), _load("platform-efs-csi-driver.yaml")
+    spec, source = driver["spec"], driver["spec"]["source"]
+    assert spec["project"] == "platform"
+    assert source["repoURL"] == EFS_CSI and source["chart"] == "aws-efs-csi-driver"
+    assert source["targetRevision"] == "4.4.1", "a new pin: re-read its templates for the whitelist below"
+    values = source["helm"]["valuesObject"]
+    assert values["controller"] == {"create": False, "serviceAccount": {"create": False}}
+    assert values["useHelmHooksForCSIDriver"] is False, "a hook would be deleted and re-made every sync"
+    assert "storageClasses" not in values, "the efs-spool class comes from the server's cloud-init"
+    assert "hostNetwork" not in json.dumps(values), "the chart's node DaemonSet is hostNetwork (IMDS hop 1)"
+
+    namespace = spec["destination"]["namespace"]
+    assert namespace == "efs-csi-driver" and "CreateNamespace=true" in spec["syncPolicy"]["syncOptions"]
+    assert [d["namespace"] for d in project["spec"]["destinations"]] == ["reloader", namespace]
+    # Reloader's kinds (Namespace, ClusterRole, ClusterRoleBinding) and the driver's: nothing more.
+    whitelist = {(k["group"], k["kind"]) for k in project["spec"]["clusterResourceWhitelist"]}
+    assert whitelist == {("", "Namespace")} | EFS_CSI_CLUSTER_KINDS
+    # Its namespaced objects (ServiceAccount, DaemonSet, RoleBinding) only in the project's namespaces.
+    assert project["spec"]["namespaceResourceWhitelist"] == [{"group": "*", "kind": "*"}]
+
+    apps = [_load("cali-housing-staging.yaml"), _load("cali-housing-prod.yaml")]
+    assert _wave(project) < _wave(driver) < min(_wave(a) for a in apps)

@@ -26,6 +26,8 @@ NEWER_THAN_339 = {
     ("Invalid resource type", "aws_vpc_security_group_ingress_rule"),
     ("Invalid resource type", "aws_vpc_security_group_egress_rule"),
     ("Invalid data source", "aws_subnets"),
+    ("Invalid resource type", "aws_efs_backup_policy"),  # aws 3.41
+    ("expected throughput_mode to be one of [bursting provisioned], got elastic", "aws_efs_file_system"),
     ("Computed attributes cannot be set", "aws_eip"),  # `domain` replaced `vpc = true` in 5.x
     (
         "expected rule.0.object_ownership to be one of [BucketOwnerPreferred ObjectWriter], "

@@ -10,11 +10,14 @@ joining) is not exercised here.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 
-from .test_terraform import MODULE, TF, block, rendered_cloud_init, write_files
+from .helpers import REPO, helm_template
+from .test_chart_safety import quantity
+from .test_terraform import MODULE, TF, block, rendered_cloud_init, template_vars, write_files
 
 AGENT_TEMPLATE = MODULE / "templates" / "cloud-init-agent.yaml.tftpl"
 STORAGE_CLASS = "/var/lib/rancher/k3s/server/manifests/cali-housing-storage.yaml"
@@ -151,3 +154,167 @@ def test_claims_stay_on_the_node_that_holds_the_data_volume() -> None:
     assert term["matchLabelExpressions"] == [{"key": key, "values": [value]}]
     assert storage_class["volumeBindingMode"] == "WaitForFirstConsumer"
     assert "node-label" not in AGENT_TEMPLATE.read_text()
+
+
+# ---- the inference spool on EFS ------------------------------------------------------------------
+# Checked on the sources and on the rendered cloud-init and chart. Contract only where AWS acts: no EFS
+# mounts here, so that the access point really maps every operation to uid 10001, that the policy
+# really refuses a mount without TLS or IAM, and that the driver mounts with these options are AWS's
+# and the driver's documented behaviour, not exercised. The binding itself (PV to the chart's claim,
+# pods spread over nodes) runs on a real API server in tests/cluster/test_spool_spread.py.
+
+SPOOL_MANIFEST = "/var/lib/rancher/k3s/server/manifests/cali-housing-spool-efs.yaml"
+ENVIRONMENTS = ("prod", "staging")
+
+
+def spool_text() -> str:
+    return (MODULE / "spool_efs.tf").read_text()
+
+
+def image_user() -> tuple[int, int]:
+    """The inference image's USER uid:gid (the last USER of services/inference/Dockerfile)."""
+    users = re.findall(r"^USER\s+(\d+):(\d+)\s*$", (REPO / "services/inference/Dockerfile").read_text(), re.M)
+    assert users, "the inference image names no numeric USER"
+    uid, gid = users[-1]
+    return int(uid), int(gid)
+
+
+def argocd_app(env: str) -> dict[str, Any]:
+    app = yaml.safe_load((REPO / "argocd" / "apps" / f"cali-housing-{env}.yaml").read_text())
+    assert isinstance(app, dict)
+    return app
+
+
+def spool_manifests() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(write_files(rendered_cloud_init())[SPOOL_MANIFEST]) if d]
+
+
+def test_spool_file_system_is_encrypted_elastic_and_kept() -> None:
+    fs = block(spool_text(), 'resource "aws_efs_file_system" "spool"')
+    assert argument(fs, "encrypted") == "true"
+    # As the data volume and the bucket: a customer key when given, AWS's own key otherwise.
+    assert argument(fs, "kms_key_id") == "var.spool_kms_key_id"
+    assert re.search(
+        r"variable \"spool_kms_key_id\" \{.*?default\s+=\s+null", (MODULE / "variables.tf").read_text(), re.S
+    )
+    assert argument(fs, "throughput_mode") == '"elastic"'
+    assert re.search(r"lifecycle \{\s+prevent_destroy\s+=\s+true\s+\}", fs)
+
+
+def test_spool_mount_target_admits_only_nfs_from_the_node_group() -> None:
+    text = module_text()
+    target = block(text, 'resource "aws_efs_mount_target" "spool"')
+    assert argument(target, "subnet_id") == "var.subnet_id", "the one subnet (zone) of every node"
+    assert argument(target, "security_groups") == "[aws_security_group.spool.id]"
+    rules = re.findall(
+        r'^resource "(aws_vpc_security_group_(?:ingress|egress)_rule)" "(\w+)" \{\n(.*?)^\}',
+        text,
+        re.M | re.S,
+    )
+    on_spool = [(kind, name, body) for kind, name, body in rules if "aws_security_group.spool.id" in body]
+    assert [(kind, name) for kind, name, _ in on_spool] == [
+        ("aws_vpc_security_group_ingress_rule", "spool_nfs")
+    ], "one rule in, none out"
+    (_, _, nfs) = on_spool[0]
+    assert argument(nfs, "referenced_security_group_id") == "aws_security_group.node.id"
+    assert "cidr_ipv4" not in nfs and "cidr_ipv6" not in nfs
+    assert argument(nfs, "ip_protocol") == '"tcp"'
+    assert argument(nfs, "from_port") == argument(nfs, "to_port") == "2049"
+    assert not re.search(
+        r"^\s+(ingress|egress) \{", block(text, 'resource "aws_security_group" "spool"'), re.M
+    )
+
+
+def test_access_points_confine_each_environment_to_its_folder_as_the_image_user() -> None:
+    text = spool_text()
+    uid, gid = image_user()
+    assert uid == gid == int(argument(block(text, "locals"), "spool_uid"))
+    access_point = block(text, 'resource "aws_efs_access_point" "spool"')
+    assert argument(access_point, "for_each") == "local.spool_environments"
+    for name in ("uid", "gid", "owner_uid", "owner_gid"):
+        assert argument(access_point, name) == "local.spool_uid", name
+    assert argument(access_point, "permissions") == '"0700"'
+    assert argument(access_point, "path") == '"/${each.value}/spool"'
+    environments = dict(re.findall(r'^\s+(\w+)\s+=\s+"([\w-]+)"$', block(text, "locals"), re.M))
+    # Each access point's folder is named after the namespace Argo CD installs that environment into.
+    assert environments == {env: argocd_app(env)["spec"]["destination"]["namespace"] for env in ENVIRONMENTS}
+
+
+def test_spool_mounts_need_tls_and_a_node_role_through_an_access_point() -> None:
+    text = spool_text()
+    mount = block(text, 'data "aws_iam_policy_document" "spool_mount"')
+    actions = '["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"]'
+    assert argument(mount, "actions") == actions, "no ClientRootAccess"
+    assert argument(mount, "resources") == "[aws_efs_file_system.spool.arn]"
+    assert argument(mount, "variable") == '"elasticfilesystem:AccessPointArn"'
+    # On both roles: a replica may land on the server or any agent.
+    roles = {
+        argument(block(text, f'resource "aws_iam_role_policy" "{name}"'), "role"): argument(
+            block(text, f'resource "aws_iam_role_policy" "{name}"'), "policy"
+        )
+        for name in ("node_spool", "agent_spool")
+    }
+    assert roles == dict.fromkeys(
+        ("aws_iam_role.node.id", "aws_iam_role.agent.id"), "data.aws_iam_policy_document.spool_mount.json"
+    )
+    policy = block(text, 'data "aws_iam_policy_document" "spool_file_system"')
+    allow, deny = policy.split('sid       = "DenyInsecureTransport"')
+    assert argument(allow, "actions") == actions
+    assert argument(allow, "identifiers") == "[aws_iam_role.node.arn, aws_iam_role.agent.arn]"
+    assert argument(allow, "variable") == '"elasticfilesystem:AccessPointArn"'
+    assert argument(deny, "effect") == '"Deny"' and argument(deny, "variable") == '"aws:SecureTransport"'
+    assert argument(deny, "values") == '["false"]'
+    attached = block(text, 'resource "aws_efs_file_system_policy" "spool"')
+    assert argument(attached, "policy") == "data.aws_iam_policy_document.spool_file_system.json"
+
+
+def test_cloud_init_spool_volumes_bind_the_charts_claims(tool: Callable[[str], str]) -> None:
+    """Each environment's PersistentVolume reserves (claimRef) the spool claim the chart renders for that
+    Argo CD Application (its release name and namespace) and admits it: same class, its access mode,
+    at least its size. Its handle is that environment's access point; it mounts with TLS and IAM."""
+    docs = spool_manifests()
+    (storage_class,) = [d for d in docs if d["kind"] == "StorageClass"]
+    assert storage_class["provisioner"] == "efs.csi.aws.com"
+    assert storage_class["reclaimPolicy"] == "Retain" and storage_class["volumeBindingMode"] == "Immediate"
+    volumes = {d["spec"]["claimRef"]["namespace"]: d for d in docs if d["kind"] == "PersistentVolume"}
+    assert len(volumes) == len(ENVIRONMENTS)
+    passed = template_vars()
+    assert passed["spool_file_system_id"] == "aws_efs_file_system.spool.id"
+    for env in ENVIRONMENTS:
+        app = argocd_app(env)
+        namespace = app["spec"]["destination"]["namespace"]
+        assert app["spec"]["source"]["helm"]["releaseName"] == "cali-housing", "helm_template's release name"
+        values = [f for f in app["spec"]["source"]["helm"]["valueFiles"] if f != "values.yaml"]
+        args = [a for f in values for a in ("-f", str(REPO / "charts" / "cali-housing" / f))]
+        proc = helm_template(tool("helm"), args, namespace=namespace)
+        assert proc.returncode == 0, proc.stderr
+        (claim,) = [
+            d
+            for d in yaml.safe_load_all(proc.stdout)
+            if d
+            and d["kind"] == "PersistentVolumeClaim"
+            and d["metadata"]["name"].endswith("-inference-spool")
+        ]
+        volume = volumes[namespace]["spec"]
+        assert volume["claimRef"] == {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "namespace": claim["metadata"]["namespace"],
+            "name": claim["metadata"]["name"],
+        }
+        assert (
+            claim["spec"]["storageClassName"]
+            == volume["storageClassName"]
+            == storage_class["metadata"]["name"]
+        )
+        assert set(claim["spec"]["accessModes"]) <= set(volume["accessModes"]) == {"ReadWriteMany"}
+        requested = quantity(claim["spec"]["resources"]["requests"]["storage"])
+        assert quantity(volume["capacity"]["storage"]) >= requested, (
+            "a claim binds to a volume at least its size"
+        )
+        assert volume["persistentVolumeReclaimPolicy"] == "Retain"
+        csi = volume["csi"]
+        assert csi["driver"] == storage_class["provisioner"]
+        assert csi["volumeHandle"] == f"<spool_file_system_id>::<spool_access_point_{env}>"
+        assert passed[f"spool_access_point_{env}"] == f'aws_efs_access_point.spool["{env}"].id'
+        assert csi["volumeAttributes"] == {"encryptInTransit": "true"} and volume["mountOptions"] == ["iam"]

@@ -27,3 +27,8 @@ output "agent_group_name" {
   description = "Autoscaling group of the agent nodes."
   value       = module.k3s_node.agent_group_name
 }
+
+output "spool_file_system_id" {
+  description = "EFS file system of the inference spool of prod and staging (ReadWriteMany: inference spreads over the nodes)."
+  value       = module.k3s_node.spool_file_system_id
+}

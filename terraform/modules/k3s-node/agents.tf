@@ -1,8 +1,9 @@
 # Agent nodes: an autoscaling group of at least two, joining the server with the token from SSM
-# Parameter Store. Pods without a claim (the trainer Jobs, the MLflow server with S3 artifacts,
-# inference where its spool allows) run here and spread; losing an agent is a reschedule, and the
-# group replaces the instance. Pods with a claim stay on the server: the stable storage class
-# admits only nodes labelled cali-housing/data-volume=true (the server, which holds the data volume).
+# Parameter Store. Pods without a claim on the data volume (the trainer Jobs, the MLflow server with
+# S3 artifacts, inference, whose spool is on EFS: spool_efs.tf) run here and spread; losing an agent
+# is a reschedule, and the group replaces the instance. Pods with a claim of the stable storage class
+# stay on the server: it admits only nodes labelled cali-housing/data-volume=true (the server, which
+# holds the data volume).
 
 # The join token: read at boot by the server (k3s --token) and by every agent, never in user data
 # (readable by anyone with ec2:DescribeInstanceAttribute).

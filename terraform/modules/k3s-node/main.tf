@@ -2,9 +2,10 @@
 # Application, after which the cluster follows git. Shell access is through SSM (no SSH port).
 #
 # The node itself is disposable (a new AMI, a new k3s version or any change of user data replaces
-# it), its state is not: every PersistentVolume (the MLflow server's registry and artifacts, the
-# inference prediction-log spool) lives on a separate encrypted EBS data volume that outlives the
-# instance. See "the data volume" below.
+# it), its state is not: the PersistentVolumes of the stable class (the MLflow server's registry and
+# artifacts, the monitor's reports, MLflow's upgrade backups) live on a separate encrypted EBS data
+# volume that outlives the instance (see "the data volume" below), and the inference prediction-log
+# spool lives on EFS, which every node mounts (spool_efs.tf).
 
 data "aws_ami" "ubuntu" {
   count       = var.ami_id == null ? 1 : 0
@@ -154,6 +155,10 @@ resource "aws_instance" "node" {
     etcd_s3_folder          = var.etcd_snapshot_prefix
     etcd_snapshot_cron      = var.etcd_snapshot_cron
     etcd_snapshot_retention = var.etcd_snapshot_retention
+    # The spool's PersistentVolumes (one per environment): file system and access point ids.
+    spool_file_system_id       = aws_efs_file_system.spool.id
+    spool_access_point_prod    = aws_efs_access_point.spool["prod"].id
+    spool_access_point_staging = aws_efs_access_point.spool["staging"].id
   })
   # Any change of the bootstrap replaces the node; with the data volume that is safe by design.
   user_data_replace_on_change = true

@@ -32,3 +32,8 @@ output "agent_group_name" {
   description = "Autoscaling group of the agent nodes (start an instance refresh to roll them)."
   value       = aws_autoscaling_group.agents.name
 }
+
+output "spool_file_system_id" {
+  description = "EFS file system of the inference spool (prod and staging, one access point each); the server's cloud-init writes its PersistentVolumes."
+  value       = aws_efs_file_system.spool.id
+}

@@ -95,9 +95,10 @@ variable "root_volume_size_gb" {
 }
 
 variable "data_volume_size_gb" {
-  description = "Size in GiB of the encrypted EBS data volume that holds every PersistentVolume (MLflow registry and artifacts, the prediction-log spool) and survives instance replacement. It can grow later (the filesystem is grown at the next boot of a new node, or by `sudo resize2fs` through SSM), never shrink."
+  description = "Size in GiB of the encrypted EBS data volume that holds the PersistentVolumes of the stable class (MLflow registry and artifacts, the monitor's reports, MLflow upgrade backups; the prediction-log spool is on EFS) and survives instance replacement. It can grow later (the filesystem is grown at the next boot of a new node, or by `sudo resize2fs` through SSM), never shrink."
   type        = number
-  # 40: the claims of staging and prod on the stable class sum to 33 GiB (tests/deploy/test_capacity.py).
+  # 40: the claims of staging and prod on the stable class sum to 29 GiB (tests/deploy/test_capacity.py);
+  # the volume can grow, never shrink, so the 8 GiB the spool claims left on moving to EFS stay as room.
   default = 40
 
   validation {
@@ -114,6 +115,17 @@ variable "data_volume_kms_key_id" {
   validation {
     condition     = var.data_volume_kms_key_id == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]+$", var.data_volume_kms_key_id))
     error_message = "data_volume_kms_key_id must be null or a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)."
+  }
+}
+
+variable "spool_kms_key_id" {
+  description = "ARN of a customer-managed KMS key for the EFS file system of the inference spool; null uses the account's default aws/elasticfilesystem key (encrypted either way). Changing it replaces the file system, which prevent_destroy refuses: choose before the first apply."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.spool_kms_key_id == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]+$", var.spool_kms_key_id))
+    error_message = "spool_kms_key_id must be null or a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)."
   }
 }
 
