@@ -3,7 +3,8 @@
 A model call costs about the same for 1 row as for 64 (~0.7 ms against ~1.3 ms for the 150-tree
 model, measured in-process), so requests that arrive
 while the model is busy wait for the next call and are scored together. Nothing waits for a batch to
-fill: a lone request is scored at once, and batches grow only when the model is the bottleneck.
+fill: a lone request is scored at once, and batches grow only when the model is the bottleneck. A small
+batch of a compiled model is scored on the event loop itself, a larger one on the predict thread.
 
 The scoring thread also stamps each row (id, time, version, latency), hands the rows to the
 prediction writer and to the shadow scorer, so the event loop only parses and answers.
@@ -39,7 +40,8 @@ log = logging.getLogger(__name__)
 Matrix = npt.NDArray[np.float64]
 
 
-# Most rows a lone request may have to be scored on the event loop instead of the predict thread.
+# Most rows the pending requests may have in all to be scored on the event loop instead of the predict
+# thread (compiled trees: GTIL ~10 µs a call plus ~17 µs a row, so 16 rows ~280 µs at most).
 INLINE_MAX_ROWS = 16
 
 
@@ -210,20 +212,33 @@ class Batcher:
         if self._running:
             return await future
         self._running = True
-        # Let the requests that are ready run up to here first: alone, this one is scored on the loop
-        # (compiled trees: tens of µs, less than two thread hand-offs); with company, all go to the
-        # predict thread as one batch.
+        # Let the requests that are ready run up to here first, then score them as one batch: on the
+        # loop when it is small (compiled trees; a lone request at c=1, a few at c=16), else on the
+        # predict thread. The loop spares the two thread hand-offs and the GIL traffic they bring: at
+        # c=16 ~4 % less CPU per request (116 against 121 µs; serving_ab, 6 paired rounds, 1.04x req/s).
         await asyncio.sleep(0)
         served = self._holder.champion
         if (
-            self._pending == [job]
-            and served is not None
+            served is not None
             and served.runtime == RUNTIME_COMPILED
-            and len(matrix) <= INLINE_MAX_ROWS
+            and sum(len(pending.matrix) for pending in self._pending) <= INLINE_MAX_ROWS
         ):
-            self._pending.clear()
+            jobs, self._pending = self._pending, []
             self._running = False
-            return self._score_jobs([job], served, record_later=True)[0]
+            try:
+                results = self._score_jobs(jobs, served, record_later=True)
+            except Exception as error:
+                for other in jobs:
+                    if other is not job and not other.future.done():
+                        other.future.set_exception(error)
+                raise
+            mine = results[0]
+            for other, result in zip(jobs, results, strict=True):
+                if other is job:
+                    mine = result
+                elif not other.future.done():
+                    other.future.set_result(result)
+            return mine
         self._hand_over(loop)
         return await future
 
