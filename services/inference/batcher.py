@@ -1,13 +1,14 @@
-"""Micro-batching: concurrent requests share one model call, on one dedicated thread.
+"""Micro-batching: concurrent requests share one model call.
 
-A model call costs about the same for 1 row as for 64 (~0.7 ms against ~1.3 ms for the 150-tree
-model, measured in-process), so requests that arrive
-while the model is busy wait for the next call and are scored together. Nothing waits for a batch to
-fill: a lone request is scored at once, and batches grow only when the model is the bottleneck. A small
-batch of a compiled model is scored on the event loop itself, a larger one on the predict thread.
+A model call costs less per row in a batch: scikit-learn's ``predict`` of the 150-tree pipeline
+~0.7 ms for 1 row against ~1.3 ms for 64; the compiled trees (GTIL) ~10 µs a call plus ~17 µs a row. So
+requests that arrive while the model is busy wait for the next call and are scored together. Nothing
+waits for a batch to fill: a lone request is scored at once, and batches grow only when the model is the
+bottleneck. A small batch of a compiled model is scored on the event loop itself, any other on one
+dedicated predict thread.
 
-The scoring thread also stamps each row (id, time, version, latency), hands the rows to the
-prediction writer and to the shadow scorer, so the event loop only parses and answers.
+Whoever scores a batch also stamps each row (id, time, version, latency) and hands the rows to the
+prediction writer and to the shadow scorer; on the loop that bookkeeping waits until the answers are out.
 """
 
 from __future__ import annotations
