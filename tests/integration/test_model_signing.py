@@ -129,11 +129,7 @@ def test_a_monitor_run_stops_on_a_refused_champion_and_its_row_says_why(
     version = register_altered_copy(champion_registry.client, champion_registry.experiment_id, marker)
     result = _housing(
         ["monitor", "--json"],
-        {
-            "DATABASE_URL": database_url,
-            "MLFLOW_TRACKING_URI": champion_registry.uri,
-            "HOUSING_HOME": str(tmp_path),
-        },
+        _stores(champion_registry, tmp_path, database_url),
     )
     assert result.returncode != 0, result.stdout
     assert f"model version {version} refused: model/model.pkl does not match its signed digest" in (
@@ -157,11 +153,7 @@ def test_the_gate_stops_on_a_refused_champion_and_exits_non_zero(
     version = register_unsigned_payload(champion_registry.client, champion_registry.experiment_id, marker)
     result = _housing(
         ["promote", "1"],
-        {
-            "DATABASE_URL": database_url,
-            "MLFLOW_TRACKING_URI": champion_registry.uri,
-            "HOUSING_HOME": str(tmp_path),
-        },
+        _stores(champion_registry, tmp_path, database_url),
     )
     assert result.returncode == 1, result.stdout + result.stderr
     assert (
@@ -172,6 +164,11 @@ def test_the_gate_stops_on_a_refused_champion_and_exits_non_zero(
     aliases = champion_registry.client.get_registered_model(MODEL_NAME).aliases
     assert int(aliases[Role.CHAMPION]) == version  # nothing moved
     assert not marker.exists()
+
+
+def _stores(registry: Registry, home: Path, database_url: str) -> dict[str, str]:
+    """The environment of a ``housing`` command on this test's database, registry and home."""
+    return {"DATABASE_URL": database_url, "MLFLOW_TRACKING_URI": registry.uri, "HOUSING_HOME": str(home)}
 
 
 def _housing(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

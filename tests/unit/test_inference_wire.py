@@ -70,17 +70,21 @@ def _read_until_closed_or(sock: socket.socket, responses: int) -> bytes:
     return data
 
 
-def test_pipelined_requests_on_one_connection_each_get_a_whole_answer(
-    port: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    sends: list[object] = []
+@pytest.fixture
+def sends(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The messages that go through uvicorn's own send (which still writes them), in order."""
+    seen: list[object] = []
     original = RequestResponseCycle.send
 
     async def counted(self: RequestResponseCycle, message: Any) -> None:
-        sends.append(message)
+        seen.append(message)
         await original(self, message)
 
     monkeypatch.setattr(RequestResponseCycle, "send", counted)
+    return seen
+
+
+def test_pipelined_requests_on_one_connection_each_get_a_whole_answer(port: int, sends: list[object]) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(_request() * 3)
         data = _read_until_closed_or(sock, 3)
@@ -88,16 +92,10 @@ def test_pipelined_requests_on_one_connection_each_get_a_whole_answer(
     _check(data)
 
 
-def test_with_an_access_log_uvicorn_sends_the_answer(port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_with_an_access_log_uvicorn_sends_the_answer(
+    port: int, sends: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(logging.getLogger("uvicorn.access"), "hasHandlers", lambda: True)
-    sends: list[object] = []
-    original = RequestResponseCycle.send
-
-    async def counted(self: RequestResponseCycle, message: Any) -> None:
-        sends.append(message)
-        await original(self, message)
-
-    monkeypatch.setattr(RequestResponseCycle, "send", counted)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(_request() * 3)
         data = _read_until_closed_or(sock, 3)
