@@ -172,6 +172,39 @@ def main() -> None:
     wrk = ensure_wrk()
     folder = Path(tempfile.mkdtemp(prefix="housing-bench-serving-"))
     folder.chmod(0o755)  # the embedded Postgres runs as another user under root
+    env = _environment(folder)
+    housing = [sys.executable, "-c", "from services.cli import main; main()"]
+    try:
+        print("training a champion in a temporary HOUSING_HOME ...", file=sys.stderr)
+        trained = subprocess.run([*housing, "train"], env=env, cwd=ROOT, capture_output=True, text=True)
+        if trained.returncode:
+            raise SystemExit(f"housing train failed:\n{trained.stderr[-2000:]}")
+        servers, mlserver_port = _servers(folder, env, housing)
+        runs = _rotate(wrk, servers, mlserver_port, folder)
+        served = sum(
+            int(f["requests"] - f["errors"])
+            for (label, _), done in runs.items()
+            if label in (OURS, OURS_V2)
+            for f in done
+        )
+        print(
+            f"rows logged after drain: {count_predictions(env)} (timed runs served {served}, and warm-ups)",
+            file=sys.stderr,
+        )
+        print(table(_results(runs)))
+    finally:
+        subprocess.run([*housing, "db", "stop"], env=env, check=False, capture_output=True, cwd=ROOT)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# name, command ({port} filled in), environment, readiness path, then what wrk loads:
+# (row name, path, body) per target, alternated at each concurrency
+Server = tuple[str, list[str], dict[str, str], str, list[tuple[str, str, bytes]]]
+Runs = dict[tuple[str, int], list[dict[str, float]]]
+
+
+def _environment(folder: Path) -> dict[str, str]:
+    """The servers' environment: HOUSING_HOME in ``folder``, one OpenMP thread, logs as the chart has them."""
     env = {
         **os.environ,
         "HOUSING_HOME": str(folder / "home"),
@@ -188,150 +221,143 @@ def main() -> None:
     )  # the offline copy, as the Makefile finds it
     if "SCIKIT_LEARN_DATA" not in env and shared_data.is_dir():
         env["SCIKIT_LEARN_DATA"] = str(shared_data)
-    housing = [sys.executable, "-c", "from services.cli import main; main()"]
-    try:
-        print("training a champion in a temporary HOUSING_HOME ...", file=sys.stderr)
-        trained = subprocess.run([*housing, "train"], env=env, cwd=ROOT, capture_output=True, text=True)
-        if trained.returncode:
-            raise SystemExit(f"housing train failed:\n{trained.stderr[-2000:]}")
-        one_row = json.dumps(EXAMPLE).encode()
-        mlflow_row = json.dumps({"dataframe_records": [EXAMPLE]}).encode()
-        v2_row = json.dumps(
-            {
-                "inputs": [
-                    {
-                        "name": "features",
-                        "datatype": "FP64",
-                        "shape": [1, len(FEATURE_NAMES)],
-                        "data": [EXAMPLE[name] for name in FEATURE_NAMES],
-                    }
-                ]
-            }
-        ).encode()
-        store = folder / "home" / "mlflow" / "mlflow.db"
-        mlflow_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{store}"}
-        mlserver_bin = mlserver.ensure_venv()
-        mlserver_ports = (free_port(), free_port(), free_port())
-        mlserver_repo = mlserver.model_folder(
-            folder / "mlserver", champion_pickle(f"sqlite:///{store}", folder / "champion"), *mlserver_ports
-        )
-        mlserver_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
-        # name, command ({port} filled in), environment, readiness path, then what wrk loads:
-        # (row name, path, body) per target, alternated at each concurrency
-        servers: list[tuple[str, list[str], dict[str, str], str, list[tuple[str, str, bytes]]]] = [
-            (
-                "housing serve",
-                [*housing, "serve", "--port", "{port}"],
-                env,
-                "/readyz",
-                [(OURS, "/predict", one_row), (OURS_V2, V2_PATH, v2_row)],
-            ),
-            (
-                "housing serve (logging off)",
-                [sys.executable, "-m", "benchmarks.serving_apps", "nolog", "{port}"],
-                env,
-                "/readyz",
-                [("housing serve (logging off)", "/predict", one_row)],
-            ),
-            (
-                "MLServer",
-                [str(mlserver_bin), "start", str(mlserver_repo)],
-                mlserver_env,
-                f"/v2/models/{MODEL_NAME}/ready",
-                [(MLSERVER, V2_PATH, v2_row)],
-            ),
-            (
-                "mlflow models serve",
-                [
-                    sys.executable,
-                    "-m",
-                    "mlflow",
-                    "models",
-                    "serve",
-                    "-m",
-                    f"models:/{MODEL_NAME}@{Role.CHAMPION}",
-                    "--env-manager",
-                    "local",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    "{port}",
-                ],
-                mlflow_env,
-                "/ping",
-                [("mlflow models serve", "/invocations", mlflow_row)],
-            ),
-            (
-                "no-op FastAPI",
-                [sys.executable, "-m", "benchmarks.serving_apps", "noop", "{port}"],
-                env,
-                "/docs",
-                [("no-op FastAPI", "/predict", one_row)],
-            ),
-            (
-                "no-op ASGI",
-                [sys.executable, "-m", "benchmarks.serving_apps", "asgi", "{port}"],
-                env,
-                "/ready",
-                [(NOOP_ASGI, "/predict", one_row)],
-            ),
-        ]
+    return env
 
-        # Every server runs at once and the targets take turns in short rounds, so a change in the
-        # machine's load (2 shared cores) falls on all of them alike instead of on whichever ran then.
-        runs: dict[tuple[str, int], list[dict[str, float]]] = {}
-        with ExitStack() as stack:
-            urls: list[tuple[str, str, bytes]] = []
-            for name, template, server_env, ready, targets in servers:
-                port = mlserver_ports[0] if name == "MLServer" else free_port()
-                command = [part.replace("{port}", str(port)) for part in template]
-                print(f"{name}: starting", file=sys.stderr)
-                log = folder / f"{port}.log"
-                stack.enter_context(running(command, server_env, f"http://127.0.0.1:{port}{ready}", log))
-                urls.extend((label, f"http://127.0.0.1:{port}{path}", body) for label, path, body in targets)
-            for _, url, body in urls:
-                run_wrk(wrk, url, body, 16, 2, folder)  # warm-up
-            seconds = max(2, round(SECONDS / ROUNDS))
-            for concurrency in CONCURRENCY:
-                for round_ in range(ROUNDS):
-                    turn = urls[round_ % len(urls) :] + urls[: round_ % len(urls)]
-                    for label, url, body in turn:
-                        figures = run_wrk(wrk, url, body, concurrency, seconds, folder)
-                        runs.setdefault((label, concurrency), []).append(figures)
-                for label, _, _ in urls:
-                    done = runs[(label, concurrency)]
-                    print(
-                        f"  {label}, c={concurrency}: {statistics.mean(f['rps'] for f in done):.0f} req/s,"
-                        f" p99 {max(f['p99'] for f in done):.1f} ms",
-                        file=sys.stderr,
-                    )
-        served = sum(
-            int(f["requests"] - f["errors"])
-            for (label, _), done in runs.items()
-            if label in (OURS, OURS_V2)
-            for f in done
+
+def _servers(folder: Path, env: dict[str, str], housing: list[str]) -> tuple[list[Server], int]:
+    """Every server to start, and the port MLServer's model folder names (its command takes no port)."""
+    one_row = json.dumps(EXAMPLE).encode()
+    mlflow_row = json.dumps({"dataframe_records": [EXAMPLE]}).encode()
+    v2_row = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "features",
+                    "datatype": "FP64",
+                    "shape": [1, len(FEATURE_NAMES)],
+                    "data": [EXAMPLE[name] for name in FEATURE_NAMES],
+                }
+            ]
+        }
+    ).encode()
+    store = folder / "home" / "mlflow" / "mlflow.db"
+    mlflow_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{store}"}
+    mlserver_bin = mlserver.ensure_venv()
+    mlserver_ports = (free_port(), free_port(), free_port())
+    mlserver_repo = mlserver.model_folder(
+        folder / "mlserver", champion_pickle(f"sqlite:///{store}", folder / "champion"), *mlserver_ports
+    )
+    mlserver_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+    servers: list[Server] = [
+        (
+            "housing serve",
+            [*housing, "serve", "--port", "{port}"],
+            env,
+            "/readyz",
+            [(OURS, "/predict", one_row), (OURS_V2, V2_PATH, v2_row)],
+        ),
+        (
+            "housing serve (logging off)",
+            [sys.executable, "-m", "benchmarks.serving_apps", "nolog", "{port}"],
+            env,
+            "/readyz",
+            [("housing serve (logging off)", "/predict", one_row)],
+        ),
+        (
+            "MLServer",
+            [str(mlserver_bin), "start", str(mlserver_repo)],
+            mlserver_env,
+            f"/v2/models/{MODEL_NAME}/ready",
+            [(MLSERVER, V2_PATH, v2_row)],
+        ),
+        (
+            "mlflow models serve",
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                f"models:/{MODEL_NAME}@{Role.CHAMPION}",
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                "{port}",
+            ],
+            mlflow_env,
+            "/ping",
+            [("mlflow models serve", "/invocations", mlflow_row)],
+        ),
+        (
+            "no-op FastAPI",
+            [sys.executable, "-m", "benchmarks.serving_apps", "noop", "{port}"],
+            env,
+            "/docs",
+            [("no-op FastAPI", "/predict", one_row)],
+        ),
+        (
+            "no-op ASGI",
+            [sys.executable, "-m", "benchmarks.serving_apps", "asgi", "{port}"],
+            env,
+            "/ready",
+            [(NOOP_ASGI, "/predict", one_row)],
+        ),
+    ]
+    return servers, mlserver_ports[0]
+
+
+def _rotate(wrk: str, servers: list[Server], mlserver_port: int, folder: Path) -> Runs:
+    """Start every server, then drive each target in turn, ROUNDS rounds per concurrency: wrk's figures."""
+    # Every server runs at once and the targets take turns in short rounds, so a change in the
+    # machine's load (2 shared cores) falls on all of them alike instead of on whichever ran then.
+    runs: Runs = {}
+    with ExitStack() as stack:
+        urls: list[tuple[str, str, bytes]] = []
+        for name, template, server_env, ready, targets in servers:
+            port = mlserver_port if name == "MLServer" else free_port()
+            command = [part.replace("{port}", str(port)) for part in template]
+            print(f"{name}: starting", file=sys.stderr)
+            log = folder / f"{port}.log"
+            stack.enter_context(running(command, server_env, f"http://127.0.0.1:{port}{ready}", log))
+            urls.extend((label, f"http://127.0.0.1:{port}{path}", body) for label, path, body in targets)
+        for _, url, body in urls:
+            run_wrk(wrk, url, body, 16, 2, folder)  # warm-up
+        seconds = max(2, round(SECONDS / ROUNDS))
+        for concurrency in CONCURRENCY:
+            for round_ in range(ROUNDS):
+                turn = urls[round_ % len(urls) :] + urls[: round_ % len(urls)]
+                for label, url, body in turn:
+                    figures = run_wrk(wrk, url, body, concurrency, seconds, folder)
+                    runs.setdefault((label, concurrency), []).append(figures)
+            for label, _, _ in urls:
+                done = runs[(label, concurrency)]
+                print(
+                    f"  {label}, c={concurrency}: {statistics.mean(f['rps'] for f in done):.0f} req/s,"
+                    f" p99 {max(f['p99'] for f in done):.1f} ms",
+                    file=sys.stderr,
+                )
+    return runs
+
+
+def _results(runs: Runs) -> list[Result]:
+    """One row per target and concurrency, in the table's order."""
+    results = [
+        Result(
+            label,
+            concurrency,
+            statistics.mean(f["rps"] for f in done),
+            statistics.median(f["p50"] for f in done),
+            max(f["p99"] for f in done),
+            int(sum(f["errors"] for f in done)),
+            int(sum(f["requests"] for f in done)),
         )
-        print(
-            f"rows logged after drain: {count_predictions(env)} (timed runs served {served}, and warm-ups)",
-            file=sys.stderr,
-        )
-        results = [
-            Result(
-                label,
-                concurrency,
-                statistics.mean(f["rps"] for f in done),
-                statistics.median(f["p50"] for f in done),
-                max(f["p99"] for f in done),
-                int(sum(f["errors"] for f in done)),
-                int(sum(f["requests"] for f in done)),
-            )
-            for (label, concurrency), done in runs.items()
-        ]
-        results.sort(key=lambda r: ORDER.index(r.server) if r.server in ORDER else len(ORDER))
-        print(table(results))
-    finally:
-        subprocess.run([*housing, "db", "stop"], env=env, check=False, capture_output=True, cwd=ROOT)
-        shutil.rmtree(folder, ignore_errors=True)
+        for (label, concurrency), done in runs.items()
+    ]
+    results.sort(key=lambda r: ORDER.index(r.server) if r.server in ORDER else len(ORDER))
+    return results
 
 
 def champion_pickle(registry_uri: str, folder: Path) -> Path:
