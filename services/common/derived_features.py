@@ -31,8 +31,8 @@ from services.common.features import FEATURE_NAMES
 ROTATED_COORDINATES = "rotated_coordinates"  # the transform's name, as compiled checkpoints state it
 ROTATION_DEGREES: tuple[float, ...] = (15.0, 30.0, 45.0, 60.0, 75.0)
 TRANSFORM_STEP = "derive"  # the step's name in the pipeline
-_LATITUDE = FEATURE_NAMES.index("Latitude")
-_LONGITUDE = FEATURE_NAMES.index("Longitude")
+LATITUDE = FEATURE_NAMES.index("Latitude")
+LONGITUDE = FEATURE_NAMES.index("Longitude")
 
 
 class UnknownTransform(ValueError):
@@ -75,8 +75,8 @@ def rotate(
         out = np.empty((x.shape[0], width + len(of_longitude)), dtype=np.float64)
     out[:, :width] = x
     derived = out[:, width:]
-    np.multiply(x[:, _LONGITUDE : _LONGITUDE + 1], of_longitude, out=derived)
-    derived += x[:, _LATITUDE : _LATITUDE + 1] * of_latitude
+    np.multiply(x[:, LONGITUDE : LONGITUDE + 1], of_longitude, out=derived)
+    derived += x[:, LATITUDE : LATITUDE + 1] * of_latitude
     return out
 
 

@@ -93,7 +93,7 @@ def test_differences_are_measured_and_shapes_must_agree() -> None:
 
 
 def test_rows_of_the_wrong_width_are_refused_not_read_past(pipeline: Pipeline, tmp_path: Path) -> None:
-    """The fast path hands GTIL a pointer: a row narrower than the trees read must never reach it."""
+    """The native walk reads the columns it is told the trees have: a narrower row must never reach it."""
     import treelite.sklearn
 
     wide = compiled.load(compiled.save(compiled.compile_pipeline(pipeline), tmp_path / "model.tl"))
