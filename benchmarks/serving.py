@@ -127,11 +127,12 @@ def run_wrk(
 
 @contextmanager
 def running(
-    command: list[str], env: dict[str, str], ready_url: str, log: Path
+    command: list[str], env: dict[str, str], ready_url: str, log: Path, cwd: Path = ROOT
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``command`` until the block ends (SIGTERM, then kill); yields once ``ready_url`` answers 200."""
+    """Run ``command`` in ``cwd`` until the block ends (SIGTERM, then kill); yields once ``ready_url``
+    answers 200. ``python -c`` imports from ``cwd`` first, ahead of PYTHONPATH."""
     with log.open("w") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
     try:
         deadline = time.monotonic() + 180
         while True:

@@ -47,6 +47,17 @@ def _export(ref: str, folder: Path) -> Path:
     return folder
 
 
+def serve_command(tree: Path, port: int, env: dict[str, str]) -> tuple[list[str], dict[str, str], Path]:
+    """The command, environment and folder that serve ``tree``'s code on ``port``.
+
+    The folder is the tree itself: ``python -c`` puts its working folder first on ``sys.path``, ahead of
+    PYTHONPATH, so a server started in this checkout runs this checkout's code whatever PYTHONPATH says
+    (until this was fixed every ``--ref`` served this tree, and the A/B compared a tree with itself).
+    """
+    command = [sys.executable, "-c", "from services.cli import main; main()", "serve", "--port", str(port)]
+    return command, {**env, "PYTHONPATH": str(tree)}, tree
+
+
 def _environment(home: Path) -> dict[str, str]:
     env = {**os.environ, "HOUSING_HOME": str(home), "OMP_NUM_THREADS": "1"}
     env.update(LOG_LEVEL="WARNING", LOG_FORMAT="json")  # as the chart runs it
@@ -130,15 +141,9 @@ def main(argv: list[str] | None = None) -> None:
             targets: dict[str, tuple[str, int]] = {}
             for name, tree in trees.items():
                 port = free_port()
-                command = [sys.executable, "-c", "from services.cli import main; main()", "serve"]
-                server = stack.enter_context(
-                    running(
-                        [*command, "--port", str(port)],
-                        {**env, "PYTHONPATH": str(tree)},
-                        f"http://127.0.0.1:{port}/readyz",
-                        folder / f"{port}.log",
-                    )
-                )
+                command, served_env, cwd = serve_command(tree, port, env)
+                ready = f"http://127.0.0.1:{port}/readyz"
+                server = stack.enter_context(running(command, served_env, ready, folder / f"{port}.log", cwd))
                 targets[name] = (f"http://127.0.0.1:{port}/predict", server.pid)
             port = free_port()
             noop = [sys.executable, "-m", "benchmarks.serving_apps", "asgi", str(port)]
