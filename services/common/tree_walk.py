@@ -39,20 +39,23 @@ class NotWalkable(ValueError):
     """The checkpoint holds trees or outputs the native loop does not evaluate."""
 
 
+# One node in 16 bytes, so a tree's path reads one cache line a level: the split's threshold or the
+# leaf's value, the right child (the left one is the next node: the nodes are in depth-first order), the
+# feature (-1 at a leaf) and NaN's way. Against five separate arrays and a row walked through every tree
+# in turn, these records walked one tree at a time over the batch's rows cost ~25-30 % less (one row
+# 7.7 -> 5.0 µs warm, 20.7 -> 15.0 µs after 4 MB of other work; 16 rows 121 -> 83 µs).
+NODE = np.dtype(
+    [("value", np.float64), ("right", np.int32), ("feature", np.int16), ("default_left", np.uint8)],
+    align=True,
+)
+
+
 @dataclass(frozen=True)
 class FlatTrees:
-    """Every tree's nodes, one after another; a child index is absolute (into these arrays).
+    """Every tree's nodes as :data:`NODE` records, one tree after another, each in depth-first order;
+    ``roots`` holds each tree's first node."""
 
-    ``feature`` is -1 at a leaf; ``threshold``, ``left``, ``right`` and ``default_left`` (NaN's way)
-    are read at a split, ``leaf_value`` at a leaf; ``roots`` holds each tree's first node.
-    """
-
-    feature: npt.NDArray[np.int32]
-    threshold: npt.NDArray[np.float64]
-    left: npt.NDArray[np.int32]
-    right: npt.NDArray[np.int32]
-    default_left: npt.NDArray[np.uint8]
-    leaf_value: npt.NDArray[np.float64]
+    nodes: npt.NDArray[np.void]
     roots: npt.NDArray[np.int32]
     base_score: float
     divisor: float
@@ -66,22 +69,8 @@ class FlatTrees:
     ) -> npt.NDArray[np.float64]:
         """One output per row of ``x`` (C-contiguous float64, ``width - len(of_longitude)`` columns),
         the rotated coordinates appended first when the factors are not empty."""
-        out = np.empty(x.shape[0], dtype=np.float64)
-        _walk(
-            x,
-            of_longitude,
-            of_latitude,
-            self.feature,
-            self.threshold,
-            self.left,
-            self.right,
-            self.default_left,
-            self.leaf_value,
-            self.roots,
-            self.base_score,
-            self.divisor,
-            out,
-        )
+        out = np.zeros(x.shape[0], dtype=np.float64)
+        _walk(x, of_longitude, of_latitude, self.nodes, self.roots, self.base_score, self.divisor, out)
         return out
 
 
@@ -97,28 +86,15 @@ def flatten(model: Any) -> FlatTrees:
         raise NotWalkable("the trees have more than one output")
     if postprocessor != "identity":
         raise NotWalkable(f"the trees' outputs are transformed ({postprocessor})")
-    parts: dict[str, list[npt.NDArray[Any]]] = {key: [] for key in _FIELDS}
-    roots, start = [], 0
+    trees, roots, start = [], [], 0
     for index in range(model.num_tree):
-        tree = model.get_tree_accessor(index)
-        fields = {key: np.asarray(tree.get_field(key)) for key in _FIELDS}
+        fields = {key: np.asarray(model.get_tree_accessor(index).get_field(key)) for key in _FIELDS}
         _check(index, fields)
-        split = fields["node_type"] != _LEAF
-        fields["split_index"] = np.where(split, fields["split_index"], -1)
-        fields["cleft"] = np.where(split, fields["cleft"] + start, 0)
-        fields["cright"] = np.where(split, fields["cright"] + start, 0)
-        for key, value in fields.items():
-            parts[key].append(value)
+        trees.append(_records(fields, start))
         roots.append(start)
-        start += len(fields["node_type"])
-    joined = {key: np.concatenate(values) for key, values in parts.items()}
+        start += len(trees[-1])
     return FlatTrees(
-        feature=joined["split_index"].astype(np.int32),
-        threshold=joined["threshold"].astype(np.float64),
-        left=joined["cleft"].astype(np.int32),
-        right=joined["cright"].astype(np.int32),
-        default_left=joined["default_left"].astype(np.uint8),
-        leaf_value=joined["leaf_value"].astype(np.float64),
+        nodes=np.concatenate(trees),
         roots=np.asarray(roots, dtype=np.int32),
         base_score=float(header.get_field("base_scores")[0]),
         # A forest averages its trees (GTIL divides the sum by their count); boosted trees add up.
@@ -141,41 +117,56 @@ def _check(index: int, fields: dict[str, npt.NDArray[Any]]) -> None:
         raise NotWalkable(f"tree {index} has vector leaves")
 
 
+def _records(fields: dict[str, npt.NDArray[Any]], start: int) -> npt.NDArray[np.void]:
+    """One tree's nodes as :data:`NODE` records in depth-first order (left subtree first), numbered
+    from ``start``."""
+    split = fields["node_type"] != _LEAF
+    order: list[int] = []  # treelite's node ids in depth-first order
+    pending = [0]
+    while pending:
+        node = pending.pop()
+        order.append(node)
+        if split[node]:
+            pending += [int(fields["cright"][node]), int(fields["cleft"][node])]
+    position = np.empty(len(order), dtype=np.int64)
+    position[order] = np.arange(len(order))
+    ids = np.asarray(order)
+    records = np.zeros(len(order), dtype=NODE)
+    records["value"] = np.where(split[ids], fields["threshold"][ids], fields["leaf_value"][ids])
+    records["right"] = np.where(split[ids], position[fields["cright"][ids]] + start, -1)
+    records["feature"] = np.where(split[ids], fields["split_index"][ids], -1)
+    records["default_left"] = fields["default_left"][ids]
+    return records
+
+
 @numba.njit(nogil=True, cache=False)
 def _walk(  # pragma: no cover - compiled; its outputs are compared with GTIL's and the pipeline's
     x: Any,
     of_longitude: Any,
     of_latitude: Any,
-    feature: Any,
-    threshold: Any,
-    left: Any,
-    right: Any,
-    default_left: Any,
-    leaf_value: Any,
+    nodes: Any,
     roots: Any,
     base_score: float,
     divisor: float,
     out: Any,
 ) -> None:
-    raw = x.shape[1]
-    row = np.empty(raw + of_longitude.shape[0], dtype=np.float64)
-    for r in range(x.shape[0]):
+    count, raw = x.shape
+    rows = np.empty((count, raw + of_longitude.shape[0]), dtype=np.float64)
+    for r in range(count):
         for c in range(raw):
-            row[c] = x[r, c]
+            rows[r, c] = x[r, c]
         for k in range(of_longitude.shape[0]):
             derived = x[r, LONGITUDE] * of_longitude[k]
             derived += x[r, LATITUDE] * of_latitude[k]
-            row[raw + k] = derived
-        total = 0.0
-        for t in range(roots.shape[0]):
+            rows[r, raw + k] = derived
+    for t in range(roots.shape[0]):  # one tree over every row: its nodes stay in cache
+        for r in range(count):
             node = roots[t]
-            while feature[node] >= 0:
-                value = row[feature[node]]
-                if value <= threshold[node]:
-                    node = left[node]
-                elif value != value:  # NaN: the split's default way
-                    node = left[node] if default_left[node] else right[node]
-                else:
-                    node = right[node]
-            total += leaf_value[node]
-        out[r] = total / divisor + base_score
+            while nodes[node].feature >= 0:
+                value = rows[r, nodes[node].feature]
+                nan = value != value  # NaN takes the split's default way
+                left = nodes[node].default_left != 0 if nan else value <= nodes[node].value
+                node = node + 1 if left else nodes[node].right
+            out[r] += nodes[node].value
+    for r in range(count):
+        out[r] = out[r] / divisor + base_score

@@ -15,7 +15,7 @@ from sklearn.pipeline import Pipeline
 from services.common import compiled
 from services.common.dataset import Dataset
 from services.common.derived_features import add_rotated_coordinates
-from services.common.tree_walk import NotWalkable, flatten
+from services.common.tree_walk import FlatTrees, NotWalkable, _records, flatten
 from services.trainer.model import fit_model
 
 
@@ -42,12 +42,33 @@ def test_missing_values_take_each_split_s_default_way(dataset: Dataset) -> None:
     x[rng.random(x.shape) < 0.2] = np.nan
     regressor = HistGradientBoostingRegressor(max_iter=40, random_state=0).fit(x, dataset.y_train[:4000])
     trees = compiled.compile_pipeline(Pipeline([("regressor", regressor)]))
-    ways = flatten(trees)
-    split = ways.feature >= 0
-    assert 0 < ways.default_left[split].sum() < split.sum()  # both ways are exercised
+    nodes = flatten(trees).nodes
+    split = nodes["feature"] >= 0
+    assert 0 < nodes["default_left"][split].sum() < split.sum()  # both ways are exercised
     model = compiled.CompiledModel(trees)
     assert compiled.max_abs_difference(model.predict(x), _gtil(trees, x)) <= 1e-12
     assert compiled.max_abs_difference(model.predict(x), regressor.predict(x)) <= 1e-9
+
+
+def test_a_tree_numbered_in_another_order_is_walked_by_its_links() -> None:
+    """treelite numbers scikit-learn's nodes depth-first already; any other numbering is renumbered.
+
+    The tree: node 0 asks x0 <= 0.5 (left: node 2, right: node 1 = leaf 10); node 2 asks x1 <= 0.5
+    (left: node 4 = leaf 1, right: node 3 = leaf 2)."""
+    leaf, split = 0, 1
+    fields = {
+        "node_type": np.array([split, leaf, split, leaf, leaf]),
+        "split_index": np.array([0, -1, 1, -1, -1]),
+        "threshold": np.array([0.5, 0.0, 0.5, 0.0, 0.0]),
+        "cleft": np.array([2, -1, 4, -1, -1]),
+        "cright": np.array([1, -1, 3, -1, -1]),
+        "default_left": np.array([1, 0, 0, 0, 0], dtype=np.uint8),
+        "leaf_value": np.array([0.0, 10.0, 0.0, 2.0, 1.0]),
+    }
+    trees = FlatTrees(_records(fields, 0), np.array([0], dtype=np.int32), 0.5, 1.0, width=2)
+    empty = np.empty(0)
+    rows = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [np.nan, 1.0], [0.0, np.nan]])
+    assert trees.predict(rows, empty, empty).tolist() == [1.5, 2.5, 10.5, 2.5, 2.5]
 
 
 def test_a_forest_is_averaged(dataset: Dataset) -> None:
