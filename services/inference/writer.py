@@ -30,15 +30,15 @@ import psycopg
 
 from services.common.database import DatabaseUnavailable, connect, first_line
 from services.inference.metrics import Metrics
-from services.inference.rows import COLUMNS, PredictionRow
+from services.inference.rows import COLUMN_TYPES, COLUMNS, PredictionRow
 from services.inference.spool import Spool, SpooledBatch
 
 log = logging.getLogger(__name__)
 
 _COLUMN_LIST = ", ".join(COLUMNS)
-_COPY = f"COPY predictions ({_COLUMN_LIST}) FROM STDIN"
+_COPY = f"COPY predictions ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
 _STAGE = "CREATE TEMP TABLE predictions_incoming (LIKE predictions) ON COMMIT DROP"
-_COPY_STAGED = f"COPY predictions_incoming ({_COLUMN_LIST}) FROM STDIN"
+_COPY_STAGED = f"COPY predictions_incoming ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
 _MERGE = (
     f"INSERT INTO predictions ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM predictions_incoming"
     " ON CONFLICT (id, created_at) DO NOTHING"
@@ -344,6 +344,7 @@ class PredictionWriter:
                 if staged:
                     conn.execute(_STAGE)
                 with conn.cursor().copy(_COPY_STAGED if staged else _COPY) as copy:
+                    copy.set_types(COLUMN_TYPES)
                     for row in rows:
                         copy.write_row(row)
                 if staged:
