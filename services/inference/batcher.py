@@ -352,7 +352,5 @@ class Batcher:
         self._recent.add(ids, created)
         if self._shadow is not None:
             self._shadow.submit(matrix, ids, version)
-        observe = self._metrics.prediction_value.observe
-        for value in values:
-            observe(value)
+        self._metrics.prediction_value.observe_many(values)
         self._metrics.predict_batch_rows.observe(len(values))

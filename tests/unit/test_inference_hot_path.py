@@ -188,4 +188,4 @@ def test_a_templated_route_takes_one_segment_and_hands_it_over_by_name() -> None
     for other in ("/m/versions//infer", "/m/versions/7/8/infer", "/m/versions/7/infer/x", "/m/infer"):
         assert _call(app, "POST", other, _body(b"{}"))[0]["status"] == 404, other  # FastAPI: no route
     assert seen == [{"model_version": "7"}]
-    assert metrics.requests.labels("/m/{v}", "POST", "200")._value.get() == 1
+    assert metrics.requests.labels("/m/{v}", "POST", "200").value == 1
