@@ -375,7 +375,11 @@ def locked_installs(lock: Mapping[str, object], extra: str, environment: Mapping
             else:
                 extras = package.get("optional-dependencies", {})
                 assert isinstance(extras, dict)
-                assert wanted in extras or name != PROJECT, f"pyproject.toml has no extra {wanted!r}"
+                # An extra with nothing in it is in the project's provides-extras only.
+                provided = package.get("metadata", {}).get("provides-extras", [])  # type: ignore[attr-defined]
+                assert wanted in extras or wanted in provided or name != PROJECT, (
+                    f"pyproject.toml has no extra {wanted!r}"
+                )
                 deps = extras.get(wanted, [])
             assert isinstance(deps, list)
             for dep in deps:
