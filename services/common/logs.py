@@ -52,7 +52,11 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(log_format: LogFormat) -> None:
-    """Send the root logger's records to stderr in ``log_format`` (its handlers replaced, levels kept)."""
+    """Send the root logger's records to stderr in ``log_format`` (its handlers replaced, levels kept;
+    numba's compiler quieted)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     logging.getLogger().handlers = [handler]
+    # numba's compiler logs each bytecode of the tree walk at DEBUG as it compiles it (tens of thousands
+    # of lines, seconds of a server's start at LOG_LEVEL=DEBUG): its warnings and errors only.
+    logging.getLogger("numba").setLevel(logging.WARNING)
