@@ -6,10 +6,16 @@ Heavy imports (numpy, scikit-learn, MLflow, plotly) happen inside the commands: 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from services.local.simulator import SimulationSummary
 
 SCENARIO_HELP = (
     "steady: the holdout's mix; covariate-shift: mostly high-income districts; concept-shift: prices +25%."
@@ -44,14 +50,11 @@ def simulate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
     """Replay held-out rows of the data set against an inference URL and post their true prices later."""
-    import httpx
     import numpy as np
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from services.common.dataset import load_dataset
     from services.local.scenarios import scenario_spec, scenario_traffic
-    from services.local.simulator import SimulationSummary, Simulator
 
     try:
         spec = scenario_spec(scenario, price_factor)
@@ -63,6 +66,40 @@ def simulate(
         dataset.x_holdout, dataset.y_holdout, spec, rows, np.random.default_rng(seed)
     )
     console.print(f"{spec.name}: {rows} rows ({spec.describe()}) to {url} at {rate or 'max'} rows/s")
+    summary = _replay(
+        console,
+        url,
+        bodies,
+        prices,
+        token=token,
+        timeout=timeout,
+        rate=rate,
+        feedback_delay=-1.0 if no_feedback else feedback_delay,
+    )
+    if as_json:
+        print(json.dumps({"scenario": spec.name, "url": url, **summary.as_dict()}, indent=2))
+    _print_summary(console, summary)
+    if summary.failed or summary.feedback_failed:
+        raise typer.Exit(1)
+
+
+def _replay(
+    console: Console,
+    url: str,
+    bodies: Sequence[Mapping[str, float]],
+    prices: Sequence[float],
+    *,
+    token: str | None,
+    timeout: float,
+    rate: float,
+    feedback_delay: float,
+) -> SimulationSummary:
+    """Send ``bodies`` to ``url`` (and their ``prices`` to /feedback) behind a progress bar on ``console``."""
+    import httpx
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from services.local.simulator import Simulator
+
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -77,16 +114,14 @@ def simulate(
         progress.update(task, completed=summary.sent + summary.failed, detail=detail)
 
     with progress, httpx.Client(base_url=url.rstrip("/"), timeout=timeout) as client:
-        task = progress.add_task("predict", total=rows, detail="")
-        summary = Simulator(client, token=token).run(
-            bodies,
-            prices,
-            rate=rate,
-            feedback_delay=-1.0 if no_feedback else feedback_delay,
-            on_progress=show,
+        task = progress.add_task("predict", total=len(bodies), detail="")
+        return Simulator(client, token=token).run(
+            bodies, prices, rate=rate, feedback_delay=feedback_delay, on_progress=show
         )
-    if as_json:
-        print(json.dumps({"scenario": spec.name, "url": url, **summary.as_dict()}, indent=2))
+
+
+def _print_summary(console: Console, summary: SimulationSummary) -> None:
+    """The run's counts, rows per model version that answered, and the errors it kept, on ``console``."""
     versions = ", ".join(f"v{version}: {count}" for version, count in sorted(summary.versions.items()))
     console.print(
         f"sent {summary.sent}, failed {summary.failed}, feedback posted {summary.feedback_posted}"
@@ -94,8 +129,6 @@ def simulate(
     )
     for message in summary.errors:
         console.print(f"  [red]{message}[/red]")
-    if summary.failed or summary.feedback_failed:
-        raise typer.Exit(1)
 
 
 def demo(

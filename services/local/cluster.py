@@ -177,26 +177,7 @@ class Cluster:
                 (names its log).
             ClusterRunning: this folder's cluster already runs.
         """
-        missing = [name for name in BINARIES if not os.access(self.layout.binary(name), os.X_OK)]
-        if missing:
-            raise ClusterError(f"{', '.join(missing)} not found in {self.layout.tools}: {BUILD_HINT}")
-        if not self.layout.stages.is_dir():
-            raise ClusterError(f"kwok's Stage files are not in {self.layout.stages}: {BUILD_HINT}")
-        current = self.status()
-        if current.ready:
-            raise ClusterRunning(
-                f"a cluster already runs at {current.server} (kubeconfig {current.kubeconfig}); "
-                "`housing cluster down` stops it"
-            )
-        stale = self.leftovers()
-        if stale or self.layout.data.exists():
-            self.log(f"recovering a stale cluster in {self.layout.home}: stopping {len(stale)} process(es)")
-            self._stop_pids(stale)
-            shutil.rmtree(self.layout.home, ignore_errors=True)
-            if self.layout.home.exists():
-                raise ClusterError(
-                    f"cannot remove the stale cluster folder {self.layout.home}: remove it by hand"
-                )
+        self._clear_the_way()
         started = time.monotonic()
         deadline = started + timeout
         for folder in (self.layout.home, self.layout.logs, self.layout.data):
@@ -237,6 +218,35 @@ class Cluster:
         self._write_state(state)
         status = self.status()
         return Status(status.server, status.pids, status.ready, status.kubeconfig, time.monotonic() - started)
+
+    def _clear_the_way(self) -> None:
+        """Refuse to start without the binaries and Stage files or beside a running cluster; stop and remove
+        what a stale one left (processes, folder).
+
+        Raises:
+            ClusterError: a binary or the Stage files are missing, or the stale folder cannot be removed.
+            ClusterRunning: this folder's cluster already runs.
+        """
+        missing = [name for name in BINARIES if not os.access(self.layout.binary(name), os.X_OK)]
+        if missing:
+            raise ClusterError(f"{', '.join(missing)} not found in {self.layout.tools}: {BUILD_HINT}")
+        if not self.layout.stages.is_dir():
+            raise ClusterError(f"kwok's Stage files are not in {self.layout.stages}: {BUILD_HINT}")
+        current = self.status()
+        if current.ready:
+            raise ClusterRunning(
+                f"a cluster already runs at {current.server} (kubeconfig {current.kubeconfig}); "
+                "`housing cluster down` stops it"
+            )
+        stale = self.leftovers()
+        if stale or self.layout.data.exists():
+            self.log(f"recovering a stale cluster in {self.layout.home}: stopping {len(stale)} process(es)")
+            self._stop_pids(stale)
+            shutil.rmtree(self.layout.home, ignore_errors=True)
+            if self.layout.home.exists():
+                raise ClusterError(
+                    f"cannot remove the stale cluster folder {self.layout.home}: remove it by hand"
+                )
 
     # --- down
 

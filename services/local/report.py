@@ -17,9 +17,13 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from services.common.features import FEATURE_NAMES, TARGET_UNIT_USD
 from services.local.timeline import Event, clock
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 ROLLING_ROWS = 100
 MARKER_COLOURS = {
@@ -154,6 +158,31 @@ def _error_figure(
                 hovertemplate="%{y:.1f} k USD at %{customdata}<extra>v" + str(version) + "</extra>",
             )
         )
+    _add_estimates(figure, runs, times)
+    if reference_mae is not None:
+        figure.add_hline(
+            y=reference_mae * TARGET_UNIT_USD / 1000,
+            line={"dash": "dot", "color": "grey"},
+            annotation_text="v1 holdout MAE",
+            annotation_position="bottom left",
+        )
+    _add_event_marks(figure, events, times)
+    figure.update_layout(
+        title=f"Live error: rolling MAE of the last {ROLLING_ROWS} labelled predictions per model version",
+        xaxis_title="labelled predictions, in the order they were made",
+        yaxis_title="MAE (thousand USD)",
+        height=480,
+        margin={"l": 70, "r": 20, "t": 60, "b": 60},
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return figure
+
+
+def _add_estimates(figure: go.Figure, runs: Sequence[MonitorRun], times: Sequence[float]) -> None:
+    """Each monitor run's label-free estimated MAE as a diamond, between the predictions around it
+    (``times``: when each rolled prediction was made)."""
+    import plotly.graph_objects as go
+
     estimated = [run for run in runs if run.estimated_mae is not None]
     if estimated:
         figure.add_trace(
@@ -167,13 +196,11 @@ def _error_figure(
                 hovertemplate="estimated %{y:.1f} k USD at %{customdata}<extra></extra>",
             )
         )
-    if reference_mae is not None:
-        figure.add_hline(
-            y=reference_mae * TARGET_UNIT_USD / 1000,
-            line={"dash": "dot", "color": "grey"},
-            annotation_text="v1 holdout MAE",
-            annotation_position="bottom left",
-        )
+
+
+def _add_event_marks(figure: go.Figure, events: Sequence[Event], times: Sequence[float]) -> None:
+    """A dashed line and a label for each marked event, between the predictions around it (labels on
+    four staggered heights so neighbours do not overlap)."""
     marked = [event for event in events if event.mark]
     for number, event in enumerate(marked):
         x = bisect.bisect_left(times, event.at) - 0.5
@@ -190,15 +217,6 @@ def _error_figure(
             font={"size": 11, "color": colour},
             bgcolor="rgba(255,255,255,0.8)",
         )
-    figure.update_layout(
-        title=f"Live error: rolling MAE of the last {ROLLING_ROWS} labelled predictions per model version",
-        xaxis_title="labelled predictions, in the order they were made",
-        yaxis_title="MAE (thousand USD)",
-        height=480,
-        margin={"l": 70, "r": 20, "t": 60, "b": 60},
-        legend={"orientation": "h", "y": -0.2},
-    )
-    return figure
 
 
 def _run_table(runs: Sequence[MonitorRun], threshold: float) -> str:

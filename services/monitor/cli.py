@@ -6,9 +6,15 @@ registry, the trainer launcher, alert channels). Heavy imports happen inside the
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from services.monitor.alerts import Channel
+    from services.monitor.launchers import Launcher
+    from services.monitor.settings import MonitorSettings
 
 
 def monitor(
@@ -30,8 +36,6 @@ def monitor(
     from services.common.progress import Stages
     from services.common.registry import RegistryError
     from services.common.vocabulary import RunStatus
-    from services.monitor.alerts import Channel, TelegramChannel, WebhookChannel
-    from services.monitor.launchers import Launcher
     from services.monitor.run import RUN_STAGES, MonitorFailed, MonitorParts, error_row, run_monitor
     from services.monitor.settings import MonitorSettings
 
@@ -45,6 +49,30 @@ def monitor(
     except RegistryError as error:  # the report row says so too; the exit code says the run failed
         error_row(url, str(error))
         raise
+    parts = MonitorParts(
+        settings,
+        url,
+        client,
+        experiment_id,
+        _launcher_factory(settings),
+        _alert_channels(settings),
+        Stages(RUN_STAGES),
+    )
+    try:
+        summary = run_monitor(parts)
+    except MonitorFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        if as_json:
+            print(dumps_summary({"status": RunStatus.ERROR, "error": str(error)}))
+        raise typer.Exit(1) from error
+    if as_json:
+        print(dumps_summary(summary.as_dict()))
+    else:
+        print(_describe(summary), file=sys.stderr)
+
+
+def _launcher_factory(settings: MonitorSettings) -> Callable[[], Launcher]:
+    """What starts a trainer (a Kubernetes Job or a local process), built only when a run launches one."""
 
     def launcher() -> Launcher:
         if settings.trainer_launcher == "kubernetes":
@@ -55,6 +83,13 @@ def monitor(
         from services.monitor.launchers.local import LocalLauncher
 
         return LocalLauncher(settings.housing_home)
+
+    return launcher
+
+
+def _alert_channels(settings: MonitorSettings) -> list[Channel]:
+    """The alert channels the settings configure: a webhook, Telegram, both or none."""
+    from services.monitor.alerts import TelegramChannel, WebhookChannel
 
     channels: list[Channel] = []
     if settings.alert_webhook_url:
@@ -68,18 +103,7 @@ def monitor(
                 settings.alert_timeout_seconds,
             )
         )
-    parts = MonitorParts(settings, url, client, experiment_id, launcher, channels, Stages(RUN_STAGES))
-    try:
-        summary = run_monitor(parts)
-    except MonitorFailed as error:
-        print(f"error: {error}", file=sys.stderr)
-        if as_json:
-            print(dumps_summary({"status": RunStatus.ERROR, "error": str(error)}))
-        raise typer.Exit(1) from error
-    if as_json:
-        print(dumps_summary(summary.as_dict()))
-    else:
-        print(_describe(summary), file=sys.stderr)
+    return channels
 
 
 def _describe(summary: object) -> str:

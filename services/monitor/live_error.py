@@ -30,7 +30,7 @@ import psycopg
 
 from services.common.vocabulary import Role
 from services.monitor.histograms import BUCKET, BUCKET_EPOCH, SETTLE, bucket_runs, ceil_bucket, floor_bucket
-from services.monitor.restored import forget_foreign_feedback, this_server
+from services.monitor.restored import Server, forget_foreign_feedback, this_server
 
 ATTEMPTS = 3  # a concurrent `housing db maintain` trim is a serialization failure: try again
 
@@ -185,11 +185,49 @@ def _update_and_sum(
     now: datetime,
     retention: timedelta,
 ) -> KeptLiveError:
+    """``version``'s live MAE over [start, end): the kept sums over its whole settled buckets (brought up
+    to date and stored with their coverage), plus the rows outside them counted directly."""
     first, last = ceil_bucket(start), floor_bucket(min(end, now - SETTLE))
     if first >= last:  # no whole settled bucket in the window: count it all directly
         total, rows = _direct(conn, version, start, end)
         return KeptLiveError(_error(version, total, rows), {"direct_rows": rows})
     details = {"added_rows": 0, "recounted_buckets": 0}
+    server, filled_from, filled_until = _bring_up_to_date(conn, first, last, details)
+    kept_from = max(filled_from, floor_bucket(now - retention))
+    conn.execute("DELETE FROM live_error_buckets WHERE bucket_start < %s", (kept_from,))
+    conn.execute(
+        "INSERT INTO live_error_coverage (id, filled_from, filled_until, seen, system_identifier)"
+        " VALUES (true, %s, %s, pg_current_snapshot(), %s)"
+        " ON CONFLICT (id) DO UPDATE SET filled_from = EXCLUDED.filled_from,"
+        " filled_until = EXCLUDED.filled_until, seen = EXCLUDED.seen,"
+        " system_identifier = EXCLUDED.system_identifier, updated_at = now()",
+        (min(kept_from, filled_until), filled_until, server.system_identifier),
+    )
+    row = conn.execute(
+        "SELECT coalesce(sum(abs_error_sum), 0), coalesce(sum(rows), 0) FROM live_error_buckets"
+        " WHERE model_version = %s AND bucket_start >= %s AND bucket_start < %s",
+        (version, first, last),
+    ).fetchone()
+    total, rows = (float(row[0]), int(row[1])) if row else (0.0, 0)
+    details["kept_rows"] = rows
+    for low, high in ((start, first), (last, end)):
+        if low < high:
+            part, part_rows = _direct(conn, version, low, high)
+            total, rows = total + part, rows + part_rows
+            details["direct_rows"] = details.get("direct_rows", 0) + part_rows
+    return KeptLiveError(_error(version, total, rows), details, server.moved)
+
+
+def _bring_up_to_date(
+    conn: psycopg.Connection, first: datetime, last: datetime, details: dict[str, int]
+) -> tuple[Server, datetime, datetime]:
+    """Bring the kept bucket sums up to date over at least [first, last), noting what it did in ``details``;
+    returns (this server, the kept sums' new [filled_from, filled_until)).
+
+    Recounts them all when nothing usable is kept (no coverage, one that does not touch the window, or
+    another server's); else adds the feedback since the stored snapshot, recounts the late buckets and
+    counts the window's buckets the kept range did not reach.
+    """
     coverage = conn.execute(
         "SELECT filled_from, filled_until, seen::text, system_identifier,"
         " pg_snapshot_xmin(seen)::text FROM live_error_coverage FOR UPDATE"
@@ -215,29 +253,7 @@ def _update_and_sum(
         if filled_until < last:
             _recount(conn, filled_until, last)
         filled_from, filled_until = min(first, filled_from), max(last, filled_until)
-    kept_from = max(filled_from, floor_bucket(now - retention))
-    conn.execute("DELETE FROM live_error_buckets WHERE bucket_start < %s", (kept_from,))
-    conn.execute(
-        "INSERT INTO live_error_coverage (id, filled_from, filled_until, seen, system_identifier)"
-        " VALUES (true, %s, %s, pg_current_snapshot(), %s)"
-        " ON CONFLICT (id) DO UPDATE SET filled_from = EXCLUDED.filled_from,"
-        " filled_until = EXCLUDED.filled_until, seen = EXCLUDED.seen,"
-        " system_identifier = EXCLUDED.system_identifier, updated_at = now()",
-        (min(kept_from, filled_until), filled_until, server.system_identifier),
-    )
-    row = conn.execute(
-        "SELECT coalesce(sum(abs_error_sum), 0), coalesce(sum(rows), 0) FROM live_error_buckets"
-        " WHERE model_version = %s AND bucket_start >= %s AND bucket_start < %s",
-        (version, first, last),
-    ).fetchone()
-    total, rows = (float(row[0]), int(row[1])) if row else (0.0, 0)
-    details["kept_rows"] = rows
-    for low, high in ((start, first), (last, end)):
-        if low < high:
-            part, part_rows = _direct(conn, version, low, high)
-            total, rows = total + part, rows + part_rows
-            details["direct_rows"] = details.get("direct_rows", 0) + part_rows
-    return KeptLiveError(_error(version, total, rows), details, server.moved)
+    return server, filled_from, filled_until
 
 
 def _error(version: int, total: float, rows: int) -> LiveError:

@@ -67,6 +67,16 @@ def reserve_report_id(conn: psycopg.Connection) -> int:
     return int(row[0])
 
 
+# The id reserved by reserve_report_id when the run has one (coalesce), else the sequence's next.
+_INSERT_REPORT = (
+    "INSERT INTO drift_reports (id, window_start, window_end, model_version, rows, labelled_rows, psi,"
+    " tests, drift_share, live_mae, reference_mae, estimated_mae, status, action, alerted, report_path,"
+    " details)"
+    " VALUES (coalesce(%s::bigint, nextval(pg_get_serial_sequence('drift_reports', 'id'))),"
+    " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
+)
+
+
 def insert_report(
     conn: psycopg.Connection,
     *,
@@ -94,26 +104,17 @@ def insert_report(
     it and every threshold query would skip it) goes through the storage guard, noted in ``details``.
     """
     assert status in STORED_STATUSES and action in set(Action)
-    figures = finite_document(
-        {
-            "psi": psi or {},
-            "tests": tests or {},
-            "drift_share": drift_share,
-            "live_mae": live_mae,
-            "reference_mae": reference_mae,
-            "estimated_mae": estimated_mae,
-            "details": details or {},
-        },
-        where="drift_reports",
+    figures = _finite_figures(
+        psi=psi,
+        tests=tests,
+        drift_share=drift_share,
+        live_mae=live_mae,
+        reference_mae=reference_mae,
+        estimated_mae=estimated_mae,
+        details=details,
     )
-    nulled = figures.pop(NON_FINITE, None)
-    stored_details = {**figures["details"], **({NON_FINITE: nulled} if nulled else {})}
     row = conn.execute(
-        "INSERT INTO drift_reports (id, window_start, window_end, model_version, rows, labelled_rows, psi,"
-        " tests, drift_share, live_mae, reference_mae, estimated_mae, status, action, alerted, report_path,"
-        " details)"
-        " VALUES (coalesce(%s::bigint, nextval(pg_get_serial_sequence('drift_reports', 'id'))),"
-        " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        _INSERT_REPORT,
         (
             report_id,
             window_start,
@@ -131,8 +132,37 @@ def insert_report(
             str(action),
             alerted,
             report_path,
-            Jsonb(stored_details),
+            Jsonb(figures["details"]),
         ),
     ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def _finite_figures(
+    *,
+    psi: dict[str, float] | None,
+    tests: dict[str, Any] | None,
+    drift_share: float | None,
+    live_mae: float | None,
+    reference_mae: float | None,
+    estimated_mae: float | None,
+    details: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The row's figures through the storage guard, by column: finite or null, and ``details`` noting
+    what was nulled (under NON_FINITE) when anything was."""
+    figures = finite_document(
+        {
+            "psi": psi or {},
+            "tests": tests or {},
+            "drift_share": drift_share,
+            "live_mae": live_mae,
+            "reference_mae": reference_mae,
+            "estimated_mae": estimated_mae,
+            "details": details or {},
+        },
+        where="drift_reports",
+    )
+    nulled = figures.pop(NON_FINITE, None)
+    figures["details"] = {**figures["details"], **({NON_FINITE: nulled} if nulled else {})}
+    return figures

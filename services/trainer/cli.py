@@ -7,13 +7,16 @@ This module is the trainer's edge: it reads settings once and wires the real par
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from services.trainer.settings import TrainerSettings
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 console = Console(stderr=True)
 
@@ -132,27 +135,55 @@ def models(
 ) -> None:
     """List model versions with aliases, figures, gate outcome and its evidence (or the champion history)."""
     from services.common.connections import database_url, open_registry, tracking_uri
-    from services.common.database import connect
     from services.common.finite import dumps_summary
-    from services.common.model_signing import TAG_KEY_ID
-    from services.common.registry import MODEL_NAME, TAG_DECISION, current_aliases, version_figures
 
     settings = TrainerSettings()
     out = Console()
     if history:
-        with connect(database_url(settings)) as conn:
-            rows = conn.execute(
-                "SELECT created_at, event, model_version, previous_version, actor, reasons FROM model_events"
-                " ORDER BY created_at, id"
-            ).fetchall()
-        table = Table("time", "event", "version", "before", "by", "why")
-        for at, event, version, before, actor, reasons in rows:
-            table.add_row(
-                f"{at:%Y-%m-%d %H:%M:%S}", event, str(version), str(before or ""), actor, "; ".join(reasons)
-            )
-        out.print(table)
+        out.print(_history_table(database_url(settings)))
         return
     client, _ = open_registry(*tracking_uri(settings))
+    listed = _listed_versions(client)
+    if as_json:
+        print(dumps_summary({"versions": listed}))
+        return
+    table = Table("version", "aliases", "holdout R²", "holdout MAE", "gate", "evidence", "created")
+    for row in listed:
+        table.add_row(
+            # The signing key is in --json; an unsigned version is said here (every reader refuses it).
+            str(row["version"]) + ("" if row["signed_by"] else " unsigned"),
+            ", ".join(row["aliases"]),
+            _figure(row["metrics"].get("holdout_r2")),
+            _figure(row["metrics"].get("holdout_mae")),
+            row["gate"] or "",
+            "\n".join(_evidence_line(item) for item in row["evidence"].values()),
+            row["created"],
+        )
+    out.print(table if listed else "no model versions yet: train one with `housing train`")
+
+
+def _history_table(url: str) -> Table:
+    """Which version was champion when, and why: the model events, oldest first."""
+    from services.common.database import connect
+
+    with connect(url) as conn:
+        rows = conn.execute(
+            "SELECT created_at, event, model_version, previous_version, actor, reasons FROM model_events"
+            " ORDER BY created_at, id"
+        ).fetchall()
+    table = Table("time", "event", "version", "before", "by", "why")
+    for at, event, version, before, actor, reasons in rows:
+        table.add_row(
+            f"{at:%Y-%m-%d %H:%M:%S}", event, str(version), str(before or ""), actor, "; ".join(reasons)
+        )
+    return table
+
+
+def _listed_versions(client: MlflowClient) -> list[dict[str, Any]]:
+    """Every model version, oldest first, with its aliases, figures, gate decision, evidence and signer."""
+    from services.common.model_signing import TAG_KEY_ID
+    from services.common.registry import MODEL_NAME, TAG_DECISION, current_aliases, version_figures
+
     aliases = current_aliases(client)
     by_version: dict[int, list[str]] = {}
     for alias, version in aliases.items():
@@ -174,22 +205,7 @@ def models(
                 "created": _ms_to_text(mv.creation_timestamp),
             }
         )
-    if as_json:
-        print(dumps_summary({"versions": listed}))
-        return
-    table = Table("version", "aliases", "holdout R²", "holdout MAE", "gate", "evidence", "created")
-    for row in listed:
-        table.add_row(
-            # The signing key is in --json; an unsigned version is said here (every reader refuses it).
-            str(row["version"]) + ("" if row["signed_by"] else " unsigned"),
-            ", ".join(row["aliases"]),
-            _figure(row["metrics"].get("holdout_r2")),
-            _figure(row["metrics"].get("holdout_mae")),
-            row["gate"] or "",
-            "\n".join(_evidence_line(item) for item in row["evidence"].values()),
-            row["created"],
-        )
-    out.print(table if versions else "no model versions yet: train one with `housing train`")
+    return listed
 
 
 def _evidence(tags: dict[str, str]) -> dict[str, dict[str, Any]]:

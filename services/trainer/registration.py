@@ -141,22 +141,7 @@ def register_candidate(
                 mlflow.log_metric(METRIC_ERROR_MODEL_OOF_MAE, record.error_model.out_of_fold_mae)
                 mlflow.log_param("error_model.folds", record.error_model.folds)
                 _log_compiled_error_model(record, Path(folder))
-        with warnings.catch_warnings():
-            # MLflow checks the input example through pyfunc, which passes a DataFrame to a model
-            # fitted on numpy (on purpose, see model.py): scikit-learn's name warning is expected.
-            warnings.filterwarnings("ignore", message="X has feature names")
-            warnings.filterwarnings("ignore", message="Saving scikit-learn models in the pickle")
-            info = mlflow.sklearn.log_model(
-                record.model,
-                name=MODEL_ARTIFACT,
-                signature=signature(),
-                input_example=pd.DataFrame([EXAMPLE], columns=list(FEATURE_NAMES)),
-                registered_model_name=MODEL_NAME,
-                serialization_format=SERIALIZATION,
-                # Stated, not inferred: inference runs the model in a subprocess (seconds per run).
-                pip_requirements=_requirements(),
-            )
-        version = int(info.registered_model_version or 0)
+        version = _log_model(record.model)
         runtime = _log_compiled(record.model)
     if runtime is not None:
         client.set_model_version_tag(MODEL_NAME, str(version), compiled.TAG_COMPILED, runtime)
@@ -164,6 +149,26 @@ def register_candidate(
     sign_version(client, version, signer)
     client.set_registered_model_alias(MODEL_NAME, Role.CHALLENGER, str(version))
     return version, run.info.run_id
+
+
+def _log_model(model: Pipeline) -> int:
+    """Log ``model`` to the active run and register it under MODEL_NAME; returns the new version."""
+    with warnings.catch_warnings():
+        # MLflow checks the input example through pyfunc, which passes a DataFrame to a model
+        # fitted on numpy (on purpose, see model.py): scikit-learn's name warning is expected.
+        warnings.filterwarnings("ignore", message="X has feature names")
+        warnings.filterwarnings("ignore", message="Saving scikit-learn models in the pickle")
+        info = mlflow.sklearn.log_model(
+            model,
+            name=MODEL_ARTIFACT,
+            signature=signature(),
+            input_example=pd.DataFrame([EXAMPLE], columns=list(FEATURE_NAMES)),
+            registered_model_name=MODEL_NAME,
+            serialization_format=SERIALIZATION,
+            # Stated, not inferred: inference runs the model in a subprocess (seconds per run).
+            pip_requirements=_requirements(),
+        )
+    return int(info.registered_model_version or 0)
 
 
 def estimate_band(

@@ -102,34 +102,14 @@ def run_training(
         stages.say(f"R² {_shown(holdout.r2)}, MAE {_shown(holdout.mae)}", end=" ")
 
     with stages.stage("registering in MLflow"):
-        recent_reference = len(newest) >= PROFILE_MIN_RECENT_ROWS
-        band, band_skipped = _band(
-            fitted,
-            newest.x if recent_reference else dataset.x_holdout,
-            newest.y if recent_reference else dataset.y_holdout,
-            reference="recent" if recent_reference else "holdout",
-            chunk_rows=settings.drift_min_rows,
-        )
-        record = TrainingRecord(
-            model=fitted.model,
-            x_train=fitted.x,
-            y_train=fitted.y,
-            base_rows=len(dataset.y_train),
-            labelled_rows=len(older),
-            labelled_since=since,
-            labelled_until=older.at[-1] if len(older) else None,
-            metrics=metrics,
-            undefined=undefined,
-            profile=build_profile(newest.x if recent_reference else fitted.x),
-            error_model=fitted.error_model,
-            weights=fitted.weights,
-            estimate_band=band,
-            estimate_band_skipped=band_skipped,
+        record = _training_record(
+            dataset, fitted, older, newest, since, metrics, undefined, chunk_rows=settings.drift_min_rows
         )
         version, run_id = register_candidate(client, experiment_id, record, version_signer)
         with connect(database_url) as conn:
             figures: dict[str, Any] = {**metrics, "undefined": undefined}
-            figures["estimate_band"] = band.as_dict() if band is not None else band_skipped
+            band = record.estimate_band
+            figures["estimate_band"] = band.as_dict() if band is not None else record.estimate_band_skipped
             record_event(conn, ModelEvent.REGISTERED, version, actor=actor, figures=figures)
         stages.say(f"version {version}", end=" ")
 
@@ -186,6 +166,46 @@ def _metrics(
     else:
         undefined[METRIC_RECENT_MAE] = recent.undefined["mae"]
     return metrics, undefined, holdout
+
+
+def _training_record(
+    dataset: Dataset,
+    fitted: _Fitted,
+    older: LabelledRows,
+    newest: LabelledRows,
+    since: datetime,
+    metrics: dict[str, float],
+    undefined: dict[str, str],
+    *,
+    chunk_rows: int,
+) -> TrainingRecord:
+    """What registration stores of the candidate: its rows, figures, reference profile and estimate band
+    (both on the newest labelled rows when there are PROFILE_MIN_RECENT_ROWS, else the holdout's and the
+    training rows')."""
+    recent_reference = len(newest) >= PROFILE_MIN_RECENT_ROWS
+    band, band_skipped = _band(
+        fitted,
+        newest.x if recent_reference else dataset.x_holdout,
+        newest.y if recent_reference else dataset.y_holdout,
+        reference="recent" if recent_reference else "holdout",
+        chunk_rows=chunk_rows,
+    )
+    return TrainingRecord(
+        model=fitted.model,
+        x_train=fitted.x,
+        y_train=fitted.y,
+        base_rows=len(dataset.y_train),
+        labelled_rows=len(older),
+        labelled_since=since,
+        labelled_until=older.at[-1] if len(older) else None,
+        metrics=metrics,
+        undefined=undefined,
+        profile=build_profile(newest.x if recent_reference else fitted.x),
+        error_model=fitted.error_model,
+        weights=fitted.weights,
+        estimate_band=band,
+        estimate_band_skipped=band_skipped,
+    )
 
 
 def _band(
