@@ -75,24 +75,26 @@ class RecentIds(Mapping[uuid.UUID, datetime]):
     """
 
     def __init__(self, size: int = 100_000) -> None:
-        self._made: OrderedDict[uuid.UUID, datetime] = OrderedDict()
+        # Keyed by the id's 128-bit integer: ``uuid.UUID.__hash__`` is a Python method, hashing an int is not.
+        self._made: OrderedDict[int, datetime] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
     def add(self, ids: list[uuid.UUID], created_at: datetime) -> None:
         with self._lock:
+            made = self._made
             for one in ids:
-                self._made[one] = created_at
-            while len(self._made) > self._size:
-                self._made.popitem(last=False)
+                made[one.int] = created_at
+            while len(made) > self._size:
+                made.popitem(last=False)
 
     def __getitem__(self, key: uuid.UUID) -> datetime:
         with self._lock:
-            return self._made[key]
+            return self._made[key.int]
 
     def __iter__(self) -> Iterator[uuid.UUID]:
         with self._lock:
-            return iter(list(self._made))
+            return iter([uuid.UUID(int=one) for one in self._made])
 
     def __len__(self) -> int:
         return len(self._made)
@@ -302,7 +304,7 @@ class Batcher:
         served = served or self._holder.champion  # read once: the whole batch uses one model
         if served is None:
             raise ModelNotReady
-        matrix = jobs[0].matrix if len(jobs) == 1 else np.vstack([job.matrix for job in jobs])
+        matrix = jobs[0].matrix if len(jobs) == 1 else np.concatenate([job.matrix for job in jobs])
         predictions = served.model.predict(matrix)
         done = time.perf_counter()
         created = datetime.now(UTC)
