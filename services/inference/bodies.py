@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,6 +92,17 @@ def _plain_row(row: object) -> list[float] | None:
             return None
         values.append(value)
     return values
+
+
+def plain_values(values: Sequence[object]) -> bool:
+    """True when ``values`` are the 8 features in schema order, each a plain in-range number (a V2
+    tensor's row): the same test as :func:`_plain_row`, without naming what is wrong."""
+    if len(values) != len(_BOUNDS):
+        return False
+    for value, (_, low, high) in zip(values, _BOUNDS, strict=True):
+        if (type(value) is not float and type(value) is not int) or not low <= value <= high:
+            return False
+    return True
 
 
 @dataclass(frozen=True)
