@@ -1,10 +1,11 @@
-"""The trees of a treelite checkpoint as flat arrays, walked by one native loop (numba).
+"""The trees of a treelite checkpoint as flat node records, walked by one native loop (numba).
 
 treelite's GTIL interprets its own node records: ~10 µs a call plus ~16 µs a row for the 150 trees of 18
 columns, which was a third of the event loop's busy time serving one-row ``/predict`` at 16 connections
-(py-spy). The same trees as five flat arrays, walked by a loop numba compiles once per process, take
-~5 µs for one row and ~4 µs a row in a batch, with the same outputs to 1e-14 on the whole data set
-(``python -m benchmarks.model_selection`` prints both; the parity tests compare them row by row).
+(py-spy). The same trees as 16-byte node records (:data:`NODE`), walked by a loop numba compiles once
+per process, take ~5 µs for one row and ~4-5 µs a row in a batch, with the same outputs to 1e-14 on
+the whole data set (``python -m benchmarks.model_selection`` times both; tests/unit/test_tree_walk.py
+compares them on every row).
 
 The loop also computes the rotated coordinates (:mod:`services.common.derived_features`) row by row,
 with the same two roundings as :func:`~services.common.derived_features.rotate` (a product, then a
@@ -13,8 +14,8 @@ product added), so a row reaches the same leaves alone, in a batch, and in the p
 What it walks: numerical ``<=`` splits with a default direction for NaN, one output per row, leaf
 values summed (a forest's averaged) then the base score added: what treelite imports from
 scikit-learn's tree ensembles. Anything else (categorical splits, other comparisons, transformed
-outputs, vector leaves) is refused
-with :class:`NotWalkable` when the checkpoint is flattened, never answered wrong.
+outputs, vector leaves) is refused with :class:`NotWalkable` when the checkpoint is flattened, never
+answered wrong.
 
 Compiling the loop (first call in a process) takes ~0.4 s and importing numba ~0.25 s.
 """
