@@ -5,8 +5,8 @@ A model call and its bookkeeping cost less per row in a batch: scikit-learn's ``
 plus ~4 µs a row, and scoring each request alone at c=16 gave 0.79x the req/s of coalescing them
 (serving_ab, batches of 5.7 rows on average). So requests that arrive while the model is busy wait for
 the next call and are scored together. Nothing waits for a batch to fill: a lone request is scored at
-once, and batches grow only when the model is the bottleneck. A small batch of a compiled model is scored on the event loop itself, any other on one
-dedicated predict thread.
+once, and batches grow only when the model is the bottleneck. A small batch of a compiled model is
+scored on the event loop itself, any other on one dedicated predict thread.
 
 Whoever scores a batch also stamps each row (id, time, version, latency) and hands the rows to the
 prediction writer and to the shadow scorer; on the loop that bookkeeping waits until the answers are out.
