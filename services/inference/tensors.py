@@ -41,6 +41,9 @@ def parse_infer(payload: object, max_batch: int) -> InferInput:
     Raises:
         InvalidInput: naming each field and the rule it breaks (at most MAX_PROBLEMS of them).
     """
+    common = _common_case(payload, max_batch)
+    if common is not None:
+        return InferInput(common, None, OUTPUTS)
     if not isinstance(payload, dict):
         raise InvalidInput(
             f'the body must be a V2 inference request, {{"inputs": [...]}} with {INPUT_RULE}',
@@ -61,6 +64,34 @@ def parse_infer(payload: object, max_batch: int) -> InferInput:
         problems = problems[:MAX_PROBLEMS]
         raise InvalidInput("the inference request is not valid: " + "; ".join(problems), problems)
     return InferInput(matrix, request_id, outputs)
+
+
+def _common_case(payload: object, max_batch: int) -> Matrix | None:
+    """The rows of what clients send, ``{"inputs": [tensor]}`` alone with the tensor's data flat and every
+    value a plain in-range number, checked in one pass without building a message (7.6 -> ~2 µs for
+    one row, timeit); None for anything else, which :func:`parse_infer` reads field by field."""
+    if type(payload) is not dict or len(payload) != 1:
+        return None
+    inputs = payload.get("inputs")
+    if type(inputs) is not list or len(inputs) != 1 or type(tensor := inputs[0]) is not dict:
+        return None
+    shape, data, width = tensor.get("shape"), tensor.get("data"), len(FEATURE_NAMES)
+    if (
+        tensor.get("name") != INPUT
+        or tensor.get("datatype") not in DATATYPES
+        or "parameters" in tensor
+        or type(shape) is not list
+        or len(shape) != 2
+        or type(shape[0]) is not int
+        or not 1 <= shape[0] <= max_batch
+        or shape[1] != width
+        or type(shape[1]) is not int
+        or type(data) is not list
+        or len(data) != shape[0] * width
+    ):
+        return None
+    rows = [data[start : start + width] for start in range(0, len(data), width)]
+    return np.array(rows, dtype=np.float64) if all(map(plain_values, rows)) else None
 
 
 def _outputs(requested: object, problems: list[str]) -> tuple[str, ...]:
@@ -105,8 +136,6 @@ def _input(inputs: object, max_batch: int, problems: list[str]) -> Matrix | None
         return None
     width = len(FEATURE_NAMES)
     matrix_rows = [values[start : start + width] for start in range(0, rows * width, width)]
-    if all(map(plain_values, matrix_rows)):  # the common case, without a message per feature: 7.6 -> ~3 µs
-        return np.array(matrix_rows, dtype=np.float64)
     for index, row in enumerate(matrix_rows):
         row_dict = dict(zip(FEATURE_NAMES, row, strict=True))
         problems.extend(f"inputs[0].data[{index}].{problem}" for problem in row_problems(row_dict))
