@@ -15,6 +15,7 @@ would only say "error" for every test that needs it).
 from __future__ import annotations
 
 import subprocess
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,23 @@ def _pods(kube: Kube, selector: str) -> dict[str, str]:
     }
 
 
+def _settled_budget(kube: Kube) -> dict[str, Any]:
+    """The PodDisruptionBudget once the disruption controller has counted every running inference Pod.
+
+    Its status is written asynchronously after the Pods are Ready: read at once on a loaded machine, it
+    still counted 1 of the 2 (expectedPods 1; a failure seen once in CI). Up to 30 s, then whatever it
+    says.
+    """
+    deadline = time.monotonic() + 30
+    while True:
+        pdb: dict[str, Any] = kube.get("pdb", "-n", NAMESPACE)["items"][0]
+        status, running = pdb.get("status", {}), len(_pods(kube, INFERENCE))
+        counted = status.get("expectedPods") == running and status.get("currentHealthy") == running
+        if counted or time.monotonic() > deadline:
+            return pdb
+        time.sleep(0.5)
+
+
 def drain_scenario(kube: Kube) -> Rollout:
     prepare_namespace(kube, NAMESPACE, "dev")
     kube.ok("cordon", SPARE)
@@ -60,7 +78,7 @@ def drain_scenario(kube: Kube) -> Rollout:
             return result
         result.deployments = kube.get("deployments", "-n", NAMESPACE)["items"]
         result.pods_before = _pods(kube, "app.kubernetes.io/instance=cali-housing")
-        result.pdb = kube.get("pdb", "-n", NAMESPACE)["items"][0]
+        result.pdb = _settled_budget(kube)
         result.hpa = kube.get("hpa", "-n", NAMESPACE)["items"][0]
         drain = ("drain", DRAINED, "--ignore-daemonsets", "--delete-emptydir-data")
         result.blocked_drain = kube.kubectl(*drain, "--timeout=15s", timeout=60)
