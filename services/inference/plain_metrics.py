@@ -3,8 +3,9 @@
 prometheus_client's ``Histogram.observe`` takes two mutexes and walks the buckets in Python (~0.75 µs)
 and ``Counter.inc`` takes one (~0.33 µs); a one-row ``/predict`` made four such calls. Removing them
 all was worth 1.05x req/s at c=16 (serving_ab, 70 against 72 CPU µs per request), these plain counts
-1.02x (76 against 78 µs). Here an observation is one bisect and two additions under one lock, and the counts become Prometheus's families
-(``_total``; ``_bucket``, ``_count``, ``_sum``) only when the registry is scraped. The exposition is
+1.02x (76 against 78 µs). Here an observation is one bisect and two additions under one lock, and the
+counts become Prometheus's families (``_total``; ``_bucket``, ``_count``, ``_sum``) only when the
+registry is scraped. The exposition is
 prometheus_client's own, so names, labels and format are those the alerts and the dashboard query.
 """
 
