@@ -34,58 +34,13 @@ def test_rows_come_back_as_they_were_served_fresh_and_replayed(database_url: str
     champion row, a NaN feature: each value read back equals the one put (latency_ms is a ``real``)."""
     made = datetime.now(UTC)
     champion = uuid.uuid4()
+    # id, created_at, version, role, shadow_of, the 8 features, prediction, latency_ms
+    whole = (8.3252, 41, 6.98, 1.02, 322, 2.55, 37.88, -122.23)  # whole numbers in two float columns
+    other = (1.5, 2.0, 3.0, 1.0, 9.0, 2.0, 34.1, -118.2)
     served: list[PredictionRow] = [
-        (
-            champion,
-            made,
-            3,
-            CHAMPION_ROLE,
-            None,
-            8.3252,
-            41,
-            6.98,
-            1.02,
-            322,
-            2.55,
-            37.88,
-            -122.23,
-            4.526,
-            0.75,
-        ),
-        (
-            uuid.uuid4(),
-            made,
-            4,
-            CHALLENGER_ROLE,
-            champion,
-            1.5,
-            2.0,
-            3.0,
-            1.0,
-            9.0,
-            2.0,
-            34.1,
-            -118.2,
-            1.25,
-            1.5,
-        ),
-        (
-            uuid.uuid4(),
-            made,
-            3,
-            CHAMPION_ROLE,
-            None,
-            math.nan,
-            2.0,
-            3.0,
-            1.0,
-            9.0,
-            2.0,
-            34.1,
-            -118.2,
-            1.2,
-            0.25,
-        ),
+        (champion, made, 3, CHAMPION_ROLE, None, *whole, 4.526, 0.75),
+        (uuid.uuid4(), made, 4, CHALLENGER_ROLE, champion, *other, 1.25, 1.5),
+        (uuid.uuid4(), made, 3, CHAMPION_ROLE, None, math.nan, *other[1:], 1.2, 0.25),
     ]
     writer = PredictionWriter(database_url, Spool(tmp_path / "spool", max_bytes=1_000_000), Metrics())
     writer.start()
