@@ -46,7 +46,7 @@ import platform
 import re
 import sys
 import tomllib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,36 +260,24 @@ class SourceTree:
         functions = {
             node.name: node for node in tree.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
         }
-        todo = [name for name in entries if name in functions]
         missing = set(entries) - functions.keys()
         assert not missing, f"no function {sorted(missing)}"
-        seen: set[str] = set()
-        while todo:
-            name = todo.pop()
-            if name in seen:
-                continue
-            seen.add(name)
-            todo.extend(
-                node.id
-                for node in ast.walk(functions[name])
-                if isinstance(node, ast.Name) and node.id in functions
-            )
-        return [functions[name] for name in sorted(seen)]
+
+        def named(name: str) -> Iterator[str]:
+            return (n.id for n in ast.walk(functions[name]) if isinstance(n, ast.Name) and n.id in functions)
+
+        return [functions[name] for name in sorted(_closure(entries, named))]
 
     def reached(self, entry_points: Iterable[str]) -> set[str]:
         """The project modules the functions ``entry_points`` ("module:function") can import."""
         entries = _by_module(entry_points)
-        todo = list(entries)
-        seen: set[str] = set()
-        while todo:
-            module = todo.pop()
-            if module in seen:
-                continue
-            seen.add(module)
+
+        def imported(module: str) -> Iterator[str]:
             for imp in self.imports_of(module, entries.get(module, set())):
                 if imp.module.split(".")[0] == PACKAGE:
-                    todo.extend(self._targets(imp))
-        return seen
+                    yield from self._targets(imp)
+
+        return _closure(entries, imported)
 
     def imports_of(self, module: str, entries: Iterable[str] = ()) -> Iterator[_Import]:
         """The imports that run in ``module``: for a command module (:data:`DISPATCH`), those at
@@ -339,6 +327,17 @@ def image_environment(dockerfile: Path) -> dict[str, str]:
         "platform_version": "",
         "extra": "",
     }
+
+
+def _closure(start: Iterable[str], following: Callable[[str], Iterable[str]]) -> set[str]:
+    """``start`` and everything reached from it by ``following``, each visited once."""
+    todo, seen = list(start), set[str]()
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(following(name))
+    return seen
 
 
 def locked_installs(lock: Mapping[str, object], extra: str, environment: Mapping[str, str]) -> set[str]:
