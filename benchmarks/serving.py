@@ -225,22 +225,27 @@ def _environment(folder: Path) -> dict[str, str]:
     return env
 
 
+# The one-row body each protocol takes.
+ONE_ROW = json.dumps(EXAMPLE).encode()
+MLFLOW_ROW = json.dumps({"dataframe_records": [EXAMPLE]}).encode()
+V2_ROW = json.dumps(
+    {
+        "inputs": [
+            {
+                "name": "features",
+                "datatype": "FP64",
+                "shape": [1, len(FEATURE_NAMES)],
+                "data": [EXAMPLE[name] for name in FEATURE_NAMES],
+            }
+        ]
+    }
+).encode()
+CHAMPION_URI = f"models:/{MODEL_NAME}@{Role.CHAMPION}"
+MLFLOW_SERVE = ["-m", "mlflow", "models", "serve", "-m", CHAMPION_URI, "--env-manager", "local"]
+
+
 def _servers(folder: Path, env: dict[str, str], housing: list[str]) -> tuple[list[Server], int]:
     """Every server to start, and the port MLServer's model folder names (its command takes no port)."""
-    one_row = json.dumps(EXAMPLE).encode()
-    mlflow_row = json.dumps({"dataframe_records": [EXAMPLE]}).encode()
-    v2_row = json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "features",
-                    "datatype": "FP64",
-                    "shape": [1, len(FEATURE_NAMES)],
-                    "data": [EXAMPLE[name] for name in FEATURE_NAMES],
-                }
-            ]
-        }
-    ).encode()
     store = folder / "home" / "mlflow" / "mlflow.db"
     mlflow_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{store}"}
     mlserver_bin = mlserver.ensure_venv()
@@ -255,56 +260,42 @@ def _servers(folder: Path, env: dict[str, str], housing: list[str]) -> tuple[lis
             [*housing, "serve", "--port", "{port}"],
             env,
             "/readyz",
-            [(OURS, "/predict", one_row), (OURS_V2, V2_PATH, v2_row)],
+            [(OURS, "/predict", ONE_ROW), (OURS_V2, V2_PATH, V2_ROW)],
         ),
         (
             "housing serve (logging off)",
             [sys.executable, "-m", "benchmarks.serving_apps", "nolog", "{port}"],
             env,
             "/readyz",
-            [("housing serve (logging off)", "/predict", one_row)],
+            [("housing serve (logging off)", "/predict", ONE_ROW)],
         ),
         (
             "MLServer",
             [str(mlserver_bin), "start", str(mlserver_repo)],
             mlserver_env,
             f"/v2/models/{MODEL_NAME}/ready",
-            [(MLSERVER, V2_PATH, v2_row)],
+            [(MLSERVER, V2_PATH, V2_ROW)],
         ),
         (
             "mlflow models serve",
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "models",
-                "serve",
-                "-m",
-                f"models:/{MODEL_NAME}@{Role.CHAMPION}",
-                "--env-manager",
-                "local",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                "{port}",
-            ],
+            [sys.executable, *MLFLOW_SERVE, "-h", "127.0.0.1", "-p", "{port}"],
             mlflow_env,
             "/ping",
-            [("mlflow models serve", "/invocations", mlflow_row)],
+            [("mlflow models serve", "/invocations", MLFLOW_ROW)],
         ),
         (
             "no-op FastAPI",
             [sys.executable, "-m", "benchmarks.serving_apps", "noop", "{port}"],
             env,
             "/docs",
-            [("no-op FastAPI", "/predict", one_row)],
+            [("no-op FastAPI", "/predict", ONE_ROW)],
         ),
         (
             "no-op ASGI",
             [sys.executable, "-m", "benchmarks.serving_apps", "asgi", "{port}"],
             env,
             "/ready",
-            [(NOOP_ASGI, "/predict", one_row)],
+            [(NOOP_ASGI, "/predict", ONE_ROW)],
         ),
     ]
     return servers, mlserver_ports[0]

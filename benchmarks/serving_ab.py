@@ -22,7 +22,6 @@ Run: ``python -m benchmarks.serving_ab --ref HEAD~1 [--ref REF ...] [--concurren
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -33,8 +32,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.serving import ROOT, ensure_wrk, free_port, run_wrk, running
-from services.common.features import EXAMPLE
+from benchmarks.serving import ONE_ROW, ROOT, ensure_wrk, free_port, run_wrk, running
 
 NOOP = "no-op ASGI"
 
@@ -101,7 +99,6 @@ def measure(
 ) -> dict[str, list[Round]]:
     """Per target (its URL and server pid): its figures in each round."""
     wrk = ensure_wrk()
-    body = json.dumps(EXAMPLE).encode()
     names = list(targets)
     figures: dict[str, list[Round]] = {name: [] for name in names}
     for round_ in range(rounds):
@@ -111,7 +108,7 @@ def measure(
         for name in turn:
             url, pid = targets[name]
             before = cpu_seconds(pid)
-            got = run_wrk(wrk, url, body, concurrency, seconds, folder)
+            got = run_wrk(wrk, url, ONE_ROW, concurrency, seconds, folder)
             if got["errors"]:
                 raise SystemExit(f"{name} answered {got['errors']:.0f} errors at c={concurrency}")
             rps[name] = got["rps"]
@@ -157,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             targets[NOOP] = (f"http://127.0.0.1:{port}/predict", server.pid)
             for url, _ in targets.values():  # warm-up
-                run_wrk(ensure_wrk(), url, json.dumps(EXAMPLE).encode(), 16, 2, folder)
+                run_wrk(ensure_wrk(), url, ONE_ROW, 16, 2, folder)
             print(
                 f"| target | concurrency | req/s (median of {args.rounds}) | of the no-op (median) | rounds"
                 " | this tree over it (median of the rounds) | CPU µs per request (median)"
